@@ -1,0 +1,167 @@
+"""The ``gliseg-nb`` command line.
+
+Each subcommand is a small function ``_cmd_<name>(args)`` that calls the library; the
+argument definitions live in ``build_parser``. Heavy imports (TensorFlow) happen inside the
+commands that need them, so ``gliseg-nb --help`` and ``gliseg-nb cases`` stay fast.
+
+Subcommands
+-----------
+synth     write the embedded synthetic BraTS-like dataset
+cases     list the cases found below a folder, in any BraTS layout
+show      draw one case's four modalities and labels to an image file
+train     train a U-Net (with resume after interruption)
+predict   segment whole volumes and write BraTS-format NIfTI files
+evaluate  score predictions by region (Dice, HD95, sensitivity, specificity, volumes)
+tour      execute every notebook of the course and write HTML pages
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+class CommandError(Exception):
+    """An error the command reports as one line (no traceback)."""
+
+
+# -- data ------------------------------------------------------------------------------
+def _cmd_synth(args):
+    from .data import synthesize
+
+    paths = synthesize(args.out, n_cases=args.cases, seed=args.seed)
+    print(f"Wrote {len(paths)} synthetic case(s) to {args.out}")
+    return 0
+
+
+def _cmd_cases(args):
+    from .data import find_cases
+
+    cases = find_cases(args.data)
+    if args.json:
+        print(json.dumps([case.to_dict() for case in cases], indent=2))
+        return 0
+    from .data import format_case_table
+
+    print(format_case_table(cases))
+    return 0
+
+
+def _cmd_show(args):
+    from .plotting import save_case_figure
+
+    path = save_case_figure(args.data, args.out, case_id=args.case, slice_index=args.slice)
+    print(f"Wrote {path}")
+    return 0
+
+
+# -- training and inference ------------------------------------------------------------
+def _cmd_train(args):
+    from .train import main_train
+
+    return main_train(args)
+
+
+def _cmd_predict(args):
+    from .predict import main_predict
+
+    return main_predict(args)
+
+
+def _cmd_evaluate(args):
+    from .metrics import main_evaluate
+
+    return main_evaluate(args)
+
+
+def _cmd_tour(args):
+    from .tour import run_tour
+
+    return run_tour(args)
+
+
+def build_parser():
+    """The argument parser of ``gliseg-nb`` (one subparser per command)."""
+    parser = argparse.ArgumentParser(
+        prog="gliseg-nb",
+        description="Glioma segmentation in brain MRI with a U-Net: a Jupyter-first course.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("synth", help="write the synthetic BraTS-like dataset",
+                       description="Write synthetic BraTS 2020-layout cases (.nii.gz, 240x240x155).")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--cases", type=int, default=24, help="number of cases (default: 24)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("cases", help="list the cases found below a folder",
+                       description="Find BraTS cases in any released layout and list them.")
+    p.add_argument("data", type=Path, help="folder holding BraTS data")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=_cmd_cases)
+
+    p = sub.add_parser("show", help="draw one case's modalities and labels",
+                       description="Draw the four modalities and the labels of one case to a PNG.")
+    p.add_argument("data", type=Path, help="folder holding BraTS data")
+    p.add_argument("--out", type=Path, default=Path("case.png"), help="image file (default: case.png)")
+    p.add_argument("--case", default=None, help="case id (default: the first case)")
+    p.add_argument("--slice", type=int, default=None,
+                   help="axial slice (default: the slice with the most tumour)")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("train", help="train a U-Net",
+                       description="Train a U-Net; run the same command again to resume.")
+    p.add_argument("data", type=Path, nargs="?", default=None,
+                   help="BraTS folder (default: the embedded synthetic dataset)")
+    p.add_argument("--out", type=Path, default=Path("runs/quick"), help="run folder (default: runs/quick)")
+    p.add_argument("--preset", default="quick", help="settings preset: quick or report (default: quick)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one setting, e.g. --set epochs=3 (repeatable)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="segment whole volumes to NIfTI",
+                       description="Segment every case and write <case_id>.nii.gz in the case's release labels.")
+    p.add_argument("model", type=Path, help="trained model (.keras) or run folder")
+    p.add_argument("data", type=Path, help="BraTS folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score predictions by region",
+                       description="Dice, HD95, sensitivity, specificity and volumes per region (WT, TC, ET).")
+    p.add_argument("predictions", type=Path, help="folder of <case_id>.nii.gz predictions")
+    p.add_argument("data", type=Path, help="BraTS folder with the ground truth")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--csv", type=Path, default=None, help="also write per-case scores to this CSV file")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("tour", help="run every notebook and write HTML pages",
+                       description="Execute the course's notebooks in order, headless, into a build folder.")
+    p.add_argument("--out", type=Path, default=Path("tour"), help="build folder (default: tour)")
+    p.set_defaults(func=_cmd_tour)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``gliseg-nb`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        # Library errors name the file and the problem; a traceback would only hide that.
+        print(f"gliseg-nb {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gliseg-nb {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

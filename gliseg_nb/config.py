@@ -1,0 +1,237 @@
+"""One settings object for data, model and training, with named presets.
+
+``Config.preset("report")`` reproduces the report's choices; ``Config.preset("quick")`` is a
+teaching shortcut small enough to train for real on two CPU cores in about a minute. Any
+field can be overridden: ``Config.preset("quick", epochs=3)`` or ``config.replace(seed=1)``.
+The settings used are saved as JSON next to everything trained (`Config.save`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Config", "PRESETS"]
+
+MODALITIES = ("flair", "t1", "t1ce", "t2")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for the whole pipeline. Defaults are the report's choices.
+
+    Parameters
+    ----------
+    preset : str, default="report"
+        Name of the preset these settings started from (recorded, not interpreted).
+    modalities : tuple of str, default=("flair", "t1ce")
+        Input channels, in order. Any of ``"flair"``, ``"t1"``, ``"t1ce"``, ``"t2"``.
+    slice_start : int, default=22
+        First axial slice used (``VOLUME_START_AT`` in the report).
+    n_slices : int, default=100
+        Number of consecutive axial slices per case (``VOLUME_SLICES``).
+    slice_step : int, default=1
+        Keep every ``slice_step``-th of those slices (1 keeps them all).
+    brain_slices_only : bool, default=False
+        Drop selected slices that contain no brain voxels.
+    image_size : int, default=128
+        Slices are resized to ``image_size x image_size`` pixels.
+    n_classes : int, default=4
+        Output classes: 0 background, 1 necrotic core, 2 edema, 3 enhancing.
+    normalization : {"zscore", "max"}, default="zscore"
+        ``"zscore"``: per case and modality over brain voxels. ``"max"``: the source
+        notebook's division by one shared maximum (kept to show why it is worse).
+    batch_size : int, default=100
+        Slices per batch. The report feeds one patient (100 slices) per batch.
+    shuffle_buffer : int, default=1000
+        Slices held for shuffling across patients in the fast pipeline.
+    augment : bool, default=False
+        Random flips and small intensity scale/shift during training.
+    split : tuple of float, default=(0.68, 0.20, 0.12)
+        Train / validation / test fractions, by patient (report section 6.2).
+    seed : int, default=42
+        Seed for the split, shuffling, augmentation and weight initialisation.
+    base_filters : int, default=32
+        Filters in the first U-Net level; doubled at each level down.
+    depth : int, default=4
+        Number of pooling steps (the report: 4, with 32-64-128-256 then a 512 bottleneck).
+    dropout : float, default=0.2
+        Dropout in the bottleneck.
+    batch_norm, residual, attention : bool, default=False
+        U-Net variants (report section 4.5), all off for the report's network.
+    loss : {"categorical_crossentropy", "dice", "ce+dice"}, default="categorical_crossentropy"
+        Training loss.
+    class_weights : tuple of float or None, default=None
+        Optional per-class weights for the loss.
+    learning_rate : float, default=1e-3
+        Adam learning rate.
+    epochs : int, default=35
+        Maximum number of epochs.
+    steps_per_epoch : int or None, default=None
+        Batches per epoch; None means one pass over the training slices.
+    early_stopping_patience : int, default=6
+        Epochs without val_loss improvement before stopping.
+    deterministic : bool, default=False
+        Enable TensorFlow op determinism (reproducible, slower).
+    mixed_precision : bool, default=False
+        Use float16 compute on GPUs (the softmax stays float32).
+    jit_compile : bool, default=False
+        XLA-compile the training step.
+    """
+
+    preset: str = "report"
+    # data
+    modalities: tuple = ("flair", "t1ce")
+    slice_start: int = 22
+    n_slices: int = 100
+    slice_step: int = 1
+    brain_slices_only: bool = False
+    image_size: int = 128
+    n_classes: int = 4
+    normalization: str = "zscore"
+    batch_size: int = 100
+    shuffle_buffer: int = 1000
+    augment: bool = False
+    split: tuple = (0.68, 0.20, 0.12)
+    seed: int = 42
+    # model
+    base_filters: int = 32
+    depth: int = 4
+    dropout: float = 0.2
+    batch_norm: bool = False
+    residual: bool = False
+    attention: bool = False
+    # training
+    loss: str = "categorical_crossentropy"
+    class_weights: tuple | None = None
+    learning_rate: float = 1e-3
+    epochs: int = 35
+    steps_per_epoch: int | None = None
+    early_stopping_patience: int = 6
+    deterministic: bool = False
+    mixed_precision: bool = False
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        # Lists arrive from JSON; keep tuples so the object stays hashable and comparable.
+        for name in ("modalities", "split", "class_weights"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        if self.normalization not in ("zscore", "max"):
+            raise ValueError(f"normalization must be 'zscore' or 'max', got {self.normalization!r}")
+        if self.loss not in ("categorical_crossentropy", "dice", "ce+dice"):
+            raise ValueError(f"loss must be 'categorical_crossentropy', 'dice' or 'ce+dice', got {self.loss!r}")
+        if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) < 0:
+            raise ValueError(f"split must be three non-negative fractions summing to 1, got {self.split}")
+        if self.image_size % (2**self.depth):
+            raise ValueError(
+                f"image_size ({self.image_size}) must be divisible by 2**depth ({2**self.depth})"
+            )
+        for name in ("n_slices", "slice_step", "image_size", "batch_size", "epochs", "base_filters", "depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.slice_start < 0:
+            raise ValueError(f"slice_start must be >= 0, got {self.slice_start}")
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name="quick", **overrides):
+        """Settings of a named preset, with any field overridden.
+
+        Parameters
+        ----------
+        name : {"report", "quick"}, default="quick"
+            ``"report"``: the report's choices. ``"quick"``: a small, fast teaching setting.
+        **overrides
+            Fields to change, e.g. ``epochs=3``.
+
+        Returns
+        -------
+        Config
+        """
+        try:
+            fields = PRESETS[name]
+        except KeyError:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        return cls(**{**fields, "preset": name, **overrides})
+
+    def replace(self, **changes):
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    # -- derived values -----------------------------------------------------------------
+    @property
+    def n_channels(self):
+        """Number of input channels (one per modality)."""
+        return len(self.modalities)
+
+    @property
+    def slice_indices(self):
+        """Axial slice indices selected from each volume (before brain filtering)."""
+        stop = self.slice_start + self.n_slices
+        return tuple(range(self.slice_start, stop, self.slice_step))
+
+    @property
+    def input_shape(self):
+        """Model input shape ``(image_size, image_size, n_channels)``."""
+        return (self.image_size, self.image_size, self.n_channels)
+
+    # -- persistence --------------------------------------------------------------------
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown Config field(s): {unknown}")
+        return cls(**values)
+
+    def save(self, path):
+        """Write the settings as JSON (atomically: temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Read settings written by `save`."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: cannot read settings ({error})") from None
+        return cls.from_dict(values)
+
+
+PRESETS = {
+    # Exactly the report's choices: FLAIR + T1ce, 100 slices from 22, 128 px, 4 classes,
+    # one patient (100 slices) per batch, the 7,759,908-parameter U-Net, Adam 1e-3.
+    "report": dict(),
+    # A teaching shortcut, not a result: 64 px, every 4th slice, a narrow U-Net, a few
+    # epochs. Trains for real on 2 CPU cores in about a minute.
+    "quick": dict(
+        image_size=64,
+        slice_step=4,
+        batch_size=32,
+        base_filters=8,
+        depth=3,
+        dropout=0.1,
+        loss="ce+dice",
+        augment=True,
+        epochs=8,
+        early_stopping_patience=4,
+        shuffle_buffer=512,
+    ),
+}

@@ -1,0 +1,241 @@
+"""Label conventions: the report's classes, each BraTS release's labels, regions, colours.
+
+Every other module asks this one what a label means. Internally the package always uses
+the report's four classes:
+
+====  ===================================  ==========
+code  class                                colour
+====  ===================================  ==========
+0     not tumour                           (none)
+1     necrotic / non-enhancing tumour core red
+2     peritumoral edema                    green
+3     enhancing tumour                     yellow
+====  ===================================  ==========
+
+On disk each release stores them differently: BraTS 2019-2021 write the enhancing tumour
+as 4 (label 3 was retired in 2017), BraTS 2023 writes it as 3 again, and the Medical
+Segmentation Decathlon (Task01) numbers the classes in another order altogether.
+
+BraTS scores *regions*, not classes. The regions nest:
+
+* whole tumour ``WT`` = 1 + 2 + 3 (everything abnormal, edema included);
+* tumour core ``TC`` = 1 + 3 (what a surgeon removes: the enhancing part **is** in it);
+* enhancing tumour ``ET`` = 3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "CLASS_NAMES",
+    "CLASS_COLORS",
+    "REGIONS",
+    "REGION_NAMES",
+    "CONVENTIONS",
+    "LAYOUT_CONVENTION",
+    "convention_for_layout",
+    "to_internal",
+    "from_internal",
+    "region_mask",
+    "region_masks",
+    "label_colormap",
+    "legend_handles",
+]
+
+#: The report's classes (``SEGMENT_CLASSES`` in its source notebook), by internal code.
+CLASS_NAMES = {
+    0: "not tumour",
+    1: "necrotic / non-enhancing core",
+    2: "edema",
+    3: "enhancing tumour",
+}
+
+#: One RGB colour per class, as in the report's figure 2.2 (background is not drawn).
+CLASS_COLORS = {
+    0: (0.0, 0.0, 0.0),
+    1: (0.90, 0.10, 0.10),  # necrotic core: red
+    2: (0.15, 0.75, 0.20),  # edema: green
+    3: (1.00, 0.90, 0.10),  # enhancing: yellow
+}
+
+#: BraTS evaluation regions as sets of internal classes.
+REGIONS = {
+    "WT": (1, 2, 3),
+    "TC": (1, 3),
+    "ET": (3,),
+}
+
+REGION_NAMES = {
+    "WT": "whole tumour",
+    "TC": "tumour core",
+    "ET": "enhancing tumour",
+}
+
+#: On-disk label -> internal class, for each labelling convention.
+CONVENTIONS = {
+    # BraTS 2017-2021 (and the Kaggle copies of 2019/2020): enhancing tumour is 4.
+    "brats": {0: 0, 1: 1, 2: 2, 4: 3},
+    # BraTS 2023 GLI: enhancing tumour is 3 again.
+    "brats2023": {0: 0, 1: 1, 2: 2, 3: 3},
+    # Medical Segmentation Decathlon Task01: 1 edema, 2 non-enhancing, 3 enhancing.
+    "msd": {0: 0, 1: 2, 2: 1, 3: 3},
+    # The report's own convention (what this package writes for intermediate files).
+    "internal": {0: 0, 1: 1, 2: 2, 3: 3},
+}
+
+#: Which labelling convention each data layout uses (layouts are named by gliseg_nb.data).
+LAYOUT_CONVENTION = {
+    "brats2019": "brats",
+    "brats2020": "brats",
+    "brats2020-kaggle": "brats",
+    "brats2021": "brats",
+    "brats2023-gli": "brats2023",
+    "msd": "msd",
+    "internal": "internal",
+}
+
+
+def convention_for_layout(layout):
+    """Return the labelling convention name (a key of `CONVENTIONS`) for a data layout.
+
+    Parameters
+    ----------
+    layout : str
+        A layout name such as ``"brats2020"`` or ``"msd"``, or a convention name.
+
+    Returns
+    -------
+    str
+    """
+    if layout in CONVENTIONS:
+        return layout
+    try:
+        return LAYOUT_CONVENTION[layout]
+    except KeyError:
+        known = ", ".join(sorted(set(LAYOUT_CONVENTION) | set(CONVENTIONS)))
+        raise ValueError(f"Unknown layout or label convention {layout!r}; known: {known}") from None
+
+
+def _lookup_table(mapping):
+    table = np.full(max(mapping) + 1, 255, dtype=np.uint8)
+    for source, target in mapping.items():
+        table[source] = target
+    return table
+
+
+def to_internal(seg, layout, source=None):
+    """Convert a segmentation from a release's on-disk labels to the internal classes 0-3.
+
+    Parameters
+    ----------
+    seg : array-like of int
+        Label volume as stored on disk.
+    layout : str
+        Data layout (``"brats2020"``, ``"brats2023-gli"``, ``"msd"``, ...) or convention name.
+    source : str or path, optional
+        The file the labels came from, named in the error message. Default=None.
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+        Same shape as `seg`, values in {0, 1, 2, 3}.
+
+    Raises
+    ------
+    ValueError
+        If `seg` holds a label that the release does not use (for example 3 in BraTS 2020).
+    """
+    convention = convention_for_layout(layout)
+    mapping = CONVENTIONS[convention]
+    seg = np.asarray(seg)
+    if seg.dtype.kind == "f":
+        if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
+            raise ValueError(f"{source or 'segmentation'}: labels are not whole numbers")
+    values = np.unique(seg).astype(np.int64)
+    unexpected = sorted(int(v) for v in values if int(v) not in mapping)
+    if unexpected:
+        allowed = sorted(mapping)
+        raise ValueError(
+            f"{source or 'segmentation'}: unexpected label value(s) {unexpected} for the "
+            f"{convention!r} convention (allowed: {allowed})"
+        )
+    return _lookup_table(mapping)[seg.astype(np.int64)]
+
+
+def from_internal(labels, layout):
+    """Convert internal classes 0-3 to a release's on-disk labels.
+
+    Parameters
+    ----------
+    labels : array-like of int
+        Internal classes, values in {0, 1, 2, 3}.
+    layout : str
+        Target data layout or convention name.
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+    """
+    convention = convention_for_layout(layout)
+    inverse = {target: source for source, target in CONVENTIONS[convention].items()}
+    labels = np.asarray(labels)
+    bad = sorted(int(v) for v in np.unique(labels) if int(v) not in inverse)
+    if bad:
+        raise ValueError(f"Internal labels must be 0-3, got {bad}")
+    return _lookup_table(inverse)[labels.astype(np.int64)]
+
+
+def region_mask(labels, region):
+    """Boolean mask of a BraTS region (``"WT"``, ``"TC"`` or ``"ET"``) in internal labels.
+
+    Parameters
+    ----------
+    labels : array-like of int
+        Internal classes 0-3.
+    region : {"WT", "TC", "ET"}
+        The region.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    try:
+        classes = REGIONS[region]
+    except KeyError:
+        raise ValueError(f"Unknown region {region!r}; expected one of {list(REGIONS)}") from None
+    return np.isin(np.asarray(labels), classes)
+
+
+def region_masks(labels):
+    """All three region masks, as a dict ``{"WT": ..., "TC": ..., "ET": ...}``."""
+    return {region: region_mask(labels, region) for region in REGIONS}
+
+
+def label_colormap():
+    """A matplotlib colormap and norm that draw internal labels in the report's colours.
+
+    Background (0) is fully transparent so the colormap can be laid over an image.
+
+    Returns
+    -------
+    cmap : matplotlib.colors.ListedColormap
+    norm : matplotlib.colors.BoundaryNorm
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    colors = [(*CLASS_COLORS[c], 0.0 if c == 0 else 1.0) for c in sorted(CLASS_COLORS)]
+    cmap = ListedColormap(colors, name="brats_labels")
+    norm = BoundaryNorm(np.arange(-0.5, len(colors) + 0.5), cmap.N)
+    return cmap, norm
+
+
+def legend_handles(include_background=False):
+    """Matplotlib patches for a legend of the tumour classes in the report's colours."""
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(color=CLASS_COLORS[c], label=f"{c}: {CLASS_NAMES[c]}")
+        for c in sorted(CLASS_NAMES)
+        if include_background or c != 0
+    ]
