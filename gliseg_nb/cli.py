@@ -31,27 +31,41 @@ class CommandError(Exception):
 
 # -- data ------------------------------------------------------------------------------
 def _cmd_synth(args):
+    """Write ``args.cases`` synthetic cases (seed ``args.seed``) into ``args.out``."""
     from .data import synthesize
 
-    paths = synthesize(args.out, n_cases=args.cases, seed=args.seed)
-    print(f"Wrote {len(paths)} synthetic case(s) to {args.out}")
+    paths = synthesize(args.out, n_cases=args.cases, seed=args.seed, progress=not args.quiet)
+    print(f"Wrote {len(paths)} synthetic case(s) to {args.out} "
+          f"(grades in name_mapping.csv, parameters in synthetic_parameters.json)")
     return 0
 
 
 def _cmd_cases(args):
-    from .data import find_cases
+    """List the cases below ``args.data``: a table, or JSON objects with ``--json``.
 
-    cases = find_cases(args.data)
+    A folder without cases, or a broken case folder, raises `DataError` (a ValueError),
+    which `main` prints as one line.
+    """
+    import warnings
+
+    from .data import find_cases, format_case_table
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        cases = find_cases(args.data)
+    for warning in caught:
+        # One line each, like the errors, rather than Python's file:line warning format.
+        print(f"gliseg-nb cases: warning: {warning.message}", file=sys.stderr)
     if args.json:
+        # One object per case: case_id, layout, modalities, channels, seg, grade.
         print(json.dumps([case.to_dict() for case in cases], indent=2))
-        return 0
-    from .data import format_case_table
-
-    print(format_case_table(cases))
+    else:
+        print(format_case_table(cases))
     return 0
 
 
 def _cmd_show(args):
+    """Draw one case's four modalities and labels (``plot_case``) into ``args.out``."""
     from .plotting import save_case_figure
 
     path = save_case_figure(args.data, args.out, case_id=args.case, slice_index=args.slice)
@@ -79,6 +93,7 @@ def _cmd_evaluate(args):
 
 
 def _cmd_tour(args):
+    """Execute every notebook headless into ``args.out`` (executed .ipynb + HTML); 1 on failure."""
     from .tour import run_tour
 
     return run_tour(args)
@@ -98,7 +113,9 @@ def build_parser():
                        description="Write synthetic BraTS 2020-layout cases (.nii.gz, 240x240x155).")
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--cases", type=int, default=24, help="number of cases (default: 24)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed writes identical voxels (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("cases", help="list the cases found below a folder",
@@ -108,7 +125,8 @@ def build_parser():
     p.set_defaults(func=_cmd_cases)
 
     p = sub.add_parser("show", help="draw one case's modalities and labels",
-                       description="Draw the four modalities and the labels of one case to a PNG.")
+                       description="Draw the four modalities and the labels of one case to an "
+                                   "image file (PNG, SVG or PDF, by its extension).")
     p.add_argument("data", type=Path, help="folder holding BraTS data")
     p.add_argument("--out", type=Path, default=Path("case.png"), help="image file (default: case.png)")
     p.add_argument("--case", default=None, help="case id (default: the first case)")
@@ -131,6 +149,19 @@ def build_parser():
     p.add_argument("model", type=Path, help="trained model (.keras) or run folder")
     p.add_argument("data", type=Path, help="BraTS folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--config", type=Path, default=None,
+                   help="settings the model was trained with (default: config.json of the run)")
+    p.add_argument("--labels", choices=("release", "internal"), default="release",
+                   help="labels to write: each case's release (4 = enhancing for BraTS "
+                        "2019-2021) or internal 0-3 (default: release)")
+    p.add_argument("--case", action="append", default=None, metavar="CASE_ID",
+                   help="predict only this case (repeatable; default: every case)")
+    p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass (default: 32)")
+    p.add_argument("--tta", action="store_true",
+                   help="average over the four in-plane flips (4x slower; default: off)")
+    p.add_argument("--min-et-voxels", type=int, default=0,
+                   help="relabel enhancing tumour as necrosis when its total is below this "
+                        "many voxels, as the BraTS 2020 winner did (default: 0, off)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions by region",
@@ -139,11 +170,18 @@ def build_parser():
     p.add_argument("data", type=Path, help="BraTS folder with the ground truth")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--csv", type=Path, default=None, help="also write per-case scores to this CSV file")
+    p.add_argument("--labels", choices=("release", "internal"), default="release",
+                   help="labels of the prediction files: each case's release (4 = enhancing for "
+                        "BraTS 2019-2021) or internal 0-3 (default: release)")
+    p.add_argument("--case", action="append", default=None, metavar="CASE_ID",
+                   help="score only this case (repeatable; default: every case with a segmentation)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("tour", help="run every notebook and write HTML pages",
                        description="Execute the course's notebooks in order, headless, into a build folder.")
-    p.add_argument("--out", type=Path, default=Path("tour"), help="build folder (default: tour)")
+    from .tour import add_arguments as add_tour_arguments  # light module: no notebook machinery
+
+    add_tour_arguments(p)
     p.set_defaults(func=_cmd_tour)
     return parser
 

@@ -1,0 +1,207 @@
+"""Run the whole course headless: every notebook, in order, to executed notebooks and HTML.
+
+``gliseg-nb tour --out build`` is what an instructor runs before class (and what CI runs) to
+see that every notebook works from a fresh kernel and to get pages that open in any browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["TourError", "default_notebook_dir", "find_notebooks", "execute_notebook", "run_tour"]
+
+
+class TourError(RuntimeError):
+    """A notebook of the tour failed; the message names the notebook and the cell."""
+
+
+def default_notebook_dir():
+    """The ``notebooks/`` folder of the repository checkout the package is installed from.
+
+    The course notebooks are not part of the installed package: they live next to it in the
+    repository (``pip install -e .`` from a clone, as Binder and the README do).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import gliseg_nb
+
+    return Path(gliseg_nb.__file__).resolve().parents[1] / "notebooks"
+
+
+def find_notebooks(notebook_dir):
+    """The course notebooks in `notebook_dir`, in course order (by file name).
+
+    Checkpoint copies and files starting with ``_`` or ``.`` are skipped.
+
+    Parameters
+    ----------
+    notebook_dir : str or pathlib.Path
+        Folder holding ``NN_topic.ipynb`` files.
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
+    notebook_dir = Path(notebook_dir)
+    if not notebook_dir.is_dir():
+        raise FileNotFoundError(
+            f"{notebook_dir}: no notebook folder here; pass --notebooks DIR (the repository's "
+            "notebooks/ folder)"
+        )
+    notebooks = sorted(
+        path for path in notebook_dir.glob("*.ipynb") if not path.name.startswith(("_", "."))
+    )
+    if not notebooks:
+        raise FileNotFoundError(f"{notebook_dir}: no .ipynb notebooks found")
+    return notebooks
+
+
+def execute_notebook(path, out_dir, timeout=600, kernel_name="python3"):
+    """Execute one notebook in a fresh kernel; write the executed copy and an HTML page.
+
+    The notebook runs with its own folder as working directory, as it would in Jupyter.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The notebook.
+    out_dir : str or pathlib.Path
+        Build folder; ``<name>.ipynb`` and ``<name>.html`` are written there.
+    timeout : int, default=600
+        Seconds any one cell may run.
+    kernel_name : str, default="python3"
+        Jupyter kernel to start.
+
+    Returns
+    -------
+    float
+        Seconds the notebook took.
+
+    Raises
+    ------
+    TourError
+        If a cell raises or times out; names the notebook, the cell number and the error.
+        The partly executed notebook and its HTML are still written, for inspection.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    failure = None
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
+        # DeadKernelError: the kernel died (out of memory, a crash in compiled code).
+        failure = error
+    elapsed = time.perf_counter() - start
+    _write_outputs(notebook, out_dir / path.name)
+    if failure is not None:
+        cell_number = _failed_cell_number(notebook)
+        where = f"code cell {cell_number}" if cell_number is not None else "a cell"
+        summary = str(failure).strip().splitlines()
+        last_line = summary[-1] if summary else type(failure).__name__
+        raise TourError(f"{path.name}, {where}: {last_line}") from failure
+    return elapsed
+
+
+def _failed_cell_number(notebook):
+    """1-based number (among code cells) of the cell whose output holds an error."""
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for number, cell in enumerate(code_cells, start=1):
+        if any(output.get("output_type") == "error" for output in cell.get("outputs", [])):
+            return number
+    # A timeout leaves no error output: the first code cell that never finished.
+    for number, cell in enumerate(code_cells, start=1):
+        if cell.get("execution_count") is None:
+            return number
+    return None
+
+
+def _write_outputs(notebook, ipynb_path):
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nbformat.write(notebook, ipynb_path)
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    ipynb_path.with_suffix(".html").write_text(body, encoding="utf-8")
+
+
+def run_tour(args):
+    """Execute every notebook in order and write executed notebooks and HTML pages.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``out`` (build folder), and optionally ``notebooks`` (folder; default
+        `default_notebook_dir`), ``timeout`` (seconds per cell, default 600) and
+        ``keep_going`` (run the remaining notebooks after a failure, default False).
+
+    Returns
+    -------
+    int
+        0 when every notebook ran, 1 otherwise (the failures are printed to stderr).
+    """
+    from tqdm.auto import tqdm
+
+    notebook_dir = getattr(args, "notebooks", None) or default_notebook_dir()
+    timeout = getattr(args, "timeout", None) or 600
+    keep_going = bool(getattr(args, "keep_going", False))
+    out_dir = Path(args.out)
+    notebooks = find_notebooks(notebook_dir)
+
+    failures = []
+    timings = []
+    progress = tqdm(notebooks, desc="tour", unit="notebook")
+    for path in progress:
+        progress.set_postfix_str(path.name)
+        try:
+            timings.append((path.name, execute_notebook(path, out_dir, timeout=timeout)))
+        except TourError as error:
+            failures.append(str(error))
+            progress.write(f"FAILED {error}", file=sys.stderr)
+            if not keep_going:
+                break
+    progress.close()
+
+    for name, seconds in timings:
+        print(f"{name:40s} {seconds:6.1f} s  -> {out_dir / Path(name).with_suffix('.html').name}")
+    if failures:
+        print(f"gliseg-nb tour: {len(failures)} notebook(s) failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    print(f"All {len(timings)} notebooks ran; pages in {out_dir}/")
+    return 0
+
+
+def add_arguments(parser):
+    """The ``tour`` subcommand's options (used by `gliseg_nb.cli`)."""
+    parser.add_argument("--out", type=Path, default=Path("tour"), help="build folder (default: tour)")
+    parser.add_argument("--notebooks", type=Path, default=None,
+                        help="folder of notebooks (default: notebooks/ of the repository checkout)")
+    parser.add_argument("--timeout", type=int, default=600,
+                        help="seconds any one cell may run (default: 600)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run the remaining notebooks after a failure")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="python -m gliseg_nb.tour")
+    add_arguments(parser)
+    sys.exit(run_tour(parser.parse_args()))

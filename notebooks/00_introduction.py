@@ -1,0 +1,233 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 0. Introduction: finding a glioma in an MRI, voxel by voxel
+#
+# This course teaches you to segment brain tumours in magnetic resonance images (MRI) with
+# a U-Net, one notebook at a time. It follows the report *Glioma segmentation with a U-Net*
+# chapter by chapter, keeps its good ideas, and fixes the places where it goes wrong.
+#
+# After this notebook you will be able to:
+#
+# * say what a glioma is and why doctors want its outline, not just its presence;
+# * state the task precisely: give every voxel of a 3-D scan one of four classes;
+# * find your way through the seven notebooks of the course;
+# * run the course in Colab, on Binder or on your own machine, on the embedded synthetic
+#   data or on a real BraTS download, by changing one setting.
+
+# %%
+# Colab only: install the course package from GitHub. Colab's own TensorFlow already
+# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
+# needs its custom widget manager to draw the course's ipywidgets viewers.
+# Everywhere else (Binder, your machine, CI) this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet",
+         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
+        check=True,
+    )
+    importlib.invalidate_caches()  # make the freshly installed package importable now
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %% [markdown]
+# ## Settings
+#
+# Every notebook of the course has this cell, and it is the only one you need to change.
+#
+# * `DATA_DIR = None` uses the **embedded synthetic dataset**: BraTS-like cases built from
+#   a brain template, generated once on your machine (a few minutes) and reused. Set it to
+#   the folder of a real BraTS download instead (any release, any of the layouts listed
+#   below), or set the environment variable `GLISEG_NB_DATA` before starting Jupyter.
+# * `PRESET = "quick"` keeps images small and networks narrow so that everything runs on a
+#   laptop CPU in minutes. `"report"` uses the report's settings; meant for real data and
+#   a GPU.
+
+# %%
+DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
+PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours of training)
+
+# %%
+# %matplotlib inline
+import gliseg_nb
+from gliseg_nb import Config
+from gliseg_nb.data import find_cases, get_data_dir, load_case
+from gliseg_nb.viewers import CaseViewer
+
+print("gliseg-nb", gliseg_nb.__version__)
+
+# %% [markdown]
+# ## Brain tumours and gliomas
+#
+# A tumour is a mass of cells that divide when they should not. In the brain we distinguish
+# **primary** tumours, which start in the brain, from **secondary** tumours (metastases),
+# which start elsewhere, in a lung or a breast for example, and travel to the brain.
+#
+# The brain is not only neurons. Around them sit the **glial cells**, which feed, insulate
+# and repair: astrocytes, oligodendrocytes (which make the myelin around nerve fibres) and
+# others. A **glioma** is a tumour with glial features. Gliomas are the most common
+# malignant primary brain tumours in adults, roughly four in five of them.
+#
+# Gliomas are graded by how aggressive they look, from 1 (slow) to 4. Since 2021 the World
+# Health Organization also uses molecular markers (such as a mutation of the *IDH* gene)
+# to classify them. The grade 4 tumour without that mutation, **glioblastoma**, is the most
+# common and the most aggressive: it grows fast and sends cells into the surrounding brain,
+# so even after surgery, radiotherapy and chemotherapy (temozolomide) most patients live
+# little more than a year. BraTS 2019 and 2020 sort their cases into *HGG* (high-grade,
+# glioblastoma) and *LGG* (lower-grade gliomas).
+#
+# A glioma is not one uniform blob. In MRI we see up to three parts:
+#
+# * an **enhancing** part: tumour tissue where the blood-brain barrier leaks, so the
+#   contrast agent (gadolinium) injected into the blood lights it up;
+# * a **necrotic or non-enhancing core**: dead tissue in the middle of a fast-growing
+#   tumour, and tumour that does not take up contrast;
+# * **edema** around it: swollen brain tissue full of water, which also hides infiltrating
+#   tumour cells.
+#
+# Notebook 2 looks at these parts, their label numbers and the regions BraTS scores.
+
+# %% [markdown]
+# ## Why an outline, and why automate it
+#
+# Knowing *that* there is a tumour is not enough to treat it. Doctors need *where* it is
+# and *how big* each part is:
+#
+# * a surgeon plans how much to remove while sparing the areas that control speech or
+#   movement;
+# * a radiotherapist draws the volume to irradiate, plus a margin, and the organs to
+#   protect;
+# * at follow-up, a change in the volume of the enhancing part or of the edema tells
+#   whether a treatment works. Clinical criteria still measure mostly diameters on a few
+#   slices, because measuring volumes by hand is too slow.
+#
+# Drawing a tumour by hand, slice by slice, on four kinds of image, takes an expert a long
+# time, and two experts never draw the same outline: in the first BraTS challenge (Menze et
+# al., 2015) raters agreed only to a Dice overlap of about 0.74 to 0.85, depending on the
+# region. A model that draws the outline in seconds, the same way every time, is useful even
+# when a doctor corrects it afterwards.
+#
+# ## The task, precisely
+#
+# An MRI scan is a 3-D grid of **voxels** (volume pixels). BraTS scans are 240 x 240 x 155
+# voxels of 1 mm. **Segmentation** gives every voxel one label:
+#
+# | class | meaning |
+# |---|---|
+# | 0 | not tumour (healthy brain and background) |
+# | 1 | necrotic or non-enhancing tumour core |
+# | 2 | edema |
+# | 3 | enhancing tumour (stored as **4** in BraTS 2017-2021 files) |
+#
+# Like the report, we train a 2-D U-Net: it looks at one axial slice at a time (two of the
+# four MRI contrasts as input channels) and outputs one of the four classes per pixel.
+
+# %% [markdown]
+# ## The road map
+#
+# | notebook | you learn | report |
+# |---|---|---|
+# | 00 introduction | gliomas, the task, how to run the course | ch. 1-2 |
+# | 01 modalities | the BraTS data, the four MRI contrasts, reading NIfTI files, viewing a case | 3.1-3.4.4 |
+# | 02 labels | label numbers across BraTS releases, the regions WT/TC/ET, tumour volumes | 2.1-2.3, 3.3, 3.4.1 |
+# | 03 data generators | choosing slices, normalising, streaming batches, splitting by patient | 3.4.2, 6 |
+# | 04 U-Net | the architecture in code, a short real training run, training curves | 4, 7 |
+# | 05 metrics | Dice, sensitivity, specificity, HD95, and why "99 % accuracy" means little | 5, 7 |
+# | 06 predictions | whole-volume prediction, truth beside prediction, BraTS-format files | 8 |
+#
+# Each notebook runs on its own from a fresh kernel: if it needs a trained model it trains
+# a small one (or reuses one) in a minute or two.
+
+# %% [markdown]
+# ## How to run the course
+#
+# * **Colab**: open a notebook from the badges in the README. The first code cell of every
+#   notebook installs the package (Colab only). *Runtime > Change runtime type > GPU* helps
+#   from notebook 4 on.
+# * **Binder**: the Binder badge builds an environment with everything installed and the
+#   synthetic data ready. It takes a few minutes to start and has no GPU.
+# * **Your machine**: clone the repository, then `pip install -e .` and
+#   `jupyter lab notebooks/`. `gliseg-nb tour --out build` runs every notebook headless and
+#   writes HTML pages into `build/`.
+# * **Real data**: download BraTS (Kaggle's *BraTS2020 Training Data*, the official
+#   2019/2021/2023 releases, or the public Medical Segmentation Decathlon *Task01*, which
+#   `gliseg_nb.data.download_msd` fetches) and set `DATA_DIR` above. The layout is
+#   recognised on its own. With real data, `PRESET = "report"` reproduces the report's
+#   training, which needs a GPU: count hours, not minutes.
+#
+# The two settings become a data folder and a `Config`:
+
+# %%
+data_dir = get_data_dir(DATA_DIR)
+config = Config.preset(PRESET)
+cases = find_cases(data_dir)
+print(f"{len(cases)} cases, layout {cases[0].layout}")
+
+# %% [markdown]
+# The presets differ in image size, slices, network width and training length. This table
+# is checked when the course is tested, so it always tells the truth about the code:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+fields = ["modalities", "slice_start", "n_slices", "slice_step", "image_size",
+          "base_filters", "depth", "batch_size", "loss", "epochs"]
+quick, report = Config.preset("quick"), Config.preset("report")
+print(f"{'setting':14s} {'quick':>26s} {'report':>26s}")
+for name in fields:
+    print(f"{name:14s} {str(getattr(quick, name)):>26s} {str(getattr(report, name)):>26s}")
+
+# %% [markdown]
+# ## A first look
+#
+# Here is the first case: FLAIR, one of the four MRI contrasts, with the expert labels laid
+# over it in the report's colours (red necrotic core, green edema, yellow enhancing tumour).
+# Notebook 1 explains the viewer; for now, if your Jupyter shows widgets, drag the slider.
+# Below it, the same view as a plain picture, for places where widgets do not run (a
+# static web page, GitHub).
+
+# %%
+case_data = load_case(cases[0])
+viewer = CaseViewer(case_data)
+viewer
+
+# %%
+viewer.static_figure()
+
+# %% [markdown]
+# ## Summary
+#
+# * A glioma is a tumour with glial features; glioblastoma is the most common and most
+#   aggressive kind.
+# * In MRI a glioma shows up to three parts: enhancing tumour, necrotic/non-enhancing core
+#   and edema. Segmentation labels every voxel with one of them, or "not tumour".
+# * Outlines drive surgery, radiotherapy and follow-up; drawing them by hand is slow and
+#   varies between experts.
+# * Two settings control the whole course: `DATA_DIR` (synthetic or real data) and
+#   `PRESET` (`"quick"` or `"report"`).
+#
+# ## Exercises
+#
+# 1. A BraTS volume has 240 x 240 x 155 voxels of 1 mm. How many voxels is that, and how
+#    many millilitres of space does the grid cover? (1 mL = 1000 mm³.)
+# 2. Look at the settings table. Roughly how many times fewer pixels does a `quick` slice
+#    have than a `report` slice? How many of the selected slices does `quick` keep?
+# 3. Why might two experts draw the edema differently, more than the enhancing tumour?
+#    (Hint: think of what a sharp border looks like in each.)
+# 4. Set `DATA_DIR` to an empty folder of yours and run the notebook again. Is the
+#    error message clear? Put it back to `None` afterwards.

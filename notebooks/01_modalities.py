@@ -1,0 +1,301 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. The data: BraTS and the four MRI contrasts
+#
+# After this notebook you will be able to:
+#
+# * describe a BraTS case: four co-registered MRI volumes and one label volume;
+# * say what T1, T1ce, T2 and FLAIR each show, and which tumour part is bright in which;
+# * open a NIfTI file with nibabel, read its header and only the voxels you need;
+# * draw a case with nilearn and with the course's interactive viewer;
+# * explain, from intensity histograms, why images must be normalised before training.
+
+# %%
+# Colab only: install the course package from GitHub. Colab's own TensorFlow already
+# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
+# needs its custom widget manager to draw the course's ipywidgets viewers.
+# Everywhere else (Binder, your machine, CI) this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet",
+         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
+        check=True,
+    )
+    importlib.invalidate_caches()  # make the freshly installed package importable now
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
+DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
+PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours of training)
+
+# %%
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+from nilearn import plotting
+
+from gliseg_nb.data import find_cases, format_case_table, get_data_dir, load_case
+from gliseg_nb.labels import label_colormap
+from gliseg_nb.viewers import CaseViewer
+
+data_dir = get_data_dir(DATA_DIR)
+cases = find_cases(data_dir)
+
+# %% [markdown]
+# ## BraTS
+#
+# BraTS (*Brain Tumor Segmentation*) is a yearly challenge, run since 2012, that publishes
+# pre-operative MRI of glioma patients collected in many hospitals, together with expert
+# outlines of the tumour. It is the standard benchmark of the field. Every case holds:
+#
+# * four MRI volumes of the same head (T1, T1ce, T2, FLAIR), resampled to 1 mm voxels,
+#   aligned to each other and to a common brain template (*co-registered*), with skull and
+#   scalp removed (*skull-stripped*), on a grid of 240 x 240 x 155 voxels;
+# * for training cases, one label volume on the same grid, drawn by one to four raters
+#   following one protocol and approved by experienced neuroradiologists.
+#
+# Files are NIfTI (`.nii` or `.nii.gz`), the usual format of neuroimaging. The releases
+# name and arrange their files differently; `find_cases` recognises every layout, so the
+# same code reads the synthetic data, the Kaggle copy of BraTS 2020 the report uses, or
+# BraTS 2023.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{len(cases)} cases, layout {cases[0].layout}")
+print(format_case_table(cases[:3]))
+
+# %% [markdown]
+# ## The four contrasts, and what each one shows
+#
+# An MRI scanner measures how hydrogen nuclei (mostly in water and fat) return to rest
+# after a radio pulse. Two time constants describe that return, **T1** and **T2**, and they
+# differ between tissues. A *sequence* is a recipe of pulses and timings that makes the
+# image brightness depend mostly on one of them: that is what "T1-weighted" means.
+#
+# | contrast | how it is made | bright | dark | the tumour |
+# |---|---|---|---|---|
+# | **T1** | T1-weighted | white matter (fatty myelin) | cerebrospinal fluid (CSF) | often slightly dark; shows anatomy |
+# | **T1ce** (T1Gd) | T1 after injecting gadolinium | where contrast leaks out of vessels | CSF, necrosis | **enhancing tumour** bright, typically a rim around a dark necrotic core |
+# | **T2** | T2-weighted | water: CSF **and** edema | white matter | edema and tumour bright, but so are the ventricles |
+# | **FLAIR** | T2-weighted, with the signal of free water (CSF) suppressed | edema, infiltrated tissue | CSF | **edema** stands out next to dark ventricles |
+#
+# Gadolinium normally stays inside blood vessels because the **blood-brain barrier**
+# keeps it there. Aggressive tumour tissue breaks that barrier, so contrast seeps in and
+# makes it bright on T1ce. Contrast also shows normally in some structures with no barrier
+# (the choroid plexus inside the ventricles, some vessels), so "bright on T1ce" is not the
+# same as "tumour". Likewise, small bright spots on FLAIR in older patients' white matter
+# are often not tumour. The synthetic data include such look-alikes on purpose.
+#
+# This is why BraTS gives four contrasts: no single one separates all three tumour parts.
+# The report (and our `report` preset) uses two of them, FLAIR and T1ce, which between them
+# show the edema and the enhancing tumour.
+
+# %% [markdown]
+# ## Reading a NIfTI file with nibabel
+#
+# `gliseg_nb.data.load_case` does the reading for the rest of the course. Do it once by
+# hand to see what happens. `nib.load` reads only the **header**; the voxels stay on disk
+# behind `img.dataobj`, an array *proxy*.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+flair_img = nib.load(cases[0].modalities["flair"])
+print("voxels not read yet:", type(flair_img.dataobj).__name__)
+print("shape:", flair_img.shape)
+print("stored as:", flair_img.header.get_data_dtype())
+print("voxel size (mm):", tuple(float(size) for size in flair_img.header.get_zooms()))
+print("axes point towards:", nib.aff2axcodes(flair_img.affine))
+
+# %% [markdown]
+# The **affine** maps voxel indices to millimetres in the scanner's world, and
+# `aff2axcodes` says where each array axis points. BraTS files run their first two axes
+# towards the patient's Left and Posterior (and the third towards Superior): the first row
+# of the array is the patient's right side. Plotting an array with `plt.imshow` ignores
+# all that, which is why raw-array pictures of BraTS often come out rotated or mirrored.
+# nilearn and the course's viewer use the affine.
+#
+# Slicing the proxy reads only what you ask for. `get_fdata()`, which the report uses,
+# reads *everything* and converts it to 64-bit floats:
+
+# %%
+middle = flair_img.shape[2] // 2
+one_slice = np.asanyarray(flair_img.dataobj[:, :, middle])  # one axial slice, stored type
+whole_volume = flair_img.get_fdata()  # every voxel, as float64, cached inside flair_img
+print(f"one slice: {one_slice.shape}, {one_slice.dtype}, {one_slice.nbytes / 1e6:.2f} MB")
+print(f"get_fdata(): {whole_volume.shape}, {whole_volume.dtype}, {whole_volume.nbytes / 1e6:.0f} MB")
+flair_img.uncache()  # give the memory back
+del whole_volume
+
+# %% [markdown]
+# `get_fdata()` is not wrong, but on a full BraTS set (369 training cases x 5 files) its
+# float64 copies cost several times the memory of the stored data (four times for 16-bit
+# integers, as here), and it decodes slices the report then throws away. Two good habits:
+#
+# * `np.asanyarray(img.dataobj)` returns the voxels in their stored type (applying the
+#   header's scale factor if there is one), and `img.dataobj[..., a:b]` reads only slices
+#   `a` to `b - 1`. With uncompressed `.nii` files (the Kaggle copy) only those bytes are
+#   read; with `.nii.gz` the file must still be decompressed up to them.
+# * For labels, never compare floats to integers: read them as integers.
+#
+# (The old `img.get_data()`, still seen in tutorials, was removed from nibabel in 5.0.)
+#
+# `load_case` does exactly this for all files of a case, checks that they agree (same grid,
+# same affine, no missing or corrupt file, no NaN) and converts the labels to the course's
+# classes 0-3. It returns float32 images, which is what a network wants:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+case_data = load_case(cases[0])
+for name, volume in case_data.images.items():
+    print(f"{name:6s} {volume.shape} {volume.dtype}")
+print(f"labels {case_data.labels.shape} {case_data.labels.dtype}, classes {np.unique(case_data.labels).tolist()}")
+
+# %% [markdown]
+# ## Drawing a case with nilearn
+#
+# nilearn's plotting functions take nibabel images (not arrays), so they know the affine:
+# slices are cut in millimetre coordinates, in the *neurological* convention (the
+# patient's left on the left of the picture, marked L and R). We cut through the centre of
+# the tumour, found from the labels.
+
+# %%
+tumour_voxels = np.argwhere(case_data.labels > 0)
+centre_voxel = (tumour_voxels.min(axis=0) + tumour_voxels.max(axis=0)) / 2
+centre_mm = nib.affines.apply_affine(case_data.affine, centre_voxel)
+print("tumour centre, voxel:", centre_voxel.round(1), " world (mm):", centre_mm.round(1))
+
+figure, axes = plt.subplots(4, 1, figsize=(8, 10))
+for ax, modality in zip(axes, ["t1", "t1ce", "t2", "flair"]):
+    image = nib.load(cases[0].modalities[modality])
+    plotting.plot_anat(image, cut_coords=centre_mm, axes=ax, title=modality.upper(),
+                       dim=-0.5, draw_cross=False)
+plt.show()
+
+# %% [markdown]
+# Compare the four rows with the table above: the rim that lights up on T1ce, the edema
+# that is bright on both T2 and FLAIR, and the ventricles that are bright on T2 but dark
+# on FLAIR.
+#
+# The expert labels go on top with `plot_roi`. On disk BraTS stores the enhancing tumour
+# as 4; we build an image of the course's classes 0-3 (same affine) so that the colours
+# are those of the report: red necrotic core, green edema, yellow enhancing tumour.
+
+# %%
+labels_img = nib.Nifti1Image(case_data.labels, case_data.affine)
+t1ce_img = nib.load(cases[0].modalities["t1ce"])
+label_cmap, _ = label_colormap()
+plotting.plot_roi(labels_img, bg_img=t1ce_img, cut_coords=centre_mm, cmap=label_cmap,
+                  vmin=0, vmax=3, alpha=0.6, dim=-0.5, draw_cross=False, colorbar=False,
+                  title="labels over T1ce")
+plt.show()
+
+# %% [markdown]
+# ## Intensities have no units
+#
+# A CT scanner measures in Hounsfield units: water is 0 in every hospital. MRI brightness
+# has no such unit. It depends on the scanner, the coil, the settings and even the position
+# in the head (a slow brightness drift called the *bias field*). The same tissue can be 300
+# in one case and 900 in another.
+#
+# Look at the histograms of brain voxels (non-zero voxels, since the background is 0 after
+# skull stripping) for two cases. The top row is raw; the bottom row is *z-scored*: for each
+# case and each contrast, subtract the mean of the brain voxels and divide by their
+# standard deviation.
+
+# %%
+second_case = load_case(cases[1])
+figure, axes = plt.subplots(2, 4, figsize=(14, 5.5), layout="constrained")
+for column, modality in enumerate(["t1", "t1ce", "t2", "flair"]):
+    for data, colour in ((case_data, "tab:blue"), (second_case, "tab:orange")):
+        volume = data.images[modality]
+        brain = volume[volume != 0]
+        zscored = (brain - brain.mean()) / brain.std()
+        label = data.case.case_id
+        axes[0, column].hist(brain, bins=100, histtype="step", color=colour, label=label)
+        axes[1, column].hist(zscored, bins=100, range=(-4, 6), histtype="step",
+                             color=colour, label=label)
+    axes[0, column].set_title(f"{modality.upper()}: raw")
+    axes[1, column].set_title(f"{modality.upper()}: z-scored")
+    axes[1, column].set_xlabel("intensity")
+axes[0, 0].legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# Raw, the two cases disagree about where grey matter, white matter and CSF sit; z-scored,
+# the peaks line up. A network trained on raw intensities would have to learn every
+# scanner's scale; after normalisation it can learn tissue contrast instead. Notebook 3
+# builds this into the data pipeline, and shows why the report's choice (dividing every
+# channel by one shared maximum) is fragile: a single bright voxel, a vessel on T1ce for
+# example, sets the scale of the whole image.
+
+# %% [markdown]
+# ## The interactive viewer
+#
+# `CaseViewer` lets you move through a case: choose the plane (axial, coronal,
+# sagittal), the slice, the contrast, and whether the labels are drawn and how opaquely.
+# If your Jupyter shows widgets (JupyterLab, Notebook, Colab, Binder), try it below.
+
+# %%
+viewer = CaseViewer(case_data)
+viewer
+
+# %% [markdown]
+# Everything the viewer shows lives in `viewer.state`, a plain object you can also drive
+# from code. The viewer starts at the centre of the tumour; switching planes keeps the same
+# point in view. Below, the coronal plane through that point with T1ce underneath, drawn
+# as a static figure: that is what this page shows where widgets cannot run.
+#
+# The viewer draws like nilearn, in the neurological convention (patient's left on the
+# left). Radiologists read scans the other way round, as if facing the patient:
+# `viewer.state.convention = "radiological"` swaps the sides (the letters L and R follow).
+
+# %%
+viewer.state.set_plane("coronal")
+viewer.state.modality = "t1ce"
+viewer.state.opacity = 0.35
+viewer.redraw()  # update the interactive view too
+viewer.static_figure()
+
+# %% [markdown]
+# ## Summary
+#
+# * A BraTS case is four co-registered, skull-stripped 1 mm MRI volumes (T1, T1ce, T2,
+#   FLAIR) of 240 x 240 x 155 voxels, plus a label volume for training cases.
+# * T1ce shows the enhancing tumour (and some normal structures); FLAIR shows the edema
+#   next to dark CSF; T2 shows water, CSF included; T1 shows anatomy.
+# * nibabel reads the header first; `img.dataobj[...]` reads only the voxels you need, in
+#   their stored type, while `get_fdata()` reads all of them as float64.
+# * The affine tells which way the axes point; nilearn and the course's viewer use it.
+# * MRI intensities have no fixed scale, so each case and contrast must be normalised.
+#
+# ## Exercises
+#
+# 1. In the viewer, find a slice where something is bright on T1ce but is not labelled as
+#    tumour. What could it be?
+# 2. Read only axial slices 60 to 69 of the T2 volume with `dataobj` and check the shape.
+#    How many bytes did that array take, compared with `get_fdata()` of the whole volume?
+# 3. Use `nib.aff2axcodes` on the labels file of the first case. Does it agree with the
+#    FLAIR file? Why must it?
+# 4. Redo the histograms with a normalisation that divides each volume by its maximum. Do
+#    the peaks of the two cases line up as well as with the z-score?
+# 5. Switch the viewer to the radiological convention and the axial plane. On which side
+#    of the picture is the patient's left now?

@@ -1,0 +1,306 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Labels and regions: what the numbers in a segmentation mean
+#
+# After this notebook you will be able to:
+#
+# * read a BraTS label file and convert any release's label numbers to the course's
+#   classes 0-3;
+# * build the three regions BraTS scores, whole tumour (WT), tumour core (TC) and
+#   enhancing tumour (ET), and explain why the tumour core *includes* the enhancing part
+#   (the report says otherwise);
+# * measure tumour volumes in millilitres;
+# * draw labels and regions over an MRI in the report's colours.
+
+# %%
+# Colab only: install the course package from GitHub. Colab's own TensorFlow already
+# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
+# needs its custom widget manager to draw the course's ipywidgets viewers.
+# Everywhere else (Binder, your machine, CI) this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet",
+         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
+        check=True,
+    )
+    importlib.invalidate_caches()  # make the freshly installed package importable now
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
+DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
+PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours of training)
+
+# %%
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+
+from gliseg_nb import Config
+from gliseg_nb.data import find_cases, get_data_dir, load_case
+from gliseg_nb.labels import (CLASS_COLORS, CLASS_NAMES, CONVENTIONS, LAYOUT_CONVENTION,
+                              REGION_NAMES, REGIONS, convention_for_layout, label_colormap,
+                              legend_handles, region_mask, to_internal)
+from gliseg_nb.viewers import ViewerState
+
+data_dir = get_data_dir(DATA_DIR)
+config = Config.preset(PRESET)
+cases = find_cases(data_dir)
+print(f"{len(cases)} cases, layout {cases[0].layout}")
+
+# %% [markdown]
+# ## Four classes
+#
+# Every voxel of a BraTS segmentation holds one number. The course uses the report's four
+# classes, and one colour for each in every figure (the report's figure 2.2):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{'class':6s} {'meaning':32s} colour (RGB)")
+for code, name in CLASS_NAMES.items():
+    colour = "transparent" if code == 0 else str(CLASS_COLORS[code])
+    print(f"{code:<6d} {name:32s} {colour}")
+
+# %% [markdown]
+# * **1, necrotic / non-enhancing tumour core**: dead tissue in the middle of the tumour,
+#   and solid tumour that does not take up contrast.
+# * **2, edema**: swollen tissue around the tumour; bright on FLAIR and T2. It is not only
+#   water: tumour cells infiltrate it, invisible on MRI.
+# * **3, enhancing tumour**: tumour tissue that lights up on T1ce because its blood-brain
+#   barrier leaks.
+
+# %% [markdown]
+# ## The same classes, different numbers on disk
+#
+# The files do not all store these classes with the same numbers. Until 2016 BraTS had a
+# separate label 3 for non-enhancing tumour; in 2017 it was merged into label 1, and the
+# enhancing tumour kept its number, 4. So BraTS 2017-2021 files (the Kaggle copy of 2020
+# included) use 0, 1, 2 and **4**, with 3 unused. BraTS 2023 renumbered the enhancing
+# tumour to 3. The Medical Segmentation Decathlon (Task01) uses yet another order.
+#
+# The report writes that label 3 was "kept unused for future use" and that it uses 3 for
+# the enhancing tumour instead of 4. The second half is what we do too: our class 3 is
+# the enhancing tumour, which keeps the classes consecutive (0-3) so they index the
+# network's four outputs. The first half is not quite the history: 3 became free because
+# its old meaning was merged away.
+#
+# `gliseg_nb.labels` holds one table per convention, and each layout says which one it uses:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{'layout':18s} {'convention':11s} on-disk value of class 0, 1, 2, 3")
+for layout, convention in LAYOUT_CONVENTION.items():
+    disk_value_of = {internal: disk for disk, internal in CONVENTIONS[convention].items()}
+    print(f"{layout:18s} {convention:11s} {[disk_value_of[c] for c in range(4)]}")
+
+# %% [markdown]
+# ### Converting, by hand and with the library
+#
+# Read the first case's label file as it is stored (integers, with `dataobj`, not
+# `get_fdata()`), and count its values:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+first = cases[0]
+raw_labels = np.asanyarray(nib.load(first.seg).dataobj).astype(np.int64)
+values, counts = np.unique(raw_labels, return_counts=True)
+print("on disk:", dict(zip(values.tolist(), counts.tolist())))
+
+# %% [markdown]
+# A conversion is a lookup table: position *v* of the table holds the class of on-disk value
+# *v*. Indexing the table with the whole volume converts every voxel at once.
+
+# %%
+disk_to_class = CONVENTIONS[convention_for_layout(first.layout)]
+lookup = np.zeros(max(disk_to_class) + 1, dtype=np.uint8)
+for disk_value, internal_class in disk_to_class.items():
+    lookup[disk_value] = internal_class
+print("lookup table:", lookup.tolist())
+
+labels = lookup[raw_labels]
+values, counts = np.unique(labels, return_counts=True)
+print("classes:", dict(zip(values.tolist(), counts.tolist())))
+assert np.array_equal(labels, to_internal(raw_labels, first.layout))
+
+# %% [markdown]
+# The report's source notebook simply replaces 4 by 3 (`mask[mask == 4] = 3`). On BraTS
+# 2020 that gives the same result, but on the Decathlon's files it would silently call
+# edema "necrotic core", and a stray 3 in a 2020 file would pass unnoticed. `to_internal` refuses values a release does
+# not use, and `load_case` calls it with the case's layout, so the rest of the course only
+# ever sees classes 0-3.
+
+# %% [markdown]
+# ## Regions: what BraTS scores
+#
+# A segmentation has four classes, but BraTS does not score the classes one by one. It
+# scores three **regions**, each a union of classes, chosen because they are what doctors
+# use:
+#
+# | region | classes | what it is |
+# |---|---|---|
+# | **WT**, whole tumour | 1 + 2 + 3 | everything abnormal, edema included: the extent of the disease |
+# | **TC**, tumour core | 1 + 3 | the tumour proper, without the edema: what a surgeon removes |
+# | **ET**, enhancing tumour | 3 | the active, contrast-enhancing part |
+#
+# The regions are nested: ET lies inside TC, which lies inside WT.
+#
+# **The report gets the tumour core wrong.** It describes TC as the central part "excluding
+# the peripheral enhancing areas". In BraTS, and in every published score, the tumour core
+# *includes* the enhancing tumour: TC = necrotic/non-enhancing core **+ enhancing tumour**.
+# Computing TC as class 1 alone would score a different, smaller region, and the numbers
+# would not be comparable with anyone else's.
+
+# %%
+case_data = load_case(first)
+masks = {region: region_mask(case_data.labels, region) for region in REGIONS}
+assert np.all(masks["ET"] <= masks["TC"]) and np.all(masks["TC"] <= masks["WT"])  # nested
+for region, classes in REGIONS.items():
+    print(f"{region}: classes {classes}, {REGION_NAMES[region]}")
+
+# %% [markdown]
+# ## Tumour volumes in millilitres
+#
+# A voxel of BraTS is 1 mm x 1 mm x 1 mm = 1 mm³, and 1 mL = 1000 mm³. Reading the voxel
+# size from the header (rather than assuming 1 mm) keeps the code right for other data.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+voxel_ml = float(np.prod(case_data.zooms)) / 1000.0
+print(f"{first.case_id}: voxel {case_data.zooms} mm = {voxel_ml} mL")
+for code in (1, 2, 3):
+    n_voxels = int(np.count_nonzero(case_data.labels == code))
+    print(f"  class {code} {CLASS_NAMES[code]:30s} {n_voxels:7d} voxels {n_voxels * voxel_ml:7.2f} mL")
+for region, mask in masks.items():
+    n_voxels = int(mask.sum())
+    print(f"  {region} {REGION_NAMES[region]:30s}    {n_voxels:7d} voxels {n_voxels * voxel_ml:7.2f} mL")
+report_tc = int(np.count_nonzero(case_data.labels == 1))
+print(f"  the report's 'TC' (class 1 only) would miss {int(masks['TC'].sum()) - report_tc} voxels,"
+      f" all of the enhancing tumour")
+
+# %% [markdown]
+# For scale: a glioblastoma's enhancing tumour and necrosis together often measure a few
+# tens of millilitres, and the edema can be larger than the tumour itself.
+
+# %% [markdown]
+# ## Overlays in the report's colours
+#
+# To draw labels over an image, cut the same slice out of both and draw the labels with a
+# colour map in which class 0 is transparent (`label_colormap`). `ViewerState` (the state
+# behind the course's viewer) cuts slices in display orientation: anterior at the top, the
+# patient's left on the left. We pick the axial slice with the most tumour core (so that
+# every class shows), or the most tumour if the case has no core.
+
+# %%
+core_per_slice = masks["TC"].sum(axis=(0, 1))
+tumour_per_slice = masks["WT"].sum(axis=(0, 1))
+best_slice = int(np.argmax(core_per_slice if core_per_slice.any() else tumour_per_slice))
+state = ViewerState.from_case(case_data)
+state.slice_index = best_slice
+print(f"axial slice {best_slice + case_data.slices.start}: {tumour_per_slice[best_slice]} tumour voxels,"
+      f" {core_per_slice[best_slice]} of them tumour core")
+
+cmap, norm = label_colormap()
+figure, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained")
+for ax, modality in zip(axes[:2], ["flair", "t1ce"]):
+    low, high = state.display_range(modality)
+    ax.imshow(state.image_slice(modality), cmap="gray", vmin=low, vmax=high)
+    ax.imshow(state.label_slice(), cmap=cmap, norm=norm, alpha=0.45, interpolation="nearest")
+    ax.set_title(f"{modality.upper()} + labels")
+axes[2].imshow(state.label_slice(), cmap=cmap, norm=norm, interpolation="nearest")
+axes[2].set_facecolor("black")
+axes[2].set_title("labels alone")
+for ax in axes:
+    ax.set_xticks([])
+    ax.set_yticks([])
+figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3)
+plt.show()
+
+# %% [markdown]
+# ## The three regions, drawn
+#
+# The same slice, one region per panel, outlined on the contrast where that region is best
+# seen: WT on FLAIR, TC and ET on T1ce.
+
+# %%
+region_contrast = {"WT": "flair", "TC": "t1ce", "ET": "t1ce"}
+figure, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained")
+for ax, (region, modality) in zip(axes, region_contrast.items()):
+    low, high = state.display_range(modality)
+    region_slice = np.isin(state.label_slice(), REGIONS[region])
+    ax.imshow(state.image_slice(modality), cmap="gray", vmin=low, vmax=high)
+    ax.imshow(np.ma.masked_where(~region_slice, region_slice), cmap="autumn", alpha=0.35)
+    if region_slice.any() and not region_slice.all():
+        ax.contour(region_slice, levels=[0.5], colors="yellow", linewidths=1.0)
+    ax.set_title(f"{region} ({REGION_NAMES[region]}) on {modality.upper()}\n"
+                 f"{int(region_slice.sum())} voxels in this slice")
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+
+# %% [markdown]
+# ## Where the tumour lies along the axial axis
+#
+# The report trains on 100 axial slices starting at slice 22, that is slices 22 to 121 of
+# 155. It says this "skips the first 22 and the last 22 slices (44 skipped out of 100)".
+# The arithmetic is off: out of **155** slices, it skips 22 before (0-21) and
+# 155 - 122 = **33** after (122-154), 55 in all. Here is how far the first few cases'
+# tumours reach, and how much of each the window keeps:
+
+# %%
+window_start = config.slice_start
+window_stop = min(config.slice_start + config.n_slices, case_data.shape[2])
+print(f"window: slices {window_start}-{window_stop - 1} of {case_data.shape[2]}, "
+      f"skipping {window_start} before and {case_data.shape[2] - window_stop} after")
+for case in cases[:6]:
+    case_labels = load_case(case, modalities=[]).labels  # only the label file is read
+    per_slice = (case_labels > 0).sum(axis=(0, 1))
+    with_tumour = np.flatnonzero(per_slice)
+    kept = per_slice[window_start:window_stop].sum() / max(per_slice.sum(), 1)
+    print(f"{case.case_id:28s} tumour in slices {with_tumour.min()}-{with_tumour.max()}, "
+          f"{100 * kept:5.1f} % of its voxels inside the window")
+
+# %% [markdown]
+# ## Summary
+#
+# * The course uses four classes: 0 not tumour, 1 necrotic/non-enhancing core, 2 edema,
+#   3 enhancing tumour. BraTS 2017-2021 files store the enhancing tumour as 4, BraTS 2023 as
+#   3, the Decathlon in another order; `to_internal` converts with a lookup table, and
+#   `load_case` does it for you.
+# * BraTS scores regions: WT = 1+2+3, TC = 1+3, ET = 3. The tumour core **includes** the
+#   enhancing tumour, contrary to the report's description.
+# * Volumes come from counting voxels and multiplying by the voxel volume from the header
+#   (1 mm³ = 0.001 mL for BraTS).
+# * Overlays need a colour map with a transparent background and slices cut in the same
+#   orientation from image and labels.
+# * The report's slice window 22-121 leaves out 22 slices before and 33 after, 55 of 155.
+#
+# ## Exercises
+#
+# 1. Write `to_msd(labels)` that converts the course's classes to the Decathlon's numbers
+#    with a lookup table, and check it against `gliseg_nb.labels.from_internal`.
+# 2. Which region would change most if a model confused necrosis (1) with edema (2)? Which
+#    would not change at all?
+# 3. Compute the WT, TC and ET volumes of every case and plot TC against WT. Is there a
+#    case whose ET is empty? What would a Dice score of ET mean for it?
+# 4. Change the overlay figure to the coronal plane (`state.set_plane("coronal")`). Does the
+#    tumour still lie within the report's slice window?
+# 5. A rater labels a voxel 3 in a BraTS 2020 file. What does `load_case` do, and why is that
+#    better than carrying on?

@@ -1,0 +1,70 @@
+"""`gliseg-nb tour`: runs tiny notebooks headless, writes pages, names the failing cell."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from gliseg_nb.cli import main
+from gliseg_nb.tour import default_notebook_dir, find_notebooks
+
+
+def write_notebook(path, *sources):
+    cells = [new_markdown_cell("# a tiny notebook")] + [new_code_cell(source) for source in sources]
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+@pytest.fixture
+def notebook_dir(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "01_second.ipynb", "print(6 * 7)")
+    write_notebook(folder / "00_first.ipynb", "import os\nprint(os.path.basename(os.getcwd()))")
+    write_notebook(folder / "_scratch.ipynb", "raise RuntimeError('never run')")
+    return folder
+
+
+def test_finds_course_notebooks_in_order(notebook_dir):
+    assert [p.name for p in find_notebooks(notebook_dir)] == ["00_first.ipynb", "01_second.ipynb"]
+
+
+def test_default_folder_is_the_repository_notebooks():
+    assert default_notebook_dir() == Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_tour_writes_executed_notebooks_and_html(notebook_dir, tmp_path, capsys):
+    build = tmp_path / "build"
+    assert main(["tour", "--out", str(build), "--notebooks", str(notebook_dir)]) == 0
+    assert sorted(p.name for p in build.iterdir()) == [
+        "00_first.html", "00_first.ipynb", "01_second.html", "01_second.ipynb",
+    ]
+    executed = nbformat.read(build / "01_second.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0]["text"] == "42\n"
+    first = nbformat.read(build / "00_first.ipynb", as_version=4)
+    # Each notebook runs in its own folder, as in Jupyter.
+    assert first.cells[1].outputs[0]["text"] == "notebooks\n"
+    assert "42" in (build / "01_second.html").read_text()
+    assert "All 2 notebooks ran" in capsys.readouterr().out
+
+
+def test_tour_names_the_failing_notebook_and_cell(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_ok.ipynb", "x = 1")
+    write_notebook(folder / "01_broken.ipynb", "y = 2", "raise ValueError('no tumour here')", "z = 3")
+    write_notebook(folder / "02_never.ipynb", "w = 4")
+    build = tmp_path / "build"
+    assert main(["tour", "--out", str(build), "--notebooks", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "01_broken.ipynb, code cell 2" in err
+    assert "no tumour here" in err
+    # The failed notebook is still written for inspection; the tour stopped after it.
+    assert (build / "01_broken.html").exists()
+    assert not (build / "02_never.ipynb").exists()
+
+
+def test_missing_folder_is_one_clear_line(tmp_path, capsys):
+    assert main(["tour", "--out", str(tmp_path / "b"), "--notebooks", str(tmp_path / "nope")]) == 2
+    assert "no notebook folder here" in capsys.readouterr().err
