@@ -18,3 +18,17 @@ import pytest  # noqa: E402
 def rng():
     """A seeded random generator: tests are repeatable."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """Three synthetic BraTS 2020-layout cases (seed 0), written once per test session.
+
+    Case 003 is low-grade-like (no enhancement); 001 and 002 are high-grade with necrosis.
+    Takes a few seconds per case.
+    """
+    from gliseg_nb.data import synthesize
+
+    root = tmp_path_factory.mktemp("synthetic")
+    synthesize(root, n_cases=3, seed=0, progress=False)
+    return root

@@ -1,0 +1,316 @@
+"""Static figures: a case's four modalities and labels, training curves.
+
+Slices are drawn the way radiologists read axial images: anterior at the top, the patient's
+right on the left of the screen. The orientation is taken from the affine, so BraTS files
+(LPS voxel order) and other layouts come out the same way up. Labels are drawn in the
+report's colours (`gliseg_nb.labels.label_colormap`): edema green, enhancing yellow,
+necrotic core red.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from . import labels as _labels
+
+__all__ = ["plot_case", "save_case_figure", "axial_display"]
+
+_MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
+
+
+def axial_display(slice_2d, affine=None):
+    """Turn an axial slice ``volume[:, :, k]`` into display order (rows, columns).
+
+    Parameters
+    ----------
+    slice_2d : numpy.ndarray
+        A 2-D axial slice as stored (first two voxel axes).
+    affine : numpy.ndarray or None, default=None
+        The volume's 4x4 affine. None assumes the BraTS orientation (LPS).
+
+    Returns
+    -------
+    numpy.ndarray
+        The slice with anterior at the top (row 0) and the patient's right on the left
+        (column 0), ready for ``imshow``.
+    """
+    import nibabel as nib
+
+    codes = ("L", "P", "S") if affine is None else nib.aff2axcodes(affine)
+    image = np.asarray(slice_2d)
+    if codes[0] in ("L", "R"):
+        # columns follow axis 0, rows follow axis 1
+        if codes[0] == "R":
+            image = image[::-1, :]
+        if codes[1] == "A":
+            image = image[:, ::-1]
+        return image.T
+    # axis 0 runs front-back: rows follow axis 0, columns axis 1
+    if codes[0] == "A":
+        image = image[::-1, :]
+    if codes[1] == "R":
+        image = image[:, ::-1]
+    return image
+
+
+def _bounding_box(mask_2d, margin=4):
+    """Slices of the smallest rectangle holding `mask_2d`, plus a margin (all if empty)."""
+    rows, columns = np.nonzero(mask_2d)
+    if rows.size == 0:
+        return (slice(None), slice(None))
+    return (slice(max(rows.min() - margin, 0), rows.max() + margin + 1),
+            slice(max(columns.min() - margin, 0), columns.max() + margin + 1))
+
+
+def _tumour_slice(labels, images):
+    """Axial slice with the most tumour; the largest brain slice if there is no tumour."""
+    if labels is not None and np.any(labels > 0):
+        return int(np.argmax(np.count_nonzero(labels > 0, axis=(0, 1))))
+    reference = next(iter(images.values()))
+    return int(np.argmax(np.count_nonzero(reference, axis=(0, 1))))
+
+
+def plot_case(case_data_or_case, slice_index=None, axes=None):
+    """Draw one axial slice of a case: the four modalities in grey and the labels over FLAIR.
+
+    Parameters
+    ----------
+    case_data_or_case : CaseData or Case
+        A loaded case (`gliseg_nb.data.load_case`) or a `Case`, which is loaded here.
+    slice_index : int or None, default=None
+        Axial slice, counted in the arrays given (for a `CaseData` read with ``slices``,
+        counted from its first slice). None picks the slice with the most tumour (or, without
+        labels, the slice with the most brain).
+    axes : sequence of matplotlib.axes.Axes or None, default=None
+        One axis per panel (one per modality, plus one for the labels if the case has
+        them). None creates a new figure with one row of panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .data import Case, CaseData, load_case
+
+    case_data = case_data_or_case
+    if isinstance(case_data, Case):
+        case_data = load_case(case_data)
+    if not isinstance(case_data, CaseData):
+        raise TypeError(f"plot_case expects a CaseData or a Case, got {type(case_data).__name__}")
+    images = case_data.images
+    if not images:
+        raise ValueError(f"{case_data.case.case_id}: no modality loaded, nothing to draw")
+    labels = case_data.labels
+    depth = next(iter(images.values())).shape[2]
+    if slice_index is None:
+        slice_index = _tumour_slice(labels, images)
+    if not 0 <= slice_index < depth:
+        raise ValueError(f"{case_data.case.case_id}: slice {slice_index} outside 0-{depth - 1}")
+
+    order = [m for m in ("flair", "t1", "t1ce", "t2") if m in images]
+    n_panels = len(order) + (labels is not None)
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(1, n_panels, figsize=(3.0 * n_panels, 3.6),
+                                    layout="constrained")
+        axes = np.atleast_1d(axes)
+    else:
+        axes = list(np.ravel(axes))
+        if len(axes) < n_panels:
+            raise ValueError(f"plot_case needs {n_panels} axes, got {len(axes)}")
+        figure = axes[0].figure
+
+    affine = case_data.affine
+    # Zoom on the brain: its bounding box over all slices, so every slice of a case is framed
+    # alike (BraTS volumes are mostly background).
+    footprint = axial_display(np.any(images[order[0]] != 0, axis=2), affine)
+    frame = _bounding_box(footprint, margin=4)
+    for axis, modality in zip(axes, order):
+        picture = axial_display(images[modality][:, :, slice_index], affine)[frame]
+        brain = picture[picture > 0]
+        # Window on the brain's own percentiles: raw MRI intensities have no fixed scale.
+        low, high = np.percentile(brain, (0.5, 99.5)) if brain.size else (0.0, 1.0)
+        axis.imshow(picture, cmap="gray", vmin=low, vmax=max(high, low + 1e-6),
+                    interpolation="nearest")
+        axis.set_title(_MODALITY_TITLES[modality])
+    if labels is not None:
+        axis = axes[len(order)]
+        background = order[0]
+        picture = axial_display(images[background][:, :, slice_index], affine)[frame]
+        brain = picture[picture > 0]
+        low, high = np.percentile(brain, (0.5, 99.5)) if brain.size else (0.0, 1.0)
+        axis.imshow(picture, cmap="gray", vmin=low, vmax=max(high, low + 1e-6),
+                    interpolation="nearest")
+        cmap, norm = _labels.label_colormap()
+        overlay = axial_display(labels[:, :, slice_index], affine)[frame]
+        axis.imshow(np.ma.masked_equal(overlay, 0), cmap=cmap, norm=norm, alpha=0.55,
+                    interpolation="nearest")
+        axis.set_title(f"labels on {_MODALITY_TITLES[background]}")
+        axis.legend(handles=_labels.legend_handles(), loc="upper center",
+                    bbox_to_anchor=(0.5, -0.02), fontsize="x-small", frameon=False)
+    for axis in axes[:n_panels]:
+        axis.set_xticks([])
+        axis.set_yticks([])
+        # Radiological convention: the patient's right is on the left of the screen.
+        axis.text(0.02, 0.5, "R", transform=axis.transAxes, color="white", fontsize=8,
+                  va="center")
+    first = case_data.slices.start if case_data.slices is not None else 0
+    figure.suptitle(f"{case_data.case.case_id}, axial slice {first + slice_index}")
+    return figure
+
+
+def save_case_figure(data_dir, out_path, case_id=None, slice_index=None):
+    """Draw one case (`plot_case`) and save it as an image file.
+
+    Parameters
+    ----------
+    data_dir : str or pathlib.Path
+        Folder holding BraTS cases in any layout (`gliseg_nb.data.find_cases`).
+    out_path : str or pathlib.Path
+        Image file to write (PNG, SVG, PDF, ... by its extension); folders are created.
+    case_id : str or None, default=None
+        The case to draw. None draws the first case (by id).
+    slice_index : int or None, default=None
+        Axial slice. None picks the slice with the most tumour.
+
+    Returns
+    -------
+    pathlib.Path
+        `out_path`.
+    """
+    # Matplotlib falls back to its Agg backend by itself where there is no display.
+    import matplotlib.pyplot as plt
+
+    from .data import DataError, find_cases
+
+    cases = find_cases(data_dir)
+    if case_id is None:
+        case = cases[0]
+    else:
+        matches = [c for c in cases if c.case_id == case_id]
+        if not matches:
+            known = ", ".join(c.case_id for c in cases[:5]) + (", ..." if len(cases) > 5 else "")
+            raise DataError(f"{data_dir}: no case {case_id!r} (found: {known})")
+        case = matches[0]
+    figure = plot_case(case, slice_index=slice_index)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target then rename, so a reader never sees half an image.
+    tmp = out_path.with_name(f".{out_path.stem}.{uuid.uuid4().hex[:8]}{out_path.suffix}")
+    try:
+        figure.savefig(tmp, dpi=110)
+        os.replace(tmp, out_path)
+    finally:
+        plt.close(figure)
+        if tmp.exists():
+            tmp.unlink()
+    return out_path
+
+
+# -- training curves (report figure 7.1) ---------------------------------------------------------
+__all__ += ["plot_history"]
+
+
+def plot_history(history, axes=None, path=None):
+    """Training curves from a run's log: loss, mean Dice, Dice per class, learning rate.
+
+    The report's figure 7.1 shows accuracy and loss; accuracy is close to 1 from the first
+    epoch (background is about 98 % of the pixels), so here the Dice of each tumour class
+    takes its place.
+
+    Parameters
+    ----------
+    history : str, pathlib.Path, pandas.DataFrame or dict
+        ``history.csv`` written by `gliseg_nb.train.fit` (or the run folder holding it), the
+        same read into a DataFrame, or a dict of lists such as ``keras.callbacks.History``'s
+        ``history`` or what `gliseg_nb.train.fit` returns.
+    axes : array of 4 matplotlib.axes.Axes, optional
+        Where to draw; default=None creates a 2 x 2 figure.
+    path : str or pathlib.Path, optional
+        Also save the figure there; default=None saves nothing.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    columns = _history_columns(history)
+    if "loss" not in columns:
+        raise ValueError(f"history has no 'loss' column (found: {', '.join(sorted(columns)) or 'nothing'})")
+    n_epochs = len(columns["loss"])
+    # Epochs counted from 1, as Keras prints them.
+    epochs = np.asarray(columns.get("epoch", range(n_epochs)), dtype=float) + 1
+    if axes is None:
+        figure, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    axes = np.asarray(axes).ravel()
+    if axes.size < 4:
+        raise ValueError(f"plot_history needs 4 axes, got {axes.size}")
+    figure = axes[0].figure
+
+    def curve(ax, key, **style):
+        if key in columns:
+            ax.plot(epochs, columns[key], marker="o", markersize=3, **style)
+
+    curve(axes[0], "loss", label="training", color="C0")
+    curve(axes[0], "val_loss", label="validation", color="C1")
+    axes[0].set_title("Loss")
+    curve(axes[1], "dice_mean", label="training", color="C0")
+    curve(axes[1], "val_dice_mean", label="validation", color="C1")
+    axes[1].set_title("Mean Dice of the tumour classes")
+    axes[1].set_ylim(0, 1)
+    for class_id in (1, 2, 3):
+        color = _labels.CLASS_COLORS[class_id]
+        name = _labels.CLASS_NAMES[class_id]
+        curve(axes[2], f"val_dice_class{class_id}", label=f"{name} (validation)", color=color)
+        curve(axes[2], f"dice_class{class_id}", label=f"{name} (training)", color=color, linestyle="--",
+              alpha=0.6)
+    axes[2].set_title("Dice per class")
+    axes[2].set_ylim(0, 1)
+    if "learning_rate" in columns:
+        curve(axes[3], "learning_rate", color="C2")
+        axes[3].set_yscale("log")
+        axes[3].set_title("Learning rate")
+    else:
+        axes[3].set_axis_off()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes[:4]:
+        if ax.has_data():
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
+
+
+def _history_columns(history):
+    """Columns of a training log as ``{name: list of float}``."""
+    if isinstance(history, (str, os.PathLike)):
+        path = Path(history)
+        if path.is_dir():
+            path = path / "history.csv"
+        if not path.is_file():
+            raise ValueError(f"{path}: no training log (history.csv) found")
+        import csv
+
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            raise ValueError(f"{path}: the training log has no finished epoch yet")
+        return {key: [float(row[key]) for row in rows] for key in rows[0]}
+    if hasattr(history, "to_dict") and hasattr(history, "columns"):  # a pandas DataFrame
+        return {str(key): [float(v) for v in history[key]] for key in history.columns}
+    if hasattr(history, "history") and isinstance(history.history, dict):  # keras History
+        history = history.history
+    if isinstance(history, dict):
+        return {str(key): [float(v) for v in values] for key, values in history.items()}
+    raise ValueError(f"plot_history expects a CSV path, a DataFrame or a dict, got {type(history).__name__}")

@@ -1,0 +1,96 @@
+"""Static figures of a case: orientation, default slice, colours, files written."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from gliseg_nb.cli import main  # noqa: E402
+from gliseg_nb.data import DataError, find_cases, load_case  # noqa: E402
+from gliseg_nb.labels import CLASS_COLORS  # noqa: E402
+from gliseg_nb.plotting import axial_display, plot_case, save_case_figure  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def case_data(synthetic_dataset):
+    return load_case(find_cases(synthetic_dataset)[0])
+
+
+def test_axial_display_puts_anterior_up_and_patient_right_on_the_left():
+    # A slice with a marker at the patient's right-anterior corner, stored two ways.
+    lps = np.zeros((4, 3))
+    lps[0, 0] = 1  # LPS: index 0 along x is the patient's right, along y anterior
+    ras = np.zeros((4, 3))
+    ras[3, 2] = 1  # RAS: the last index along x is the right, along y the front
+    lps_affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    ras_affine = np.eye(4)
+    for picture in (axial_display(lps, lps_affine), axial_display(ras, ras_affine),
+                    axial_display(lps)):
+        assert picture.shape == (3, 4)  # rows: front to back; columns: right to left
+        assert picture[0, 0] == 1
+
+
+def test_plot_case_draws_four_modalities_and_labels_on_the_tumour_slice(case_data):
+    figure = plot_case(case_data)
+    try:
+        axes = figure.axes
+        assert len(axes) == 5
+        titles = [axis.get_title() for axis in axes]
+        assert titles[:4] == ["FLAIR", "T1", "T1ce (contrast)", "T2"]
+        assert "labels" in titles[4]
+        expected = int(np.argmax((case_data.labels > 0).sum(axis=(0, 1))))
+        assert figure._suptitle.get_text().endswith(f"slice {expected}")
+        # The overlay holds the tumour classes of that slice, drawn in the report's colours.
+        overlay = axes[4].images[1]
+        shown = np.unique(np.ma.compressed(overlay.get_array()))
+        assert set(shown) <= {1, 2, 3} and 2 in shown
+        rgba = overlay.cmap(overlay.norm(2))
+        np.testing.assert_allclose(rgba[:3], CLASS_COLORS[2])
+        legend_texts = [t.get_text() for t in axes[4].get_legend().get_texts()]
+        assert any("edema" in text for text in legend_texts)
+    finally:
+        plt.close(figure)
+
+
+def test_plot_case_accepts_a_case_and_given_axes(synthetic_dataset):
+    case = find_cases(synthetic_dataset)[2]
+    figure, axes = plt.subplots(2, 3)
+    try:
+        returned = plot_case(case, slice_index=80, axes=axes)
+        assert returned is figure
+        assert figure._suptitle.get_text().endswith("slice 80")
+        assert len(axes.ravel()[0].images) == 1
+    finally:
+        plt.close(figure)
+
+
+def test_plot_case_rejects_a_slice_outside_the_volume(case_data):
+    with pytest.raises(ValueError, match="slice 155"):
+        plot_case(case_data, slice_index=155)
+
+
+def test_save_case_figure_writes_a_png(synthetic_dataset, tmp_path):
+    out = save_case_figure(synthetic_dataset, tmp_path / "figures" / "case.png",
+                           case_id="BraTS20_Training_002")
+    assert out == tmp_path / "figures" / "case.png"
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert sorted(p.name for p in out.parent.iterdir()) == ["case.png"]  # no temporary file
+
+
+def test_save_case_figure_names_an_unknown_case(synthetic_dataset, tmp_path):
+    with pytest.raises(DataError, match="no case 'BraTS20_Training_999'"):
+        save_case_figure(synthetic_dataset, tmp_path / "x.png", case_id="BraTS20_Training_999")
+
+
+def test_show_command(synthetic_dataset, tmp_path, capsys):
+    out = tmp_path / "show.png"
+    assert main(["show", str(synthetic_dataset), "--out", str(out), "--slice", "70"]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert str(out) in capsys.readouterr().out
+    assert main(["show", str(synthetic_dataset), "--out", str(out), "--case", "nope"]) == 2
+    assert "no case 'nope'" in capsys.readouterr().err

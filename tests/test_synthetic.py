@@ -1,0 +1,315 @@
+"""The embedded synthetic dataset: format, determinism, realism, difficulty, caching, atomicity.
+
+Generating a case takes a few seconds, so the real generator runs only for the session-wide
+`synthetic_dataset` fixture (three cases, seed 0) and two in-memory cases; the caching and
+atomicity tests replace the generator by a tiny stand-in.
+"""
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from gliseg_nb.cli import main
+from gliseg_nb.data import DATA_ENV_VAR, DataError, find_cases, get_data_dir, load_case
+from gliseg_nb.data import synthetic
+from gliseg_nb.data.synthetic import (BRATS_AFFINE, BRATS_SHAPE, CACHE_ENV_VAR, synthesize,
+                                      synthesize_case, threshold_baseline)
+
+MODALITIES = ("flair", "t1", "t1ce", "t2")
+
+
+@pytest.fixture(scope="module")
+def case_with_maps():
+    """Case index 1 of seed 0 (a necrotic high-grade glioma), with its ground-truth maps."""
+    return synthesize_case(seed=0, index=1, return_maps=True)
+
+
+def _read(path):
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+# -- format ----------------------------------------------------------------------------------
+def test_writes_brats2020_layout_with_grades_and_parameters(synthetic_dataset):
+    cases = find_cases(synthetic_dataset)
+    assert [c.case_id for c in cases] == [f"BraTS20_Training_{i:03d}" for i in (1, 2, 3)]
+    assert {c.layout for c in cases} == {"brats2020"}
+    with open(synthetic_dataset / "name_mapping.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["BraTS_2020_subject_ID"] for row in rows] == [c.case_id for c in cases]
+    assert [c.grade for c in cases] == [row["Grade"] for row in rows]
+    parameters = json.loads((synthetic_dataset / "synthetic_parameters.json").read_text())
+    assert parameters["seed"] == 0 and parameters["n_cases"] == 3
+    assert [p["grade"] for p in parameters["cases"]] == [c.grade for c in cases]
+    assert (synthetic_dataset / "README.txt").is_file()
+    # Nothing else (no temporary folder) is left beside the cases.
+    assert sorted(p.name for p in synthetic_dataset.iterdir()) == sorted(
+        [c.case_id for c in cases] + ["name_mapping.csv", "synthetic_parameters.json",
+                                      "README.txt"])
+
+
+def test_files_have_brats_shape_types_labels_and_affine(synthetic_dataset):
+    case_dir = synthetic_dataset / "BraTS20_Training_001"
+    for modality in MODALITIES:
+        image = nib.load(case_dir / f"BraTS20_Training_001_{modality}.nii.gz")
+        assert image.shape == BRATS_SHAPE
+        assert image.get_data_dtype() == np.int16
+        assert np.asanyarray(image.dataobj).dtype == np.int16
+        np.testing.assert_array_equal(image.affine, BRATS_AFFINE)
+        assert image.header.get_zooms() == (1.0, 1.0, 1.0)
+        assert nib.aff2axcodes(image.affine) == ("L", "P", "S")
+        data = np.asanyarray(image.dataobj)
+        assert data.min() == 0 and data.max() > 100  # skull-stripped background, real signal
+    seg = nib.load(case_dir / "BraTS20_Training_001_seg.nii.gz")
+    assert seg.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(seg.affine, BRATS_AFFINE)
+    assert set(np.unique(np.asanyarray(seg.dataobj))) == {0, 1, 2, 4}
+
+
+def test_brain_is_the_same_in_every_modality_and_holds_the_labels(synthetic_dataset):
+    data = load_case(find_cases(synthetic_dataset)[0])
+    brains = [data.images[m] > 0 for m in MODALITIES]
+    for brain in brains[1:]:
+        np.testing.assert_array_equal(brain, brains[0])
+    assert not np.any(data.labels[~brains[0]])
+    brain_ml = brains[0].sum() / 1000
+    assert 1000 < brain_ml < 1900  # an adult brain, in mL
+    # Tumours lie in the slices the course trains on (22-121).
+    tumour_slices = np.flatnonzero((data.labels > 0).any(axis=(0, 1)))
+    centre = (tumour_slices.min() + tumour_slices.max()) / 2
+    assert 22 <= centre <= 121
+
+
+def test_tumour_sizes_are_realistic(synthetic_dataset):
+    for case in find_cases(synthetic_dataset):
+        labels = load_case(case, modalities=[]).labels
+        whole_ml = np.count_nonzero(labels) / 1000
+        assert 15 < whole_ml < 250, (case.case_id, whole_ml)
+        core_ml = np.count_nonzero((labels == 1) | (labels == 3)) / 1000
+        assert core_ml > 3, (case.case_id, core_ml)
+
+
+# -- determinism -----------------------------------------------------------------------------
+def test_same_seed_gives_identical_voxels_whatever_the_number_of_cases(synthetic_dataset,
+                                                                       case_with_maps):
+    images, seg, _, _ = case_with_maps  # case index 1 generated alone
+    case_dir = synthetic_dataset / "BraTS20_Training_002"  # the same case, written among three
+    for modality in MODALITIES:
+        np.testing.assert_array_equal(images[modality],
+                                      _read(case_dir / f"BraTS20_Training_002_{modality}.nii.gz"))
+    np.testing.assert_array_equal(seg, _read(case_dir / "BraTS20_Training_002_seg.nii.gz"))
+
+
+def test_another_seed_gives_another_case(synthetic_dataset):
+    images, seg, _ = synthesize_case(seed=1, index=0)
+    written = _read(synthetic_dataset / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii.gz")
+    assert not np.array_equal(images["flair"], written)
+    written_seg = _read(synthetic_dataset / "BraTS20_Training_001" / "BraTS20_Training_001_seg.nii.gz")
+    assert not np.array_equal(seg, written_seg)
+
+
+# -- realism ---------------------------------------------------------------------------------
+def _region_means(image, region_masks):
+    return {name: float(image[mask].mean()) for name, mask in region_masks.items()}
+
+
+def test_tissue_contrasts_follow_clinical_ordering(case_with_maps):
+    images, seg, _, maps = case_with_maps
+    box = maps["slices"]
+    far_from_tumour = ~ndi.binary_dilation(seg[box] > 0, iterations=5)
+    pure = {tissue: (maps[tissue] > 0.95) & far_from_tumour for tissue in ("wm", "gm", "csf")}
+    for tissue, mask in pure.items():
+        assert mask.sum() > 2000, tissue
+    t1 = _region_means(images["t1"][box], pure)
+    t2 = _region_means(images["t2"][box], pure)
+    flair = _region_means(images["flair"][box], pure)
+    assert t1["wm"] > t1["gm"] > t1["csf"]
+    assert t2["csf"] > t2["gm"] > t2["wm"]
+    assert flair["gm"] > flair["wm"] > flair["csf"]
+
+
+def test_tumour_classes_show_on_the_right_modalities(case_with_maps):
+    images, seg, _, maps = case_with_maps
+    white = np.zeros(seg.shape, dtype=bool)
+    white[maps["slices"]] = maps["wm"] > 0.95
+    white &= ~ndi.binary_dilation(seg > 0, iterations=5)
+    regions = {"edema": seg == 2, "necrosis": seg == 1, "enhancing": seg == 4, "white": white}
+    flair = _region_means(images["flair"], regions)
+    t1ce = _region_means(images["t1ce"], regions)
+    t1 = _region_means(images["t1"], regions)
+    assert flair["edema"] > 1.3 * flair["white"]
+    assert t1ce["enhancing"] > 1.3 * t1ce["white"]
+    assert t1ce["enhancing"] > 1.5 * t1ce["edema"]
+    assert t1ce["necrosis"] < 0.7 * t1ce["enhancing"]
+    # Enhancement is a contrast effect: the rim is not bright before contrast.
+    assert t1ce["enhancing"] / t1ce["white"] > 1.3 * t1["enhancing"] / t1["white"]
+
+
+def test_confounders_are_bright_outside_the_tumour(case_with_maps):
+    images, seg, parameters, maps = case_with_maps
+    box = maps["slices"]
+    outside = ~ndi.binary_dilation(seg[box] > 0, iterations=3)
+    t1ce = images["t1ce"][box].astype(float)
+    flair = images["flair"][box].astype(float)
+    white = (maps["wm"] > 0.95) & outside
+    enhancing = seg[box] == 4
+    # Vessels and choroid plexus: T1ce voxels outside the tumour nearly as bright as the
+    # enhancing rim, so a T1ce threshold alone finds more than the tumour.
+    rim_level = np.median(t1ce[enhancing])
+    assert np.count_nonzero((t1ce > 0.8 * rim_level) & outside) > 100
+    vascular = (maps["confounders"]["vessel"] | maps["confounders"]["choroid"]) & outside
+    assert vascular.sum() > 100
+    assert t1ce[vascular].mean() > 1.25 * t1ce[white].mean()
+    # White-matter lesions: FLAIR-bright, not tumour, and not enhancing.
+    lesions = maps["confounders"]["wml"] & outside
+    assert lesions.sum() > 50
+    assert flair[lesions].mean() > 1.3 * flair[white].mean()
+    assert t1ce[lesions].mean() < 1.05 * t1ce[white].mean()
+    assert not np.any(seg[box][maps["confounders"]["wml"]])
+
+
+def test_low_grade_cases_have_no_enhancement(synthetic_dataset):
+    cases = find_cases(synthetic_dataset)
+    grades = {c.case_id: c.grade for c in cases}
+    assert set(grades.values()) == {"HGG", "LGG"}
+    for case in cases:
+        labels = load_case(case, modalities=[]).labels
+        has_enhancement = np.any(labels == 3)
+        assert has_enhancement == (case.grade == "HGG"), case.case_id
+        if case.grade == "LGG":
+            assert np.any(labels == 1)  # a non-enhancing core
+
+
+def test_scanner_variation_changes_intensity_scale_between_cases(synthetic_dataset):
+    medians = []
+    for case in find_cases(synthetic_dataset):
+        flair = load_case(case, modalities=["flair"]).images["flair"]
+        medians.append(np.median(flair[flair > 0]))
+    assert max(medians) / min(medians) > 1.1  # raw intensities differ: normalise first
+
+
+# -- difficulty ------------------------------------------------------------------------------
+def test_flair_threshold_baseline_is_in_the_calibrated_range(synthetic_dataset):
+    result = threshold_baseline(synthetic_dataset)
+    assert 0.6 <= result["mean_dice"] <= 0.8, result
+    assert 0.0 < result["threshold"] < 4.0
+    assert set(result["per_case_dice"]) == set(result["case_ids"])
+    assert len(result["case_ids"]) == 3
+
+
+def test_dice_curve_counts_voxels_above_the_threshold():
+    image = np.zeros((4, 4, 1), dtype=np.float32)
+    image[..., 0] = [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 5, 5], [1, 1, 5, 9]]
+    tumour = image >= 5
+    curve = synthetic._dice_curve(image, tumour, np.array([-5.0, 0.5, 10.0]))
+    # Everything called tumour / exactly the tumour / nothing called tumour.
+    np.testing.assert_allclose(curve, [2 * 4 / (4 + 16), 1.0, 0.0])
+
+
+# -- the default dataset ---------------------------------------------------------------------
+def _tiny_case(seed=0, index=0, return_maps=False):
+    """A stand-in for the generator: right shape and types, no anatomy, instant."""
+    images = {m: np.full(BRATS_SHAPE, 100 + seed + index, dtype=np.int16) for m in MODALITIES}
+    seg = np.zeros(BRATS_SHAPE, dtype=np.uint8)
+    seg[100:110, 100:110, 70:80] = 2
+    return images, seg, {"grade": "LGG", "case_index": index}
+
+
+def test_get_data_dir_prefers_argument_then_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    assert get_data_dir(tmp_path) == tmp_path
+    with pytest.raises(DataError, match="does not exist"):
+        get_data_dir(tmp_path / "missing")
+    real = tmp_path / "brats"
+    real.mkdir()
+    monkeypatch.setenv(DATA_ENV_VAR, str(real))
+    assert get_data_dir() == real
+    assert get_data_dir(tmp_path) == tmp_path  # the argument wins over the variable
+    monkeypatch.setenv(DATA_ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=DATA_ENV_VAR):
+        get_data_dir()
+
+
+def test_get_data_dir_generates_once_into_the_cache_then_reuses(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: calls.append(index) or _tiny_case(seed, index))
+    first = get_data_dir(n_cases=2, seed=5, progress=False)
+    assert first.parent == tmp_path / "cache"
+    assert "seed5" in first.name and "n2" in first.name
+    assert calls == [0, 1]
+    assert len(find_cases(first)) == 2
+    assert get_data_dir(n_cases=2, seed=5, progress=False) == first
+    assert calls == [0, 1]  # reused, not regenerated
+    # Only the dataset folder is left in the cache (no temporary copy).
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.name]
+
+
+def test_get_data_dir_regenerates_a_dataset_without_completion_marker(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    target = get_data_dir(n_cases=1, progress=False)
+    (target / synthetic._COMPLETE_MARKER).unlink()  # as if killed before the marker
+    (target / "BraTS20_Training_001" / "BraTS20_Training_001_t2.nii.gz").unlink()
+    assert get_data_dir(n_cases=1, progress=False) == target
+    assert (target / synthetic._COMPLETE_MARKER).is_file()
+    assert len(find_cases(target)) == 1
+
+
+# -- atomic writing --------------------------------------------------------------------------
+def test_interrupted_run_leaves_no_partial_case(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    real_write = synthetic._write_nifti
+    written = []
+
+    def write_then_fail(array, path):
+        written.append(path.name)
+        if len(written) == 8:  # third file of the second case
+            raise KeyboardInterrupt
+        real_write(array, path)
+
+    monkeypatch.setattr(synthetic, "_write_nifti", write_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(tmp_path, n_cases=3, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BraTS20_Training_001"]
+    assert [c.case_id for c in find_cases(tmp_path)] == ["BraTS20_Training_001"]
+
+
+def test_leftover_partial_folder_is_invisible_and_cleaned(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    synthesize(tmp_path, n_cases=1, progress=False)
+    # A run killed outright (no cleanup) leaves a hidden partial folder behind.
+    leftover = tmp_path / ".BraTS20_Training_002.partial-deadbeef"
+    leftover.mkdir()
+    (leftover / "BraTS20_Training_002_flair.nii.gz").write_bytes(b"half")
+    assert [c.case_id for c in find_cases(tmp_path)] == ["BraTS20_Training_001"]
+    synthesize(tmp_path, n_cases=2, progress=False)
+    assert not leftover.exists()
+    assert len(find_cases(tmp_path)) == 2
+
+
+def test_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="n_cases"):
+        synthesize(tmp_path, n_cases=0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        synthesize(tmp_path / "file", n_cases=1)
+
+
+def test_synth_command_writes_cases(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    assert main(["synth", str(tmp_path / "out"), "--cases", "2", "--seed", "3"]) == 0
+    assert "2 synthetic case(s)" in capsys.readouterr().out
+    parameters = json.loads((tmp_path / "out" / "synthetic_parameters.json").read_text())
+    assert parameters["seed"] == 3
+    assert len(find_cases(tmp_path / "out")) == 2
