@@ -1,0 +1,712 @@
+"""NumPy scoring of whole label volumes, the way the BraTS challenge scores them.
+
+BraTS scores *regions*, not classes: whole tumour (WT = 1+2+3), tumour core (TC = 1+3) and
+enhancing tumour (ET = 3), each with Dice, the 95th percentile Hausdorff distance (HD95, in
+millimetres), sensitivity and specificity. Empty masks follow the BraTS legacy convention
+as nnU-Net re-implements it: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 373.13
+(the diagonal of a 240 x 240 x 155 mm volume).
+
+This module also computes the report's own numbers (accuracy over every voxel, a Dice that
+counts the background as a class, Keras ``MeanIoU`` fed one-hot targets and softmax
+probabilities) so that the course can show, on the same predictions, why they say little.
+
+Public API
+----------
+evaluate_case(pred, truth, spacing)         region scores of one case
+evaluate_folder(pred_dir, data)             region scores of every prediction file
+summarize_scores(rows)                      mean, median, std, quartiles per region and metric
+format_case_table / format_summary_table    plain-text tables of those
+write_scores_csv(rows, path)                one CSV line per case, written atomically
+report_metrics(pred, truth, probabilities)  the report's accuracy / Dice / MeanIoU
+background_everywhere_scores(truth)         what predicting background everywhere scores
+main_evaluate(args)                         the ``gliseg-nb evaluate`` command
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..labels import REGIONS, to_internal
+
+__all__ = [
+    "HD95_EMPTY_MM",
+    "METRIC_NAMES",
+    "evaluate_case",
+    "hd95",
+    "dice_score",
+    "evaluate_folder",
+    "summarize_scores",
+    "format_case_table",
+    "format_summary_table",
+    "write_scores_csv",
+    "SUMMARY_STATISTICS",
+    "report_metrics",
+    "keras_meaniou_as_fed",
+    "background_everywhere_scores",
+    "main_evaluate",
+]
+
+#: HD95 given when exactly one of the two masks is empty: the diagonal of the BraTS volume
+#: (sqrt(240**2 + 240**2 + 155**2) mm), the value the BraTS legacy evaluation reports.
+HD95_EMPTY_MM = 373.13
+
+#: The scores `evaluate_case` returns for each region, in table order.
+METRIC_NAMES = ("dice", "hd95", "sensitivity", "specificity", "volume_pred_ml", "volume_truth_ml")
+
+#: Summary statistics `summarize_scores` computes for each region and metric.
+SUMMARY_STATISTICS = ("mean", "median", "std", "q25", "q75")
+
+# Voxels of margin kept around the masks' joint bounding box before the distance transforms.
+# One voxel keeps the erosion (border detection) identical to that of the full volume; the
+# nearest border voxel of either mask always lies inside the box, so distances are exact.
+_CROP_MARGIN = 2
+
+
+# -- validation ------------------------------------------------------------------------
+def _check_pair(pred, truth):
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(
+            f"prediction and ground truth differ in shape: {pred.shape} vs {truth.shape} "
+            "(resample the prediction to the ground-truth grid; nothing is cropped silently)"
+        )
+    return pred, truth
+
+
+def _check_internal_labels(labels, what):
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu":
+        if labels.dtype.kind != "f" or np.any(labels != np.round(labels)):
+            raise ValueError(f"{what}: labels must be whole numbers, got dtype {labels.dtype}")
+    # A bincount over small unsigned labels is much faster than np.unique on 9 M voxels.
+    if labels.dtype == np.bool_:
+        return labels.astype(np.uint8)
+    low, high = labels.min(initial=0), labels.max(initial=0)
+    if low < 0 or high > 3:
+        bad = sorted(int(v) for v in np.unique(labels) if v < 0 or v > 3)
+        raise ValueError(
+            f"{what}: internal labels must be 0-3, found {bad} (convert release labels such "
+            "as BraTS's 4 = enhancing with gliseg_nb.labels.to_internal first)"
+        )
+    return labels
+
+
+def _check_spacing(spacing, ndim):
+    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)))
+    if any(not math.isfinite(s) or s <= 0 for s in spacing):
+        raise ValueError(f"voxel spacing must be positive and finite, got {spacing}")
+    return spacing
+
+
+# -- binary scores ---------------------------------------------------------------------
+def dice_score(pred_mask, truth_mask):
+    """Dice coefficient of two boolean masks, with the BraTS convention for empty masks.
+
+    Parameters
+    ----------
+    pred_mask, truth_mask : array-like of bool
+        Masks of the same shape.
+
+    Returns
+    -------
+    float
+        ``2 |P & T| / (|P| + |T|)``; 1.0 when both masks are empty.
+    """
+    pred_mask, truth_mask = _check_pair(pred_mask, truth_mask)
+    pred_mask = pred_mask.astype(bool, copy=False)
+    truth_mask = truth_mask.astype(bool, copy=False)
+    total = np.count_nonzero(pred_mask) + np.count_nonzero(truth_mask)
+    if total == 0:
+        return 1.0
+    return float(2.0 * np.count_nonzero(pred_mask & truth_mask) / total)
+
+
+def _bounding_box(mask_a, mask_b, margin):
+    """Slices of the joint bounding box of two masks, widened by `margin` voxels."""
+    joint = mask_a | mask_b
+    box = []
+    for axis in range(joint.ndim):
+        other_axes = tuple(a for a in range(joint.ndim) if a != axis)
+        occupied = np.flatnonzero(np.any(joint, axis=other_axes))
+        start = max(int(occupied[0]) - margin, 0)
+        stop = min(int(occupied[-1]) + 1 + margin, joint.shape[axis])
+        box.append(slice(start, stop))
+    return tuple(box)
+
+
+def _surface_distances(from_border, to_border, spacing):
+    """Distances (mm) from each voxel of `from_border` to the nearest voxel of `to_border`."""
+    # The EDT gives, at every voxel, the distance to the nearest zero; zeros = `to_border`.
+    distance_to_border = ndimage.distance_transform_edt(~to_border, sampling=spacing)
+    return distance_to_border[from_border]
+
+
+def _border(mask):
+    # Face connectivity (6-neighbourhood in 3-D), as medpy and the nnU-Net legacy code use.
+    # Erosion treats outside the array as background, so voxels on the array edge are border.
+    structure = ndimage.generate_binary_structure(mask.ndim, 1)
+    return mask & ~ndimage.binary_erosion(mask, structure=structure, iterations=1)
+
+
+def hd95(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0)):
+    """95th percentile of the symmetric surface distances between two masks, in mm.
+
+    The surfaces are the masks' border voxels (voxels with a face neighbour outside the
+    mask); the distances from each surface to the other are pooled and their 95th
+    percentile taken, as in medpy's ``hd95`` and the BraTS/nnU-Net legacy evaluation.
+
+    Parameters
+    ----------
+    pred_mask, truth_mask : array-like of bool
+        Masks of the same shape.
+    spacing : sequence of float, default=(1.0, 1.0, 1.0)
+        Voxel size in mm along each axis.
+
+    Returns
+    -------
+    float
+        0.0 when both masks are empty; `HD95_EMPTY_MM` when exactly one is.
+    """
+    pred_mask, truth_mask = _check_pair(pred_mask, truth_mask)
+    pred_mask = pred_mask.astype(bool, copy=False)
+    truth_mask = truth_mask.astype(bool, copy=False)
+    spacing = _check_spacing(spacing, pred_mask.ndim)
+    pred_empty = not pred_mask.any()
+    truth_empty = not truth_mask.any()
+    if pred_empty and truth_empty:
+        return 0.0
+    if pred_empty or truth_empty:
+        return HD95_EMPTY_MM
+    # Distance transforms cost time in proportion to the volume: work on the masks' box.
+    box = _bounding_box(pred_mask, truth_mask, _CROP_MARGIN)
+    pred_box, truth_box = pred_mask[box], truth_mask[box]
+    # The margin keeps both masks at least one voxel from any side where the box cuts the
+    # volume, so erosion there sees background exactly as in the full volume; where the box
+    # reaches the array edge, erosion's outside-is-background rule applies unchanged.
+    pred_border, truth_border = _border(pred_box), _border(truth_box)
+    distances = np.concatenate(
+        [
+            _surface_distances(pred_border, truth_border, spacing),
+            _surface_distances(truth_border, pred_border, spacing),
+        ]
+    )
+    return float(np.percentile(distances, 95))
+
+
+def _region_scores(pred_mask, truth_mask, spacing, voxel_ml):
+    pred_count = int(np.count_nonzero(pred_mask))
+    truth_count = int(np.count_nonzero(truth_mask))
+    true_positive = int(np.count_nonzero(pred_mask & truth_mask))
+    false_negative = truth_count - true_positive
+    false_positive = pred_count - true_positive
+    true_negative = pred_mask.size - truth_count - false_positive
+    if pred_count + truth_count == 0:
+        dice = 1.0
+    else:
+        dice = 2.0 * true_positive / (pred_count + truth_count)
+    # With nothing to find, nothing was missed: sensitivity 1 (false positives are what
+    # Dice and specificity measure). Likewise specificity 1 when there are no negatives.
+    sensitivity = true_positive / truth_count if truth_count else 1.0
+    negatives = true_negative + false_positive
+    specificity = true_negative / negatives if negatives else 1.0
+    return {
+        "dice": float(dice),
+        "hd95": hd95(pred_mask, truth_mask, spacing),
+        "sensitivity": float(sensitivity),
+        "specificity": float(specificity),
+        "volume_pred_ml": pred_count * voxel_ml,
+        "volume_truth_ml": truth_count * voxel_ml,
+    }
+
+
+def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0)):
+    """Score one predicted label volume against the ground truth, by BraTS region.
+
+    Parameters
+    ----------
+    pred, truth : array-like of int
+        Label volumes of the same shape in the internal convention (0 background,
+        1 necrotic core, 2 edema, 3 enhancing). Convert release labels (BraTS's 4) with
+        `gliseg_nb.labels.to_internal` first.
+    spacing : sequence of float, default=(1.0, 1.0, 1.0)
+        Voxel size in mm along each axis (``CaseData.zooms``); HD95 and the volumes use it.
+
+    Returns
+    -------
+    dict
+        ``{"WT": {...}, "TC": {...}, "ET": {...}}``, each with ``dice``, ``hd95`` (mm),
+        ``sensitivity``, ``specificity``, ``volume_pred_ml`` and ``volume_truth_ml``.
+        Empty masks: both empty -> Dice 1, HD95 0; one empty -> Dice 0,
+        HD95 `HD95_EMPTY_MM`. Sensitivity is 1 when the truth region is empty.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or a volume holds labels outside 0-3.
+    """
+    pred, truth = _check_pair(pred, truth)
+    pred = _check_internal_labels(pred, "prediction")
+    truth = _check_internal_labels(truth, "ground truth")
+    spacing = _check_spacing(spacing, pred.ndim)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    pred = pred.astype(np.uint8, copy=False)
+    truth = truth.astype(np.uint8, copy=False)
+    scores = {}
+    for region, classes in REGIONS.items():
+        # A lookup table turns labels into a region mask in one pass (faster than np.isin).
+        table = np.zeros(256, dtype=bool)
+        table[list(classes)] = True
+        scores[region] = _region_scores(table[pred], table[truth], spacing, voxel_ml)
+    return scores
+
+
+# -- a folder of predictions -----------------------------------------------------------
+def _read_labels(path):
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel raises several types for unreadable files
+        raise ValueError(f"{path}: cannot read as NIfTI ({error})") from None
+    if data.ndim != 3:
+        raise ValueError(f"{path}: expected a 3-D label volume, got shape {data.shape}")
+    return data, image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
+
+
+def _prediction_path(pred_dir, case_id):
+    for suffix in (".nii.gz", ".nii"):
+        path = Path(pred_dir) / f"{case_id}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def evaluate_folder(pred_dir, data, label_convention="release", progress=False, case_ids=None):
+    """Score every prediction in a folder against the ground truth of the matching cases.
+
+    Parameters
+    ----------
+    pred_dir : str or pathlib.Path
+        Folder of ``<case_id>.nii.gz`` (or ``.nii``) prediction files.
+    data : str or pathlib.Path
+        Folder of BraTS data in any layout `gliseg_nb.data.find_cases` recognises. Every
+        case that has a segmentation must have a prediction.
+    label_convention : {"release", "internal"}, default="release"
+        Labels of the prediction files: ``"release"`` means each case's own release
+        (4 = enhancing for BraTS 2019-2021, 3 for 2023, MSD's order for MSD), as
+        ``gliseg-nb predict`` writes by default; ``"internal"`` means 0-3.
+    progress : bool, default=False
+        Show a progress bar over cases.
+    case_ids : sequence of str or None, default=None
+        Score only these cases (for example the test split); None scores every case of
+        `data` that has a segmentation.
+
+    Returns
+    -------
+    list of dict
+        One row per case: ``case_id``, ``prediction`` (path) and ``scores`` (the dict of
+        `evaluate_case`).
+
+    Raises
+    ------
+    ValueError
+        If no case has a segmentation, a prediction is missing (the case is named), or a
+        prediction differs from its ground truth in shape or affine.
+    """
+    from ..data import find_cases, load_case
+
+    if label_convention not in ("release", "internal"):
+        raise ValueError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
+    cases = [case for case in find_cases(data) if case.seg is not None]
+    if case_ids is not None:
+        known = {case.case_id for case in cases}
+        unknown = [case_id for case_id in case_ids if case_id not in known]
+        if unknown:
+            raise ValueError(f"{data}: no case with a segmentation named {', '.join(unknown)}")
+        cases = [case for case in cases if case.case_id in set(case_ids)]
+    if not cases:
+        raise ValueError(f"{data}: no case with a ground-truth segmentation to evaluate against")
+    missing = [case.case_id for case in cases if _prediction_path(pred_dir, case.case_id) is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"{pred_dir}: no prediction <case_id>.nii.gz for case(s) {shown}")
+
+    iterator = cases
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(cases, desc="evaluate", unit="case")
+    rows = []
+    for case in iterator:
+        pred_path = _prediction_path(pred_dir, case.case_id)
+        # load_case reads and converts the ground truth (no modality needed: labels only).
+        truth_data = load_case(case, modalities=[])
+        truth, truth_affine, zooms = truth_data.labels, truth_data.affine, truth_data.zooms
+        pred_raw, pred_affine, _ = _read_labels(pred_path)
+        if pred_raw.shape != truth.shape:
+            raise ValueError(
+                f"{pred_path}: shape {pred_raw.shape} differs from the ground truth "
+                f"{case.seg} {truth.shape}"
+            )
+        # Written affines are float32 in the header: compare to a tenth of a micrometre.
+        if not np.allclose(pred_affine, truth_affine, atol=1e-4):
+            raise ValueError(
+                f"{pred_path}: affine differs from the ground truth {case.seg} "
+                "(the prediction is not on the case's grid)"
+            )
+        layout = case.layout if label_convention == "release" else "internal"
+        pred = to_internal(pred_raw, layout, source=pred_path)
+        rows.append(
+            {
+                "case_id": case.case_id,
+                "prediction": str(pred_path),
+                "scores": evaluate_case(pred, truth, spacing=zooms),
+            }
+        )
+    return rows
+
+
+def summarize_scores(rows):
+    """Mean, median, standard deviation and quartiles of each region's scores over cases.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `evaluate_folder`, or plain `evaluate_case` dicts.
+
+    Returns
+    -------
+    dict
+        ``summary[region][metric][statistic]`` with statistics ``mean``, ``median``,
+        ``std`` (population, ddof=0), ``q25`` and ``q75``.
+    """
+    if not rows:
+        raise ValueError("no scores to summarise")
+    per_case = [row["scores"] if "scores" in row else row for row in rows]
+    summary = {}
+    for region in REGIONS:
+        summary[region] = {}
+        for metric in METRIC_NAMES:
+            values = np.array([scores[region][metric] for scores in per_case], dtype=float)
+            summary[region][metric] = {
+                "mean": float(np.mean(values)),
+                "median": float(np.median(values)),
+                "std": float(np.std(values)),
+                "q25": float(np.percentile(values, 25)),
+                "q75": float(np.percentile(values, 75)),
+            }
+    return summary
+
+
+# -- text output -----------------------------------------------------------------------
+_SHORT_METRIC = {
+    "dice": "Dice",
+    "hd95": "HD95",
+    "sensitivity": "Sens",
+    "specificity": "Spec",
+    "volume_pred_ml": "Vpred",
+    "volume_truth_ml": "Vtrue",
+}
+
+
+def _format_value(metric, value):
+    if metric == "specificity":
+        return f"{value:.5f}"  # specificity sits near 1 because background dominates
+    if metric in ("hd95", "volume_pred_ml", "volume_truth_ml"):
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _table(header, lines):
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+    text = ["  ".join(str(cell).rjust(width) for cell, width in zip(header, widths))]
+    text.append("  ".join("-" * width for width in widths))
+    text += ["  ".join(str(cell).rjust(width) for cell, width in zip(line, widths)) for line in lines]
+    return "\n".join(text)
+
+
+def format_case_table(rows, metrics=("dice", "hd95", "sensitivity", "specificity")):
+    """A plain-text table with one line per case and one column per region and metric.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `evaluate_folder`.
+    metrics : sequence of str, default=("dice", "hd95", "sensitivity", "specificity")
+        Which metrics to show (any of `METRIC_NAMES`).
+
+    Returns
+    -------
+    str
+    """
+    header = ["case"] + [f"{region} {_SHORT_METRIC[m]}" for region in REGIONS for m in metrics]
+    lines = [
+        [row["case_id"]]
+        + [_format_value(m, row["scores"][region][m]) for region in REGIONS for m in metrics]
+        for row in rows
+    ]
+    return _table(header, lines)
+
+
+def format_summary_table(summary):
+    """A plain-text table of `summarize_scores`: one line per region and metric.
+
+    Parameters
+    ----------
+    summary : dict
+        The result of `summarize_scores`.
+
+    Returns
+    -------
+    str
+    """
+    header = ["region", "metric", *SUMMARY_STATISTICS]
+    lines = [
+        [region, metric] + [_format_value(metric, summary[region][metric][s]) for s in SUMMARY_STATISTICS]
+        for region in REGIONS
+        for metric in METRIC_NAMES
+    ]
+    return _table(header, lines)
+
+
+def _flat_row(row):
+    flat = {"case_id": row["case_id"]}
+    for region in REGIONS:
+        for metric in METRIC_NAMES:
+            flat[f"{region}_{metric}"] = row["scores"][region][metric]
+    return flat
+
+
+def write_scores_csv(rows, path):
+    """Write one CSV line per case (columns ``case_id``, ``WT_dice``, ... ``ET_volume_truth_ml``).
+
+    The file is written to a temporary name and renamed, so an interrupted run never
+    leaves a half-written table.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of `evaluate_folder`.
+    path : str or pathlib.Path
+        The CSV file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    fields = ["case_id"] + [f"{region}_{metric}" for region in REGIONS for metric in METRIC_NAMES]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(_flat_row(row))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def main_evaluate(args):
+    """The ``gliseg-nb evaluate PRED_DIR DATA [--labels L] [--json] [--csv FILE]`` command.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``predictions`` (folder), ``data`` (folder), ``json`` (bool), ``csv`` (path or
+        None), ``labels`` (``"release"`` or ``"internal"``; default ``"release"``) and
+        ``case`` (case ids to score; default None, every case with a segmentation).
+
+    Returns
+    -------
+    int
+        The exit status, 0 on success.
+    """
+    label_convention = getattr(args, "labels", "release") or "release"
+    rows = evaluate_folder(
+        args.predictions,
+        args.data,
+        label_convention=label_convention,
+        progress=not args.json,
+        case_ids=getattr(args, "case", None),
+    )
+    summary = summarize_scores(rows)
+    csv_path = getattr(args, "csv", None)
+    if csv_path is not None:
+        write_scores_csv(rows, csv_path)
+    if args.json:
+        print(json.dumps({"cases": rows, "summary": summary}, indent=2))
+        return 0
+    print(format_case_table(rows))
+    print()
+    print(f"Summary over {len(rows)} case(s) (HD95 and volumes in mm and mL):")
+    print(format_summary_table(summary))
+    if csv_path is not None:
+        print(f"\nWrote per-case scores to {csv_path}")
+    return 0
+
+
+# -- the report's numbers --------------------------------------------------------------
+def _one_hot(labels, n_classes):
+    labels = np.asarray(labels)
+    return (labels[..., None] == np.arange(n_classes)).astype(np.float32)
+
+
+def keras_meaniou_as_fed(y_true, y_pred, n_classes=4):
+    """What ``keras.metrics.MeanIoU(num_classes)`` returns when fed as the source notebook did.
+
+    The source notebook passed one-hot targets and softmax probabilities straight to
+    ``MeanIoU``, whose defaults (``sparse_y_true=True``, ``sparse_y_pred=True``) expect
+    class *indices*. Keras then casts every entry to an integer (probabilities below 1
+    truncate to 0; only probabilities that are exactly 1.0 in float32 become 1), flattens
+    the arrays, and builds a confusion matrix between "entry is 0" and "entry is 1". Classes
+    2 and 3 never occur, so the mean is over two "classes" that are not the tumour classes
+    at all. This is a NumPy re-implementation of Keras 3's ``update_state`` and ``result``
+    (the tests check it against Keras itself).
+
+    Parameters
+    ----------
+    y_true : array-like
+        One-hot targets, shape ``(..., n_classes)``.
+    y_pred : array-like
+        Softmax probabilities (or one-hot predictions), same shape.
+    n_classes : int, default=4
+        The ``num_classes`` given to ``MeanIoU``.
+
+    Returns
+    -------
+    float
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    # Casting float -> int truncates toward zero, as tf.cast does.
+    true_index = y_true.astype(np.float64).reshape(-1).astype(np.int64)
+    pred_index = y_pred.astype(np.float32).reshape(-1).astype(np.int64)
+    in_range = (true_index >= 0) & (true_index < n_classes) & (pred_index >= 0) & (pred_index < n_classes)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (true_index[in_range], pred_index[in_range]), 1)
+    return _mean_iou_from_confusion(confusion)
+
+
+def _mean_iou_from_confusion(confusion):
+    true_positive = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
+    valid = union > 0  # Keras leaves classes absent from both arrays out of the mean
+    if not valid.any():
+        return 0.0
+    return float(np.mean(true_positive[valid] / union[valid]))
+
+
+def _confusion(truth, pred, n_classes):
+    index = truth.astype(np.int64).reshape(-1) * n_classes + pred.astype(np.int64).reshape(-1)
+    return np.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def report_metrics(pred, truth, probabilities=None, n_classes=4, smooth=1.0):
+    """The report's headline metrics, computed honestly, beside the BraTS region Dice.
+
+    Parameters
+    ----------
+    pred : array-like of int
+        Predicted internal labels (0-3), any shape (slices or volumes).
+    truth : array-like of int
+        Ground-truth internal labels, same shape.
+    probabilities : array-like of float or None, default=None
+        Softmax outputs of shape ``pred.shape + (n_classes,)``. When given, the
+        notebook-style numbers (soft Dice, ``MeanIoU`` as fed) use them, as the source
+        notebook's Keras metrics did; otherwise the one-hot predictions stand in for them.
+    n_classes : int, default=4
+        Number of classes, background included.
+    smooth : float, default=1.0
+        The source notebook's smoothing term in its Dice.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (fraction of all voxels right, background included),
+        ``dice_background_inclusive`` (the source notebook's ``dice_coef``: mean over the
+        four classes of ``(2 sum(t p) + smooth) / (sum(t) + sum(p) + smooth)``),
+        ``dice_per_class`` (list, hard labels), ``mean_iou`` (true multi-class IoU of the
+        argmax labels, background included), ``mean_iou_as_fed`` (`keras_meaniou_as_fed`
+        on one-hot truth and the probabilities, or the one-hot predictions),
+        ``mean_iou_tumour_classes`` (IoU averaged over classes 1-3 present in either),
+        ``background_fraction`` (share of ground-truth voxels that are background) and
+        ``region_dice`` (``{"WT": ..., "TC": ..., "ET": ...}``, BraTS regions).
+    """
+    pred, truth = _check_pair(pred, truth)
+    pred = _check_internal_labels(pred, "prediction")
+    truth = _check_internal_labels(truth, "ground truth")
+    truth_one_hot = _one_hot(truth, n_classes)
+    if probabilities is None:
+        soft_pred = _one_hot(pred, n_classes)
+    else:
+        soft_pred = np.asarray(probabilities, dtype=np.float32)
+        if soft_pred.shape != truth.shape + (n_classes,):
+            raise ValueError(
+                f"probabilities have shape {soft_pred.shape}, expected {truth.shape + (n_classes,)}"
+            )
+    confusion = _confusion(truth, pred, n_classes)
+    true_positive = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
+    per_class_iou = np.divide(true_positive, union, out=np.zeros_like(true_positive), where=union > 0)
+    tumour = [c for c in range(1, n_classes) if union[c] > 0]
+    hard_dice = [
+        dice_score(pred == c, truth == c) for c in range(n_classes)
+    ]
+    soft_dice = [
+        float(
+            (2.0 * np.sum(truth_one_hot[..., c] * soft_pred[..., c], dtype=np.float64) + smooth)
+            / (np.sum(truth_one_hot[..., c], dtype=np.float64) + np.sum(soft_pred[..., c], dtype=np.float64) + smooth)
+        )
+        for c in range(n_classes)
+    ]
+    region_dice = {}
+    for region, classes in REGIONS.items():
+        region_dice[region] = dice_score(np.isin(pred, classes), np.isin(truth, classes))
+    return {
+        "accuracy": float(np.trace(confusion) / confusion.sum()),
+        "dice_background_inclusive": float(np.mean(soft_dice)),
+        "dice_per_class": [float(d) for d in hard_dice],
+        "mean_iou": _mean_iou_from_confusion(confusion),
+        "mean_iou_as_fed": keras_meaniou_as_fed(truth_one_hot, soft_pred, n_classes),
+        "mean_iou_tumour_classes": float(np.mean(per_class_iou[tumour])) if tumour else 1.0,
+        "background_fraction": float(np.count_nonzero(truth == 0) / truth.size),
+        "region_dice": region_dice,
+    }
+
+
+def background_everywhere_scores(truth, n_classes=4):
+    """What a "model" that predicts background everywhere scores on `truth`.
+
+    Accuracy is the background fraction (about 98-99 % of a BraTS volume), while every
+    tumour region scores Dice 0 (or 1 where the truth region is empty too).
+
+    Parameters
+    ----------
+    truth : array-like of int
+        Ground-truth internal labels (0-3).
+    n_classes : int, default=4
+        Number of classes, background included.
+
+    Returns
+    -------
+    dict
+        The `report_metrics` of an all-zero prediction (one-hot, so the notebook's
+        ``MeanIoU as fed`` sees exact zeros and ones).
+    """
+    truth = _check_internal_labels(truth, "ground truth")
+    return report_metrics(np.zeros_like(truth, dtype=np.uint8), truth, n_classes=n_classes)
