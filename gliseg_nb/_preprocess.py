@@ -1,0 +1,193 @@
+"""NumPy building blocks of the preprocessing: resampling weights, nearest-neighbour label
+resizing and intensity normalisation. No TensorFlow here, so these run in any worker."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=32)
+def resize_weights(n_in, n_out):
+    """Sparse row-stochastic matrix ``(n_out, n_in)`` resampling one axis with a triangle filter.
+
+    Upsampling gives ordinary linear interpolation (edges clamped). Downsampling widens the
+    triangle by the shrink factor, like PIL's antialiased bilinear filter, so each output
+    pixel averages all the input pixels it covers instead of aliasing. Each row has only a
+    few non-zero weights, hence the sparse matrix: a resize costs a few multiply-adds per
+    output pixel. The matrices are cached (the same few sizes recur): do not modify them.
+    """
+    from scipy import sparse
+
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    centers = (np.arange(n_out) + 0.5) * scale
+    positions = np.arange(n_in) + 0.5
+    distance = np.abs(positions[None, :] - centers[:, None]) / support
+    weights = np.clip(1.0 - distance, 0.0, None)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return sparse.csr_matrix(weights.astype(np.float32))
+
+
+def resize_volume(volume, size):
+    """Resize the axial slices of one ``(X, Y, n)`` volume to ``(n, size, size)`` float32.
+
+    Separable: one sparse matrix product per axis, all slices at once.
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    n_rows, n_cols, n_slices = volume.shape
+    out = resize_weights(n_rows, size) @ volume.reshape(n_rows, -1)  # (size, Y * n)
+    out = np.ascontiguousarray(out.reshape(size, n_cols, n_slices).transpose(1, 0, 2))
+    out = resize_weights(n_cols, size) @ out.reshape(n_cols, -1)  # (size_cols, size_rows * n)
+    return np.ascontiguousarray(out.reshape(size, size, n_slices).transpose(2, 1, 0))
+
+
+def resize_images(stack, size):
+    """Resize a ``(X, Y, n, C)`` stack to ``(n, size, size, C)`` float32, smoothly."""
+    return np.stack([resize_volume(stack[..., c], size) for c in range(stack.shape[-1])], axis=-1)
+
+
+def nearest_indices(n_in, n_out):
+    """Source index of each output pixel for nearest-neighbour resampling (pixel centres)."""
+    indices = ((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64)
+    return np.minimum(indices, n_in - 1)
+
+
+def resize_labels(labels, size):
+    """Resize a ``(X, Y, n)`` label stack to ``(n, size, size)`` uint8 by nearest neighbour.
+
+    Every output pixel copies one input pixel, so no class can appear that was not there.
+    """
+    labels = np.asarray(labels)
+    rows = nearest_indices(labels.shape[0], size)
+    cols = nearest_indices(labels.shape[1], size)
+    out = labels[rows][:, cols]
+    return np.ascontiguousarray(out.transpose(2, 0, 1)).astype(np.uint8)
+
+
+def brain_mask(volumes):
+    """Voxels that are non-zero in any of the volumes (skull-stripped data).
+
+    Parameters
+    ----------
+    volumes : sequence of numpy.ndarray
+        Same-shaped volumes, e.g. one per modality.
+    """
+    mask = volumes[0] != 0
+    for volume in volumes[1:]:
+        mask |= volume != 0
+    return mask
+
+
+def normalize_volumes(volumes, method, brain):
+    """Normalise float32 volumes of one case in place (see `normalize_intensities`)."""
+    if method == "max":
+        peak = max(float(v.max()) for v in volumes) if volumes[0].size else 0.0
+        if peak > 0:
+            for volume in volumes:
+                volume /= np.float32(peak)
+        return volumes
+    if method != "zscore":
+        raise ValueError(f"normalization must be 'zscore' or 'max', got {method!r}")
+    count = int(np.count_nonzero(brain))
+    for index, volume in enumerate(volumes):
+        if not (volume.flags.c_contiguous or volume.flags.f_contiguous):
+            volume = volumes[index] = np.ascontiguousarray(volume)
+        if count == 0:
+            volume[...] = 0
+            continue
+        flat = volume.ravel(order="K")  # a view: the in-place steps below show through it
+        # Background voxels are set to 0 first, so sums over the whole volume are sums over
+        # the brain. The mean is accumulated in float64 (float32 sums over millions of
+        # voxels drift); centred values are small, so a float32 dot product is enough.
+        np.multiply(volume, brain, out=volume)
+        mean = np.float32(flat.sum(dtype=np.float64) / count)
+        volume -= mean
+        np.multiply(volume, brain, out=volume)  # background back to exactly 0
+        std = float(np.sqrt(np.dot(flat, flat) / count))
+        volume /= np.float32(std if std > 0 else 1.0)
+    return volumes
+
+
+def normalize_intensities(stack, method="zscore", brain=None):
+    """Normalise a ``(..., C)`` intensity stack of one case.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        Intensities of one case, channels last.
+    method : {"zscore", "max"}, default="zscore"
+        ``"zscore"``: each channel separately, ``(v - mean) / std`` over brain voxels, with
+        background set to 0. ``"max"``: divide everything by the one largest value across
+        all channels, as the report's source notebook does (``X / np.max(X)``).
+    brain : numpy.ndarray of bool, optional
+        Brain mask (``stack.shape[:-1]``). Default=None: non-zero in any channel.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        A new array; `stack` is not changed.
+    """
+    stack = np.asarray(stack)
+    volumes = [np.array(stack[..., c], dtype=np.float32) for c in range(stack.shape[-1])]
+    if brain is None:
+        brain = brain_mask(volumes)
+    return np.stack(normalize_volumes(volumes, method, brain), axis=-1)
+
+
+# ---------------------------------------------------------------------------------------
+# One case: what preprocess_case and the cache builder share (TensorFlow-free, so that
+# cache-building worker processes start quickly)
+# ---------------------------------------------------------------------------------------
+def selection_slab(config):
+    """The contiguous range ``(start, stop)`` of axial slices that holds the selection."""
+    indices = config.slice_indices
+    return indices[0], indices[-1] + 1
+
+
+def load_selection(case, config):
+    """Read the modalities of `config` and the slab of slices holding its selection."""
+    from .data import load_case
+
+    return load_case(case, modalities=list(config.modalities), slices=selection_slab(config))
+
+
+def preprocess_arrays(case_data, config, copy=True):
+    """Preprocess every selected slice; also return the slice numbers and which hold brain.
+
+    ``copy=False`` lets normalisation work in place on ``case_data.images`` (which is then
+    changed): for callers that loaded the case themselves and drop it afterwards.
+    """
+    missing = [m for m in config.modalities if m not in case_data.images]
+    if missing:
+        raise ValueError(f"case {case_data.case.case_id}: modalities {missing} were not loaded")
+    loaded = case_data.slices if isinstance(case_data.slices, slice) else slice(*case_data.slices)
+    first_loaded = loaded.start or 0
+    depth = case_data.images[config.modalities[0]].shape[2]
+    wanted = np.asarray(config.slice_indices)
+    if wanted[0] < first_loaded or wanted[-1] >= first_loaded + depth:
+        total = case_data.shape[2] if len(case_data.shape) > 2 else depth
+        raise ValueError(
+            f"case {case_data.case.case_id}: slices {wanted[0]}..{wanted[-1]} requested "
+            f"(slice_start={config.slice_start}, n_slices={config.n_slices}) but only "
+            f"{first_loaded}..{first_loaded + depth - 1} were loaded of {total}"
+        )
+    # Normalisation statistics come from the contiguous slab holding the selection (all its
+    # slices, not only the kept ones), so keeping every 4th slice barely changes them.
+    slab_start = config.slice_start - first_loaded
+    slab_stop = slab_start + int(wanted[-1]) + 1 - config.slice_start
+    volumes = [
+        np.array(case_data.images[m][:, :, slab_start:slab_stop], dtype=np.float32, copy=True if copy else None)
+        for m in config.modalities
+    ]
+    brain = brain_mask(volumes)
+    normalize_volumes(volumes, config.normalization, brain)
+    keep = wanted - config.slice_start
+    x = np.stack([resize_volume(volume[:, :, keep], config.image_size) for volume in volumes], axis=-1)
+    has_brain = brain[:, :, keep].any(axis=(0, 1))
+    y = None
+    if case_data.labels is not None:
+        labels = case_data.labels[:, :, slab_start:slab_stop][:, :, keep]
+        y = resize_labels(labels, config.image_size)
+    return x, y, wanted, has_brain
