@@ -164,7 +164,9 @@ def load_case(case, modalities=None, slices=None, nan_policy="raise"):
         raw = {m: _read_voxels(opened[m][0], opened[m][1], selection, None) for m in modalities}
     images = {}
     for modality in modalities:
-        volume = np.ascontiguousarray(raw.pop(modality), dtype=np.float32)
+        # astype keeps nibabel's memory order (Fortran for NIfTI): forcing C order would
+        # cost one more full copy of every volume.
+        volume = raw.pop(modality).astype(np.float32, copy=False)
         images[modality] = _apply_nan_policy(volume, opened[modality][0], nan_policy)
 
     labels = None

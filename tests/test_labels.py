@@ -1,0 +1,80 @@
+"""Label conventions: each release's labels, conversions both ways, regions, colours."""
+
+import numpy as np
+import pytest
+
+from gliseg_nb import labels
+
+
+@pytest.mark.parametrize(
+    "layout, on_disk, internal",
+    [
+        # BraTS 2019-2021 store enhancing tumour as 4.
+        ("brats2019", [0, 1, 2, 4], [0, 1, 2, 3]),
+        ("brats2020-kaggle", [0, 1, 2, 4], [0, 1, 2, 3]),
+        ("brats2021", [0, 1, 2, 4], [0, 1, 2, 3]),
+        # BraTS 2023 stores it as 3.
+        ("brats2023-gli", [0, 1, 2, 3], [0, 1, 2, 3]),
+        # MSD: 1 edema, 2 non-enhancing core, 3 enhancing.
+        ("msd", [0, 1, 2, 3], [0, 2, 1, 3]),
+    ],
+)
+def test_release_labels_convert_to_the_report_classes_and_back(layout, on_disk, internal):
+    seg = np.array(on_disk * 3, dtype=np.int16).reshape(3, 4)
+    converted = labels.to_internal(seg, layout)
+    assert converted.dtype == np.uint8
+    assert converted.tolist() == [internal] * 3
+    assert labels.from_internal(converted, layout).tolist() == seg.tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_any_stored_dtype_is_accepted(dtype):
+    seg = np.array([[0, 4], [2, 1]], dtype=dtype)
+    assert labels.to_internal(seg, "brats2020").tolist() == [[0, 3], [2, 1]]
+
+
+@pytest.mark.parametrize(
+    "layout, bad_value", [("brats2020", 3), ("brats2023-gli", 4), ("msd", 4), ("brats2020", -1)]
+)
+def test_a_label_outside_the_release_set_is_an_error_naming_the_file(layout, bad_value):
+    seg = np.array([0, 1, bad_value])
+    with pytest.raises(ValueError, match=rf"case_seg\.nii.*\[{bad_value}\]"):
+        labels.to_internal(seg, layout, source="case_seg.nii")
+
+
+def test_fractional_labels_are_an_error():
+    with pytest.raises(ValueError, match="whole numbers"):
+        labels.to_internal(np.array([0.0, 1.5]), "brats2020", source="x.nii")
+
+
+def test_unknown_layout_is_an_error():
+    with pytest.raises(ValueError, match="Unknown layout"):
+        labels.to_internal(np.zeros(3, int), "brats1999")
+
+
+def test_from_internal_rejects_release_labels():
+    with pytest.raises(ValueError, match="0-3"):
+        labels.from_internal(np.array([0, 4]), "brats2020")
+
+
+def test_regions_nest_as_brats_defines_them(rng):
+    volume = rng.integers(0, 4, size=(8, 8, 8))
+    wt, tc, et = (labels.region_mask(volume, r) for r in ("WT", "TC", "ET"))
+    # The enhancing tumour is inside the tumour core, which is inside the whole tumour.
+    assert np.all(wt[tc]) and np.all(tc[et])
+    assert np.array_equal(tc, (volume == 1) | (volume == 3))  # TC includes enhancing
+    assert np.array_equal(wt, volume > 0)
+    assert set(labels.region_masks(volume)) == {"WT", "TC", "ET"}
+    with pytest.raises(ValueError, match="Unknown region"):
+        labels.region_mask(volume, "XX")
+
+
+def test_colours_follow_the_report_figure():
+    red, green, yellow = labels.CLASS_COLORS[1], labels.CLASS_COLORS[2], labels.CLASS_COLORS[3]
+    assert red[0] > 0.8 and red[1] < 0.3  # necrotic core: red
+    assert green[1] > 0.6 and green[0] < 0.3  # edema: green
+    assert yellow[0] > 0.8 and yellow[1] > 0.8 and yellow[2] < 0.3  # enhancing: yellow
+    cmap, norm = labels.label_colormap()
+    assert cmap(norm(0))[3] == 0.0  # background is transparent in overlays
+    assert np.allclose(cmap(norm(2))[:3], green)
+    assert [h.get_label() for h in labels.legend_handles()][0].startswith("1: necrotic")
