@@ -52,6 +52,7 @@ def load_model(path, compile=True):
     """
     import keras
 
-    from . import losses, metrics  # noqa: F401  (registers custom objects)
+    from . import losses  # noqa: F401  (registers custom objects)
+    from .metrics import keras_metrics  # noqa: F401
 
     return keras.saving.load_model(path, compile=compile, safe_mode=True)

@@ -224,13 +224,18 @@ PRESETS = {
     "quick": dict(
         image_size=64,
         slice_step=4,
-        batch_size=32,
+        # Small batches: in a one-minute budget the number of updates matters most
+        # (batch 32 at lr 1e-3 barely learns the core; 8 at 2e-3 learns all three classes).
+        batch_size=8,
         base_filters=8,
         depth=3,
         dropout=0.1,
         loss="ce+dice",
+        # Necrotic core and enhancing tumour are ~0.1-0.2 % of the pixels each, edema ~1.6 %.
+        class_weights=(1.0, 3.0, 1.0, 3.0),
+        learning_rate=2e-3,
         augment=True,
-        epochs=8,
+        epochs=12,
         early_stopping_patience=4,
         shuffle_buffer=512,
     ),

@@ -1,0 +1,264 @@
+"""Helpers the course notebooks share, that belong to no single step of the pipeline.
+
+The main one is `load_or_train`: notebooks 04, 05 and 06 all need a trained U-Net, and
+each must run on its own, in any order, from a fresh kernel. Training takes about a minute
+with the ``quick`` preset on two CPU cores; doing it three times would triple the course's
+run time. So the first notebook that asks trains the model into a *run folder* in the
+cache, and every later call with the same settings and the same data reuses it::
+
+    $GLISEG_NB_CACHE/runs/<preset>-<key>/     (default cache: pooch's OS cache folder)
+        config.json  split.json  history.csv  best.keras  state.json  ...
+
+The folder is what `gliseg_nb.train.fit` writes. Its name holds a key of the settings
+(every `Config` field) and of the data (the folder, the case ids and the size and
+modification time of the files used), so changing either trains a new model instead of
+reusing a stale one. A run interrupted half-way (a kernel restarted during training) is
+resumed by the next call, after its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+
+__all__ = ["TrainedRun", "load_or_train", "quiet_tensorflow", "run_key", "runs_dir"]
+
+#: Bump when what a cached run holds changes; older runs are then ignored (not deleted).
+RUN_CACHE_FORMAT = 1
+
+
+def quiet_tensorflow():
+    """Import TensorFlow without its start-up log lines (call before importing it).
+
+    TensorFlow 2.x prints a few lines from C++ when it loads and when it first looks for
+    devices (oneDNN, CUDA drivers not found, ...). ``TF_CPP_MIN_LOG_LEVEL=2`` silences most
+    of its later logging, but these lines are written before that setting is read. This
+    sets the variable (unless it is set already), then imports TensorFlow and lists the
+    devices while the process's standard error goes to the null device. Errors still raise
+    as usual; later warnings are shown.
+
+    Returns
+    -------
+    module
+        The ``tensorflow`` module.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no file descriptor 2 (some IDEs)
+        import tensorflow
+
+        return tensorflow
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+
+        # Looking for devices is when TensorFlow reports the CUDA drivers it did not find.
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow
+
+
+@dataclass
+class TrainedRun:
+    """A trained model and everything needed to use it consistently.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The best model of the run (``best.keras``: highest validation mean Dice).
+    run_dir : pathlib.Path
+        The run folder (`gliseg_nb.train.fit`'s layout).
+    config : Config
+        The settings the model was trained with.
+    split : gliseg_nb.pipeline.CaseSplit
+        The case ids of the training, validation and test sets (``split.json``).
+    history : dict
+        The training log, one list per column of ``history.csv``.
+    cases : list of gliseg_nb.data.Case
+        Every case with a segmentation found in `data_dir`.
+    data_dir : pathlib.Path
+        The data folder the model was trained on.
+    reused : bool
+        True if the run came from the cache, False if it was trained (or finished) now.
+    """
+
+    model: object
+    run_dir: Path
+    config: Config
+    split: dict
+    history: dict
+    cases: list = field(repr=False)
+    data_dir: Path = None
+    reused: bool = False
+
+    def cases_of(self, subset):
+        """The `gliseg_nb.data.Case` objects of one set of the split.
+
+        Parameters
+        ----------
+        subset : {"train", "val", "test"}
+
+        Returns
+        -------
+        list of gliseg_nb.data.Case
+        """
+        from .pipeline import select_cases
+
+        if subset not in ("train", "val", "test"):
+            raise ValueError(f"subset must be 'train', 'val' or 'test', got {subset!r}")
+        return select_cases(self.cases, self.split[subset])
+
+
+def runs_dir():
+    """The folder cached runs live in: ``$GLISEG_NB_CACHE/runs``, else the OS cache.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$GLISEG_NB_CACHE/runs`` if the environment variable is set, else
+        ``pooch.os_cache("gliseg-nb")/runs`` (``~/.cache/gliseg-nb/runs`` on Linux).
+    """
+    root = os.environ.get("GLISEG_NB_CACHE")
+    if root:
+        return Path(root).expanduser() / "runs"
+    import pooch
+
+    return Path(pooch.os_cache("gliseg-nb")) / "runs"
+
+
+def _data_identity(data_dir, cases, config):
+    """What the trained model depends on in the data: which files, of what size and age."""
+    files = []
+    for case in cases:
+        paths = [Path(case.modalities[m]) for m in config.modalities] + [Path(case.seg)]
+        for path in dict.fromkeys(paths):  # MSD: one 4-D file holds every modality
+            stat = path.stat()
+            files.append([case.case_id, path.name, stat.st_size, stat.st_mtime_ns])
+    return {"data_dir": str(Path(data_dir).resolve()), "files": files}
+
+
+def run_key(config, data_identity):
+    """A short key of the settings and the data identity: the run folder's name.
+
+    Parameters
+    ----------
+    config : Config
+        Every field counts (model, data and training settings).
+    data_identity : dict
+        JSON-ready description of the data (folder, files, sizes, modification times).
+
+    Returns
+    -------
+    str
+        ``"<preset>-<16 hex digits>"``.
+    """
+    payload = {"format": RUN_CACHE_FORMAT, "config": config.to_dict(), "data": data_identity}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{config.preset}-{digest[:16]}"
+
+
+def _is_complete(run_dir, config):
+    """True when the run folder holds a finished training run and its best model."""
+    from .train import BEST_MODEL_FILE, STATE_FILE
+
+    try:
+        state = json.loads((Path(run_dir) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    # Finished: every epoch done, or early stopping ended it. (A run killed after its last
+    # epoch but before fit marked it "finished" is complete too.)
+    done = state.get("stopped_early") or int(state.get("epochs_done", 0)) >= config.epochs
+    return bool(done) and (Path(run_dir) / BEST_MODEL_FILE).is_file()
+
+
+def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=None, verbose="auto",
+                  **overrides):
+    """A model trained with these settings on this data: from the cache, or trained now.
+
+    The run folder is ``<cache_dir>/<preset>-<key>``, the key made from every setting and
+    from the identity of the data (see `run_key`). If that folder holds a finished run, its
+    best model is loaded (a few seconds); otherwise the cases are split 68/20/12 by patient
+    (`gliseg_nb.pipeline.split_cases`) and `gliseg_nb.train.fit` trains the model, resuming
+    an interrupted run where it stopped. Either way the notebooks get the same model, the
+    same split and the same settings.
+
+    Parameters
+    ----------
+    data_dir : str or pathlib.Path or None, default=None
+        A BraTS folder in any layout; None uses ``$GLISEG_NB_DATA`` if set, else the
+        synthetic dataset (`gliseg_nb.data.get_data_dir`).
+    preset : {"quick", "report"}, default="quick"
+        Settings to start from (`Config.preset`). ``"quick"`` trains in about a minute on
+        two CPU cores; ``"report"`` is the report's network and is meant for a GPU (hours).
+    retrain : bool, default=False
+        Delete the cached run with these settings first and train from scratch.
+    cache_dir : str or pathlib.Path or None, default=None
+        Where run folders live; None means `runs_dir` (``$GLISEG_NB_CACHE/runs`` or the OS
+        cache).
+    verbose : "auto", 0, 1 or 2, default="auto"
+        Keras' progress display while training (not used when the run is reused).
+    **overrides
+        `Config` fields to change, e.g. ``epochs=3``.
+
+    Returns
+    -------
+    TrainedRun
+        ``model`` (the best checkpoint), ``run_dir``, ``config``, ``split``, ``history``,
+        ``cases``, ``data_dir`` and ``reused``.
+
+    Raises
+    ------
+    ValueError
+        If the data folder holds fewer than 3 cases with segmentations (one per set).
+    """
+    from .data import find_cases, get_data_dir
+    from .pipeline import load_split, select_cases, split_cases
+    from .predict import load_trained
+    from .train import SPLIT_FILE, fit, read_history
+
+    config = Config.preset(preset, **overrides)
+    data_dir = get_data_dir(data_dir)
+    cases = [case for case in find_cases(data_dir) if case.seg is not None]
+    if len(cases) < 3:
+        raise ValueError(
+            f"{data_dir}: a training, a validation and a test set need at least 3 cases with "
+            f"segmentations, found {len(cases)}"
+        )
+    root = Path(cache_dir) if cache_dir is not None else runs_dir()
+    run_dir = root / run_key(config, _data_identity(data_dir, cases, config))
+
+    if retrain and run_dir.exists():
+        shutil.rmtree(run_dir)
+    reused = _is_complete(run_dir, config)
+    if not reused:
+        split_path = run_dir / SPLIT_FILE
+        split = load_split(split_path, cases) if split_path.is_file() else split_cases(cases, config)
+        fit(config, select_cases(cases, split["train"]), select_cases(cases, split["val"]), run_dir,
+            verbose=verbose, split=split)
+    split = load_split(run_dir / SPLIT_FILE, cases)
+    model, saved_config = load_trained(run_dir)
+    return TrainedRun(
+        model=model,
+        run_dir=run_dir,
+        config=saved_config,
+        split=split,
+        history=read_history(run_dir),
+        cases=cases,
+        data_dir=data_dir,
+        reused=reused,
+    )

@@ -1,0 +1,244 @@
+"""Training losses: the report's cross-entropy, a soft Dice over the tumour classes, and their sum.
+
+Cross-entropy scores every pixel alike, so with background at about 98 % of the pixels a
+network can get a low loss while still missing small tumour parts. The soft Dice loss
+measures overlap of the tumour classes only and does not care how large the background is;
+adding the two (``"ce+dice"``) keeps cross-entropy's smooth, well-scaled gradients early in
+training and Dice's focus on the tumour later.
+
+All losses take one-hot targets ``(batch, height, width, n_classes)`` and softmax
+probabilities of the same shape, and are registered with Keras (package ``"gliseg_nb"``), so
+a model compiled with them saves to ``.keras`` and loads with `gliseg_nb.load_model`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "WeightedCategoricalCrossentropy",
+    "DiceLoss",
+    "CEDiceLoss",
+    "dice_loss",
+    "ce_dice_loss",
+    "soft_dice_per_class",
+    "get_loss",
+]
+
+# Added to numerator and denominator of the soft Dice: a class absent from both the batch
+# and the prediction scores 1 instead of 0/0, and gradients stay finite.
+DICE_SMOOTH = 1.0
+
+
+def _validate_class_weights(class_weights, n_classes=None):
+    if class_weights is None:
+        return None
+    weights = [float(w) for w in class_weights]
+    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+        raise ValueError(f"class_weights must be non-negative with at least one positive, got {class_weights}")
+    if n_classes is not None and len(weights) != n_classes:
+        raise ValueError(f"class_weights needs one weight per class ({n_classes}), got {len(weights)}")
+    return tuple(weights)
+
+
+def soft_dice_per_class(y_true, y_pred, smooth=DICE_SMOOTH):
+    """Soft Dice of each class over a whole batch.
+
+    ``(2 * sum(y * p) + smooth) / (sum(y) + sum(p) + smooth)``, the sums running over every
+    pixel of every image in the batch (a batch-level Dice: slices without tumour do not
+    each contribute a noisy 0/0).
+
+    Parameters
+    ----------
+    y_true : tensor
+        One-hot targets ``(..., n_classes)``.
+    y_pred : tensor
+        Probabilities, same shape.
+    smooth : float, default=1.0
+        Smoothing added to numerator and denominator.
+
+    Returns
+    -------
+    tensor
+        ``(n_classes,)`` Dice values in [0, 1].
+    """
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    n_classes = ops.shape(y_pred)[-1]
+    y_true = ops.reshape(y_true, (-1, n_classes))
+    y_pred = ops.reshape(y_pred, (-1, n_classes))
+    intersection = ops.sum(y_true * y_pred, axis=0)
+    total = ops.sum(y_true, axis=0) + ops.sum(y_pred, axis=0)
+    return (2.0 * intersection + smooth) / (total + smooth)
+
+
+def _per_sample(value, y_true):
+    # Keras scales a loss for multi-replica training only when it is reduced from a vector;
+    # a batch-level scalar is therefore repeated once per sample (the mean is unchanged).
+    return ops.zeros(ops.shape(y_true)[:1], dtype="float32") + value
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class WeightedCategoricalCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with optional per-class weights.
+
+    Without weights it equals ``keras.losses.CategoricalCrossentropy`` (the report's loss).
+    With weights each pixel's loss is multiplied by the weight of its true class, the usual
+    way to make rare classes (enhancing tumour) count more.
+
+    Parameters
+    ----------
+    class_weights : sequence of float, optional
+        One weight per class; default=None weighs all classes 1.
+    name : str, default="weighted_categorical_crossentropy"
+    reduction : str, default="sum_over_batch_size"
+    """
+
+    def __init__(self, class_weights=None, name="weighted_categorical_crossentropy",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = _validate_class_weights(class_weights)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        # Per pixel, then averaged over the pixels of each image: a (batch,) vector.
+        pixel_loss = keras.losses.categorical_crossentropy(y_true, y_pred)
+        if self.class_weights is not None:
+            weights = ops.convert_to_tensor(self.class_weights, dtype="float32")
+            pixel_loss = pixel_loss * ops.sum(y_true * weights, axis=-1)
+        return ops.mean(ops.reshape(pixel_loss, (ops.shape(pixel_loss)[0], -1)), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(class_weights=list(self.class_weights) if self.class_weights else None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class DiceLoss(keras.losses.Loss):
+    """Soft Dice loss over the tumour classes: ``1 - mean Dice of classes 1..n-1``.
+
+    Background is left out on purpose: its Dice is near 1 from the start and would dilute
+    the signal of the classes we care about.
+
+    Parameters
+    ----------
+    class_weights : sequence of float, optional
+        One weight per class (``n_classes`` values, the background's is ignored); the Dice
+        values of the tumour classes are averaged with these weights. Default=None: plain mean.
+    smooth : float, default=1.0
+        Smoothing of the soft Dice (see `soft_dice_per_class`).
+    name : str, default="dice_loss"
+    reduction : str, default="sum_over_batch_size"
+    """
+
+    def __init__(self, class_weights=None, smooth=DICE_SMOOTH, name="dice_loss",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = _validate_class_weights(class_weights)
+        if self.class_weights is not None and not any(w > 0 for w in self.class_weights[1:]):
+            raise ValueError(f"DiceLoss needs a positive weight for at least one tumour class, got {class_weights}")
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        dice = soft_dice_per_class(y_true, y_pred, self.smooth)[1:]
+        if self.class_weights is None:
+            mean_dice = ops.mean(dice)
+        else:
+            weights = ops.convert_to_tensor(self.class_weights[1:], dtype="float32")
+            mean_dice = ops.sum(dice * weights) / ops.sum(weights)
+        return _per_sample(1.0 - mean_dice, y_true)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(class_weights=list(self.class_weights) if self.class_weights else None, smooth=self.smooth)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class CEDiceLoss(keras.losses.Loss):
+    """Cross-entropy plus soft Dice loss: ``ce_weight * CE + dice_weight * Dice loss``.
+
+    Parameters
+    ----------
+    class_weights : sequence of float, optional
+        Passed to both parts; default=None.
+    ce_weight : float, default=1.0
+    dice_weight : float, default=1.0
+    smooth : float, default=1.0
+    name : str, default="ce_dice_loss"
+    reduction : str, default="sum_over_batch_size"
+    """
+
+    def __init__(self, class_weights=None, ce_weight=1.0, dice_weight=1.0, smooth=DICE_SMOOTH,
+                 name="ce_dice_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = _validate_class_weights(class_weights)
+        self.ce_weight = float(ce_weight)
+        self.dice_weight = float(dice_weight)
+        self.smooth = float(smooth)
+        self._crossentropy = WeightedCategoricalCrossentropy(self.class_weights)
+        self._dice = DiceLoss(self.class_weights, smooth=self.smooth)
+
+    def call(self, y_true, y_pred):
+        return (self.ce_weight * self._crossentropy.call(y_true, y_pred)
+                + self.dice_weight * self._dice.call(y_true, y_pred))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            class_weights=list(self.class_weights) if self.class_weights else None,
+            ce_weight=self.ce_weight, dice_weight=self.dice_weight, smooth=self.smooth,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+def dice_loss(y_true, y_pred):
+    """Soft Dice loss over the tumour classes, as a function (see `DiceLoss`).
+
+    Returns
+    -------
+    tensor
+        ``(batch,)``, every entry the batch's loss.
+    """
+    return DiceLoss().call(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+def ce_dice_loss(y_true, y_pred):
+    """Cross-entropy plus soft Dice loss, as a function (see `CEDiceLoss`).
+
+    Returns
+    -------
+    tensor
+        ``(batch,)`` per-sample losses.
+    """
+    return CEDiceLoss().call(y_true, y_pred)
+
+
+def get_loss(config):
+    """The loss named by ``config.loss``, with ``config.class_weights``.
+
+    Parameters
+    ----------
+    config : Config
+        ``loss`` is one of ``"categorical_crossentropy"`` (the report's: Keras' own loss when
+        there are no class weights), ``"dice"`` or ``"ce+dice"``.
+
+    Returns
+    -------
+    keras.losses.Loss
+    """
+    class_weights = _validate_class_weights(config.class_weights, config.n_classes)
+    if config.loss == "categorical_crossentropy":
+        if class_weights is None:
+            return keras.losses.CategoricalCrossentropy(name="categorical_crossentropy")
+        return WeightedCategoricalCrossentropy(class_weights)
+    if config.loss == "dice":
+        return DiceLoss(class_weights)
+    if config.loss == "ce+dice":
+        return CEDiceLoss(class_weights)
+    raise ValueError(f"Unknown loss {config.loss!r}; choose 'categorical_crossentropy', 'dice' or 'ce+dice'")

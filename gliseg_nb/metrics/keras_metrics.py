@@ -1,0 +1,299 @@
+"""Stateful Keras metrics that count over the whole epoch.
+
+The report's source notebook computes Dice, precision and the like on each batch and lets
+Keras average those numbers over the epoch. That average is biased: a batch with two tumour
+pixels weighs as much as one with two thousand, and a batch without the class gives 0/0.
+The metrics here instead accumulate confusion counts over the epoch, per class:
+
+* TP: pixels of the class predicted as the class,
+* FP: pixels of other classes predicted as the class,
+* FN: pixels of the class predicted as another class,
+* TN: the rest,
+
+with the predicted class taken as the argmax of the softmax and the true class as the argmax
+of the one-hot target, and compute the score from the totals only when asked (`result`).
+
+Scores of one class, or the macro mean over several (by default the tumour classes 1-3, so
+that background, about 98 % of the pixels, does not flatter them):
+
+===================  =============================  ===========================
+metric               formula                        0/0 (class absent) gives
+===================  =============================  ===========================
+`DiceScore`          2 TP / (2 TP + FP + FN)         1 (both empty: BraTS rule)
+`PrecisionScore`     TP / (TP + FP)                  1 (nothing predicted)
+`SensitivityScore`   TP / (TP + FN)                  1 (nothing to find)
+`SpecificityScore`   TN / (TN + FP)                  1
+`ArgmaxMeanIoU`      TP / (TP + FP + FN)             1
+`PixelAccuracy`      sum TP / pixels (all classes)   -
+===================  =============================  ===========================
+
+Counts are float32 variables summed across replicas; they are exact below 2**24 pixels per
+batch and class and keep a relative error near 1e-7 beyond that.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "ConfusionCountsMetric",
+    "DiceScore",
+    "PrecisionScore",
+    "SensitivityScore",
+    "SpecificityScore",
+    "ArgmaxMeanIoU",
+    "PixelAccuracy",
+    "default_metrics",
+]
+
+
+def _resolve_class_ids(class_ids, n_classes, default):
+    if class_ids is None:
+        class_ids = default
+    single = isinstance(class_ids, int)
+    ids = (class_ids,) if single else tuple(int(c) for c in class_ids)
+    if not ids or any(not 0 <= c < n_classes for c in ids):
+        raise ValueError(f"class_ids must be classes in 0..{n_classes - 1}, got {class_ids}")
+    return ids, single
+
+
+def _safe_ratio(numerator, denominator):
+    # 0/0 means "nothing to get wrong": score 1, as BraTS does for two empty masks.
+    empty = ops.equal(denominator, 0.0)
+    return ops.where(empty, ops.ones_like(numerator), numerator / ops.where(empty, 1.0, denominator))
+
+
+class ConfusionCountsMetric(keras.metrics.Metric):
+    """Base class: accumulates per-class TP, FP, FN and TN over an epoch.
+
+    Subclasses define `score(tp, fp, fn, tn)` returning one value per class; `result` averages
+    it over `class_ids`.
+
+    Parameters
+    ----------
+    class_ids : int or sequence of int, optional
+        The class scored (an int) or the classes macro-averaged (a sequence). Default=None:
+        the tumour classes ``1 .. n_classes - 1``.
+    n_classes : int, default=4
+        Number of classes (last axis of targets and predictions).
+    name : str, optional
+        Metric name (the history key; ``val_`` is prepended for validation). Default=None
+        derives it from the class: e.g. ``"dice_mean"`` or ``"dice_class3"``.
+    dtype : str, optional
+        Dtype of the result; default=None (float32).
+    """
+
+    #: Short name used to derive the default metric name.
+    prefix = "confusion"
+
+    def __init__(self, class_ids=None, n_classes=4, name=None, dtype=None):
+        n_classes = int(n_classes)
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        ids, single = _resolve_class_ids(class_ids, n_classes, self._default_class_ids(n_classes))
+        if name is None:
+            name = f"{self.prefix}_class{ids[0]}" if single else f"{self.prefix}_mean"
+        super().__init__(name=name, dtype=dtype)
+        self.n_classes = n_classes
+        self.class_ids = ids[0] if single else ids
+        self._ids = ids
+        counts = dict(shape=(n_classes,), initializer="zeros", dtype="float32", aggregation="sum")
+        self.true_positives = self.add_variable(name="true_positives", **counts)
+        self.false_positives = self.add_variable(name="false_positives", **counts)
+        self.false_negatives = self.add_variable(name="false_negatives", **counts)
+        self.true_negatives = self.add_variable(name="true_negatives", **counts)
+
+    @staticmethod
+    def _default_class_ids(n_classes):
+        return tuple(range(1, n_classes))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Add one batch's counts.
+
+        Parameters
+        ----------
+        y_true : tensor
+            One-hot targets ``(batch, ..., n_classes)`` (an argmax picks the class).
+        y_pred : tensor
+            Scores or probabilities, same shape.
+        sample_weight : tensor, optional
+            Per-image ``(batch,)`` or per-pixel ``(batch, ...)`` weights; default=None.
+        """
+        true_class = ops.argmax(y_true, axis=-1)
+        pred_class = ops.argmax(y_pred, axis=-1)
+        true_onehot = ops.reshape(ops.one_hot(true_class, self.n_classes, dtype="float32"), (-1, self.n_classes))
+        pred_onehot = ops.reshape(ops.one_hot(pred_class, self.n_classes, dtype="float32"), (-1, self.n_classes))
+        if sample_weight is None:
+            weights = ops.ones((ops.shape(true_onehot)[0], 1), dtype="float32")
+        else:
+            sample_weight = ops.cast(sample_weight, "float32")
+            # Broadcast per-image weights over the pixels of the image.
+            while len(sample_weight.shape) < len(true_class.shape):
+                sample_weight = ops.expand_dims(sample_weight, -1)
+            weights = ops.reshape(ops.broadcast_to(sample_weight, ops.shape(true_class)), (-1, 1))
+        true_positives = ops.sum(weights * true_onehot * pred_onehot, axis=0)
+        true_totals = ops.sum(weights * true_onehot, axis=0)
+        pred_totals = ops.sum(weights * pred_onehot, axis=0)
+        false_positives = pred_totals - true_positives
+        false_negatives = true_totals - true_positives
+        true_negatives = ops.sum(weights) - true_positives - false_positives - false_negatives
+        self.true_positives.assign_add(true_positives)
+        self.false_positives.assign_add(false_positives)
+        self.false_negatives.assign_add(false_negatives)
+        self.true_negatives.assign_add(true_negatives)
+
+    def score(self, tp, fp, fn, tn):
+        """Per-class score from the count vectors (overridden by subclasses)."""
+        raise NotImplementedError
+
+    def result(self):
+        per_class = self.score(self.true_positives, self.false_positives, self.false_negatives, self.true_negatives)
+        selected = ops.take(per_class, ops.convert_to_tensor(self._ids, dtype="int32"))
+        return ops.cast(ops.mean(selected), self.dtype)
+
+    def reset_state(self):
+        for variable in self.variables:
+            variable.assign(ops.zeros(variable.shape, dtype=variable.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        class_ids = self.class_ids if isinstance(self.class_ids, int) else list(self.class_ids)
+        config.update(class_ids=class_ids, n_classes=self.n_classes)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class DiceScore(ConfusionCountsMetric):
+    """Dice coefficient ``2 TP / (2 TP + FP + FN)`` of a class, or the mean over classes.
+
+    The default (``class_ids=None``) is the mean over the tumour classes, named ``dice_mean``;
+    ``DiceScore(3)`` is the enhancing tumour's, named ``dice_class3``. See
+    `ConfusionCountsMetric` for the parameters.
+    """
+
+    prefix = "dice"
+
+    def score(self, tp, fp, fn, tn):
+        return _safe_ratio(2.0 * tp, 2.0 * tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class PrecisionScore(ConfusionCountsMetric):
+    """Precision (positive predictive value) ``TP / (TP + FP)``; macro over tumour classes by default.
+
+    See `ConfusionCountsMetric` for the parameters.
+    """
+
+    prefix = "precision"
+
+    def score(self, tp, fp, fn, tn):
+        return _safe_ratio(tp, tp + fp)
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class SensitivityScore(ConfusionCountsMetric):
+    """Sensitivity (recall) ``TP / (TP + FN)``; macro over tumour classes by default.
+
+    See `ConfusionCountsMetric` for the parameters.
+    """
+
+    prefix = "sensitivity"
+
+    def score(self, tp, fp, fn, tn):
+        return _safe_ratio(tp, tp + fn)
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class SpecificityScore(ConfusionCountsMetric):
+    """Specificity ``TN / (TN + FP)`` (what the report's "5.4 Recall" actually defines).
+
+    Macro over tumour classes by default. See `ConfusionCountsMetric` for the parameters.
+    """
+
+    prefix = "specificity"
+
+    def score(self, tp, fp, fn, tn):
+        return _safe_ratio(tn, tn + fp)
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class ArgmaxMeanIoU(ConfusionCountsMetric):
+    """Intersection over union ``TP / (TP + FP + FN)`` of argmax classes, averaged.
+
+    Unlike feeding one-hot targets and softmax outputs straight into ``keras.metrics.MeanIoU``
+    (which is how the report got "IoU 0.9"), both sides are reduced to classes by argmax.
+    By default it averages over **all** classes, background included, as ``MeanIoU`` does
+    (``class_ids=None``; pass ``class_ids=(1, 2, 3)`` for the tumour classes only). Always
+    ``IoU <= Dice`` for the same masks. Default name ``"mean_iou"``.
+    """
+
+    prefix = "iou"
+
+    def __init__(self, class_ids=None, n_classes=4, name=None, dtype=None):
+        if name is None and class_ids is None:
+            name = "mean_iou"
+        super().__init__(class_ids=class_ids, n_classes=n_classes, name=name, dtype=dtype)
+
+    @staticmethod
+    def _default_class_ids(n_classes):
+        return tuple(range(n_classes))
+
+    def score(self, tp, fp, fn, tn):
+        return _safe_ratio(tp, tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class PixelAccuracy(ConfusionCountsMetric):
+    """Fraction of pixels whose argmax class is right (all classes, background included).
+
+    Predicting background everywhere already scores about 0.98 on BraTS slices: read it next
+    to the Dice scores, never alone. Default name ``"accuracy"``.
+
+    Parameters
+    ----------
+    n_classes : int, default=4
+    name : str, default="accuracy"
+    dtype : str, optional
+    """
+
+    prefix = "accuracy"
+
+    def __init__(self, n_classes=4, name="accuracy", dtype=None, class_ids=None):
+        # class_ids is accepted (and ignored) so that get_config round-trips.
+        super().__init__(class_ids=None, n_classes=n_classes, name=name, dtype=dtype)
+
+    @staticmethod
+    def _default_class_ids(n_classes):
+        return tuple(range(n_classes))
+
+    def result(self):
+        tp = self.true_positives
+        total = self.true_positives + self.false_negatives  # per class: true pixels of it
+        return ops.cast(_safe_ratio(ops.sum(tp), ops.sum(total)), self.dtype)
+
+
+def default_metrics(n_classes=4):
+    """The metrics `gliseg_nb.train.fit` compiles a model with.
+
+    Parameters
+    ----------
+    n_classes : int, default=4
+
+    Returns
+    -------
+    list of keras.metrics.Metric
+        ``dice_mean`` (tumour classes), ``dice_class1`` .. ``dice_class{n-1}``,
+        ``precision_mean``, ``sensitivity_mean``, ``specificity_mean`` (macro over tumour
+        classes), ``accuracy`` and ``mean_iou`` (argmax, all classes).
+    """
+    metrics = [DiceScore(n_classes=n_classes)]
+    metrics += [DiceScore(class_id, n_classes=n_classes) for class_id in range(1, n_classes)]
+    metrics += [
+        PrecisionScore(n_classes=n_classes),
+        SensitivityScore(n_classes=n_classes),
+        SpecificityScore(n_classes=n_classes),
+        PixelAccuracy(n_classes=n_classes),
+        ArgmaxMeanIoU(n_classes=n_classes),
+    ]
+    return metrics

@@ -1,0 +1,473 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. From volumes to training batches
+#
+# A 2-D U-Net does not see a brain: it sees one axial slice at a time. Between the NIfTI
+# files of notebook 1 and the network of notebook 4 sits the data pipeline, and most of the
+# silent mistakes of a segmentation project live there.
+#
+# After this notebook you will be able to:
+#
+# * say which axial slices the report trains on, and count what it leaves out;
+# * normalise MRI intensities per case and per contrast, and explain why one shared maximum
+#   is a poor scale;
+# * resize label maps without inventing classes at the tumour's edges;
+# * split patients 68/20/12 into training, validation and test sets, reproducibly;
+# * feed a Keras model from a `PyDataset` that streams cases from disk, and explain why
+#   streaming is needed;
+# * use the fast path (a slice cache read by `tf.data`) and know how much faster it is.
+
+# %%
+# Colab only: install the course package from GitHub. Colab's own TensorFlow already
+# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
+# needs its custom widget manager to draw the course's ipywidgets viewers.
+# Everywhere else (Binder, your machine, CI) this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet",
+         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
+        check=True,
+    )
+    importlib.invalidate_caches()  # make the freshly installed package importable now
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
+DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
+PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours of training)
+
+# %% [markdown]
+# TensorFlow prints a few lines of C++ logging when it loads; `quiet_tensorflow` hides
+# them (it changes nothing else). Then the usual imports, the settings of the chosen preset,
+# and the cases of the dataset: the synthetic one unless you set `DATA_DIR`.
+
+# %%
+# %matplotlib inline
+from gliseg_nb.course import quiet_tensorflow
+
+quiet_tensorflow()
+
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gliseg_nb import Config
+from gliseg_nb.data import find_cases, get_data_dir, load_case
+from gliseg_nb.labels import label_colormap, legend_handles
+from gliseg_nb.pipeline import (
+    SliceSequence,
+    load_split,
+    make_dataset,
+    normalize_intensities,
+    preprocess_case,
+    resize_labels_bilinear,
+    resize_labels_nearest,
+    resize_onehot_bilinear,
+    save_split,
+    select_cases,
+    split_cases,
+)
+
+config = Config.preset(PRESET)
+report = Config.preset("report")
+data_dir = get_data_dir(DATA_DIR)
+cases = [case for case in find_cases(data_dir) if case.seg is not None]
+print(f"{len(cases)} cases with segmentations in {data_dir.name}")
+
+# %% [markdown]
+# ## Which slices? The report's `VOLUME_START_AT` and `VOLUME_SLICES`
+#
+# A BraTS volume has 155 axial slices, 1 mm apart, from below the brain to above it. The
+# report keeps 100 consecutive slices starting at slice 22 (`VOLUME_START_AT = 22`,
+# `VOLUME_SLICES = 100`) and trains on each one as a separate 2-D image. The settings object
+# holds the same two numbers:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+kept = report.slice_indices
+n_total = 155
+print(f"report preset: slice_start={report.slice_start}, n_slices={report.n_slices}")
+print(f"kept: slices {kept[0]} to {kept[-1]} ({len(kept)} slices)")
+print(f"left out before: {kept[0]} slices (0 to {kept[0] - 1})")
+print(f"left out after:  {n_total - 1 - kept[-1]} slices ({kept[-1] + 1} to {n_total - 1})")
+print(f"left out in all: {n_total - len(kept)} of {n_total}")
+print(f"{PRESET} preset keeps {len(config.slice_indices)} slices: every {config.slice_step}th from {config.slice_indices[0]}")
+
+# %% [markdown]
+# **The report miscounts here.** Its section 3.4.2 says this choice "skips the first 22
+# slices and the last 22 slices (totaling 44 skipped slices out of 100)". Starting at 22
+# and keeping 100 of 155 slices skips 22 at the bottom and **33** at the top: 55 in all,
+# out of 155. The window is not centred on the volume.
+#
+# Does it matter? The slices near the top of the head hold little brain, but a tumour
+# high in the brain reaches them. The figure counts, slice by slice, the brain and tumour
+# voxels of a few cases, with the report's window shaded and the `quick` preset's
+# slices (every 4th slice of the same window, to train faster) marked below.
+
+# %%
+figure, (brain_axis, tumour_axis) = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
+inside_fractions = []
+for case in cases[:6]:
+    loaded_case = load_case(case, modalities=["flair"])
+    brain_per_slice = np.count_nonzero(loaded_case.images["flair"], axis=(0, 1))
+    tumour_per_slice = np.count_nonzero(loaded_case.labels, axis=(0, 1))
+    brain_axis.plot(brain_per_slice, lw=1)
+    tumour_axis.plot(tumour_per_slice, lw=1, label=case.case_id)
+    inside_fractions.append(tumour_per_slice[kept[0] : kept[-1] + 1].sum() / tumour_per_slice.sum())
+for axis, title in ((brain_axis, "brain voxels per slice"), (tumour_axis, "tumour voxels per slice")):
+    axis.axvspan(kept[0], kept[-1], color="tab:green", alpha=0.12, label="report's slices 22-121")
+    axis.plot(config.slice_indices, np.zeros(len(config.slice_indices)), "|", color="k", ms=8,
+              label=f"{PRESET} preset")
+    axis.set_xlabel("axial slice")
+    axis.set_title(title)
+tumour_axis.legend(fontsize=7, ncols=2)
+plt.show()
+print("share of each case's tumour voxels inside slices 22-121:",
+      ", ".join(f"{fraction:.1%}" for fraction in inside_fractions))
+
+# %% [markdown]
+# Most of the tumour lies inside the window, but not all of it: the parts above slice 121
+# are never shown to the network during training. (Notebook 6 predicts every slice that
+# holds brain, so the final segmentation covers the whole tumour anyway.)
+#
+# ### Only slices with brain in them
+#
+# A fixed window is a blunt tool: it can include empty slices at one end and cut brain at
+# the other. `Config(brain_slices_only=True)` keeps, among the selected slices, only those
+# that contain brain (any non-zero voxel after skull stripping). Compare how many slices
+# one case gives with and without it:
+
+# %%
+_, _, slices_all = preprocess_case(cases[0], config, return_slices=True)
+_, _, slices_brain = preprocess_case(cases[0], config.replace(brain_slices_only=True),
+                                     return_slices=True)
+print(f"{cases[0].case_id}: {len(slices_all)} slices selected, {len(slices_brain)} of them hold brain")
+
+# %% [markdown]
+# ## Normalisation: one scale per case and per contrast
+#
+# Notebook 1 showed that MRI intensities have no unit. The network needs comparable
+# numbers across patients, so each case is rescaled before training. Two ways:
+#
+# * the report's source notebook divides the two input channels (FLAIR and T1ce) by **one
+#   shared maximum**, `X / np.max(X)`: the brightest voxel of either channel sets the scale
+#   of both;
+# * the course (and most BraTS pipelines) computes a **z-score per case and per contrast
+#   over brain voxels**: subtract the mean of the brain voxels, divide by their standard
+#   deviation; background stays 0.
+#
+# Both are in the library (`normalize_intensities(stack, "max")` and `"zscore"`). Here they
+# are on the FLAIR and T1ce brain voxels of four cases:
+
+# %%
+figure, axes = plt.subplots(2, 2, figsize=(12, 6), layout="constrained")
+for case in cases[:4]:
+    loaded = load_case(case, modalities=["flair", "t1ce"], slices=(kept[0], kept[-1] + 1))
+    stack = np.stack([loaded.images["flair"], loaded.images["t1ce"]], axis=-1)
+    brain = np.any(stack != 0, axis=-1)
+    for row, method in enumerate(("max", "zscore")):
+        normalised = normalize_intensities(stack, method)
+        for column, name in enumerate(("FLAIR", "T1ce")):
+            values = normalised[..., column][brain]
+            axes[row, column].hist(values, bins=120, histtype="step", density=True,
+                                   label=case.case_id)
+            axes[row, column].set_title(f"{name}, {'shared maximum' if method == 'max' else 'z-score'}")
+    peak_flair, peak_t1ce = stack[..., 0].max(), stack[..., 1].max()
+    print(f"{case.case_id}: max FLAIR {peak_flair:7.0f}, max T1ce {peak_t1ce:7.0f} "
+          f"-> the shared maximum comes from {'FLAIR' if peak_flair >= peak_t1ce else 'T1ce'}")
+axes[0, 0].legend(fontsize=8)
+for axis in axes[1]:
+    axis.set_xlim(-4, 6)
+plt.show()
+
+# %% [markdown]
+# Top row, the shared maximum: the same tissue lands at a different place in every case,
+# because the maximum is one extreme voxel (often a vessel or the choroid plexus on T1ce,
+# which are bright after contrast). The channel that did not provide the maximum is
+# squeezed into a fraction of the range. Bottom row, the z-score: the peaks of grey and
+# white matter line up across cases and both channels use the same range. The network can
+# then learn "brighter than normal white matter" once, for every scanner.
+#
+# ## Resizing: labels are not images
+#
+# The report trains at 128 x 128 pixels, so every 240 x 240 slice is shrunk. Images are
+# resized with a smooth filter (each new pixel a weighted average of its neighbours).
+# Labels must not be averaged: "halfway between background (0) and enhancing tumour (3)"
+# is not "necrosis (1.5)". Label maps are resized by **nearest neighbour**: each new pixel
+# copies one old pixel, so no class can appear that was not there.
+#
+# The report's source notebook one-hot encodes the labels first and then resizes the four
+# masks bilinearly. First, a toy slice with only background and enhancing tumour, resized
+# the three ways:
+
+# %%
+toy = np.zeros((240, 240), dtype=np.uint8)
+toy[80:170, 60:150] = 3  # a square of enhancing tumour on background
+nearest = resize_labels_nearest(toy, 128)
+as_image = resize_labels_bilinear(toy, 128)  # labels treated as intensities, then rounded
+soft = resize_onehot_bilinear(toy, 128)  # the source notebook: one-hot, then bilinear
+print("classes in the toy slice:          ", np.unique(toy).tolist())
+print("after nearest neighbour:           ", np.unique(nearest).tolist())
+print("after bilinear on the label values:", np.unique(as_image).tolist(),
+      f"({np.count_nonzero(np.isin(as_image, [1, 2]))} pixels of invented necrosis or edema)")
+print(f"after one-hot + bilinear: {np.count_nonzero(soft.max(axis=-1) < 1)} pixels whose target "
+      "is a blend of classes instead of one class")
+
+# %% [markdown]
+# Treated as an image, the square grows a rim of "necrosis" and "edema" that nobody
+# annotated. One-hot encoding first avoids that particular error, but the targets at every
+# boundary become blends such as "70 % enhancing, 30 % background": the network is asked to
+# be unsure exactly where the experts were sure, and its training signal no longer matches
+# the labels it will be scored against.
+#
+# Now on a real slice, the one with most tumour in the first case, zoomed in on the tumour:
+
+# %%
+case_data = load_case(cases[0], modalities=["flair"], slices=(kept[0], kept[-1] + 1))
+labels_slab = case_data.labels
+slice_number = int(np.argmax(np.count_nonzero(labels_slab, axis=(0, 1))))
+labels_slice = labels_slab[:, :, slice_number]
+
+nearest = resize_labels_nearest(labels_slice, report.image_size)
+soft = resize_onehot_bilinear(labels_slice, report.image_size)
+as_image = resize_labels_bilinear(labels_slice, report.image_size)
+blended = soft.max(axis=-1) < 1
+changed = as_image != nearest
+
+rows, cols = np.nonzero(nearest)
+zoom = (slice(rows.min() - 4, rows.max() + 5), slice(cols.min() - 4, cols.max() + 5))
+cmap, norm = label_colormap()
+figure, axes = plt.subplots(1, 4, figsize=(14, 3.8), layout="constrained")
+axes[0].imshow(labels_slice, cmap=cmap, norm=norm, interpolation="nearest")
+axes[0].set_title(f"original 240 x 240 (slice {kept[0] + slice_number})")
+axes[1].imshow(nearest[zoom], cmap=cmap, norm=norm, interpolation="nearest")
+axes[1].set_title("nearest neighbour, 128 px")
+image = axes[2].imshow(soft.max(axis=-1)[zoom], cmap="magma", vmin=0.3, vmax=1, interpolation="nearest")
+axes[2].set_title("one-hot + bilinear:\nlargest class share")
+figure.colorbar(image, ax=axes[2], shrink=0.8)
+axes[3].imshow(as_image[zoom], cmap=cmap, norm=norm, interpolation="nearest")
+axes[3].contour(changed[zoom], levels=[0.5], colors="white", linewidths=0.6)
+axes[3].set_title("bilinear on label values\n(white: differs from nearest)")
+for axis in axes:
+    axis.set_xticks([])
+    axis.set_yticks([])
+figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+plt.show()
+tumour_pixels = np.count_nonzero(nearest)
+print(f"tumour pixels at 128 px: {tumour_pixels}")
+print(f"one-hot + bilinear: {np.count_nonzero(blended)} pixels with blended targets")
+print(f"bilinear on values: {np.count_nonzero(changed)} pixels get another class than nearest neighbour")
+
+# %% [markdown]
+# On a real slice the blended pixels are a sizeable share of all tumour pixels (look at
+# the counts below the figure): the boundary is where segmentation is hard, and where the
+# source notebook's targets are wrong. Treating label values as an image is worse still:
+# the red rim around the edema is "necrosis" that lies halfway between background (0) and
+# edema (2). `preprocess_case` resizes images smoothly and labels by nearest neighbour, and
+# one-hot encodes only afterwards.
+#
+# ## The split: 68 / 20 / 12, by patient
+#
+# Report section 6.2 splits the patients with two calls of scikit-learn's
+# `train_test_split`: 20 % for validation, then 15 % of the remaining 80 % for testing,
+# which leaves 0.85 x 0.80 = 68 % for training and 0.15 x 0.80 = 12 % for testing.
+#
+# Three things matter more than the percentages:
+#
+# * **split patients, not slices.** Neighbouring slices of one brain are nearly identical;
+#   slices of one patient in both training and test sets would measure memory, not skill;
+# * **seed it.** The source notebook does not, so every run tests on different patients and
+#   its scores cannot be reproduced;
+# * **write it down**, so that training, evaluation and prediction agree on which patients
+#   are test patients, even weeks later.
+#
+# `split_cases` does all three, and keeps the proportion of high- and low-grade gliomas
+# equal across the sets where the data say which is which (BraTS 2019 and 2020 do).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+split = split_cases(cases, config)
+grades = {case.case_id: case.grade for case in cases}
+for subset in ("train", "val", "test"):
+    ids = split[subset]
+    counts = {grade: sum(grades[i] == grade for i in ids) for grade in ("HGG", "LGG")}
+    print(f"{subset:5s} {len(ids):3d} patients ({len(ids) / len(cases):.0%}), grades {counts}")
+print(f"seed {split.seed}, stratified by {split.stratified_by}")
+
+# %% [markdown]
+# With 24 synthetic patients the percentages are only approximate (a patient cannot be
+# split). On the 369 training cases of BraTS 2020 the same procedure gives:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+brats2020_ids = [f"BraTS20_Training_{number:03d}" for number in range(1, 370)]
+brats2020_split = split_cases(brats2020_ids, report)
+print({subset: len(ids) for subset, ids in brats2020_split.items()})
+
+# %% [markdown]
+# Written to a JSON file and read back, it is the same split; the same seed always gives
+# the same split, and another seed another one:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+split_file = Path(tempfile.mkdtemp()) / "split.json"
+save_split(split, split_file)
+print("read back identical:", dict(load_split(split_file, cases)) == dict(split))
+print("same seed, same split:", dict(split_cases(cases, config)) == dict(split))
+print("seed 1, same split:", dict(split_cases(cases, config.replace(seed=1))) == dict(split))
+all_ids = split["train"] + split["val"] + split["test"]
+print("every patient in exactly one set:", sorted(all_ids) == sorted(grades))
+print(split_file.read_text()[:120], "...")
+
+# %%
+print("test patients:", ", ".join(split["test"]))
+
+# %% [markdown]
+# ## Feeding the model, first way: a `PyDataset` that streams from disk
+#
+# Why not load everything into memory and call `model.fit(x, y)`? Count the bytes for the
+# report's settings on BraTS 2020:
+
+# %%
+n_train = len(brats2020_split["train"])
+slices_per_case, pixels = report.n_slices, report.image_size**2
+x_bytes = n_train * slices_per_case * pixels * report.n_channels * 4  # float32
+y_bytes = n_train * slices_per_case * pixels * report.n_classes * 4  # one-hot float32
+raw_bytes = n_train * 5 * 240 * 240 * 155 * 8  # what get_fdata() gives: float64
+print(f"{n_train} training patients x {slices_per_case} slices at {report.image_size} px:")
+print(f"  inputs {x_bytes / 1e9:.1f} GB + one-hot targets {y_bytes / 1e9:.1f} GB")
+print(f"  the raw volumes as float64: {raw_bytes / 1e9:.0f} GB")
+
+# %% [markdown]
+# About 10 GB of arrays, and nearly 90 GB of raw volumes: more than a Colab session or a
+# laptop holds. A **data generator** loads only what the next batch needs. The report's is
+# a `keras.utils.Sequence`; in Keras 3 it is a `keras.utils.PyDataset`: a class with
+# `__len__` (batches per epoch) and `__getitem__(i)` (batch `i`), plus `on_epoch_end`
+# to reshuffle. Keras calls `__getitem__` in worker threads or processes while the model
+# trains; in Keras 3 the `workers` and `use_multiprocessing` settings belong to the
+# dataset's constructor (`fit` no longer accepts them).
+#
+# `SliceSequence` is the report's generator, done right: it reads only the selected
+# slices (`img.dataobj[..., a:b]`), applies `preprocess_case` (z-score, smooth resizing,
+# nearest-neighbour labels) and one-hot encodes the labels. One batch:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+train_cases = select_cases(cases, split["train"])
+sequence = SliceSequence(train_cases, config, shuffle=True)
+x_batch, y_batch = sequence[0]
+print(f"{len(sequence)} batches per epoch ({len(train_cases)} patients x "
+      f"{len(config.slice_indices)} slices, {config.batch_size} slices per batch)")
+print(f"x: {x_batch.shape} {x_batch.dtype}, channels {list(config.modalities)}")
+print(f"y: {y_batch.shape} {y_batch.dtype}, one-hot: {bool(np.all(y_batch.sum(axis=-1) == 1))}")
+
+# %%
+figure, axes = plt.subplots(2, 6, figsize=(14, 5), layout="constrained")
+with_tumour = np.argsort(-y_batch[..., 1:].sum(axis=(1, 2, 3)))[:6]
+for column, index in enumerate(with_tumour):
+    axes[0, column].imshow(x_batch[index, ..., 0], cmap="gray", vmin=-2, vmax=4)
+    axes[1, column].imshow(x_batch[index, ..., 0], cmap="gray", vmin=-2, vmax=4)
+    labels_shown = np.ma.masked_equal(np.argmax(y_batch[index], axis=-1), 0)
+    axes[1, column].imshow(labels_shown, cmap=cmap, norm=norm, alpha=0.6, interpolation="nearest")
+    axes[0, column].set_title(f"batch item {index}", fontsize=9)
+for axis in axes.ravel():
+    axis.set_axis_off()
+figure.suptitle("FLAIR channel of six slices of the first batch (z-scored), and their labels")
+plt.show()
+
+# %% [markdown]
+# The order of the patients and of the slices within each patient is shuffled at every
+# epoch, but a batch still holds the slices of only one or two patients (the report feeds
+# exactly one patient per batch). Slices of one brain look alike, so such batches are
+# strongly correlated: each step pulls the weights towards one patient, the next towards
+# another. The fast path below mixes slices of many patients in every batch.
+#
+# ## Feeding the model, second way: a slice cache and `tf.data`
+#
+# A generator that re-reads and re-preprocesses compressed volumes at every epoch does the
+# same work 35 times (the report's 35 epochs). The fast path does it **once**:
+# `make_dataset` preprocesses each case into a compact cache on disk (float16 `.npy`
+# files, rebuilt automatically if the data or the settings change), then streams slices
+# from it with `tf.data`: patients interleaved, slices shuffled through a buffer, batches
+# read in parallel, augmented (random flips, small intensity changes) and prefetched while
+# the model computes. Memory stays bounded by the batch and the buffer, whatever the
+# number of cases.
+#
+# Building the cache for the training cases (a progress bar; instant the second time, and
+# notebook 4 reuses it):
+
+# %%
+dataset = make_dataset(train_cases, config, training=True)
+print(dataset.element_spec)
+
+# %% [markdown]
+# A rough timing of a few batches from each feed on this machine (the numbers vary from
+# run to run, and with the load of the machine):
+
+# %%
+def slices_per_second(batches, n_batches):
+    started = time.perf_counter()
+    n_slices = 0
+    for _, (x, _y) in zip(range(n_batches), batches):
+        n_slices += len(x)
+    return n_slices / (time.perf_counter() - started)
+
+
+sequence_speed = slices_per_second((sequence[i] for i in range(len(sequence))), 4)
+cached_speed = slices_per_second(iter(dataset), len(sequence))
+print(f"SliceSequence (reads and preprocesses cases): {sequence_speed:8.0f} slices/s")
+print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices/s")
+
+# %% [markdown]
+# The benchmark in `benchmarks/bench_pipeline.py` measures the same comparison properly,
+# with the report's settings, its original generator rebuilt as a baseline, and peak memory;
+# its table is in `docs/benchmarks.md`. The point to keep: with the cache, the data are no
+# longer what the training waits for; the network's own computation is.
+#
+# ## Summary
+#
+# * The report trains on axial slices 22 to 121: 100 of 155 slices, leaving out 22 below
+#   and 33 above (not "22 and 22" as the report says). Some tumour lies outside.
+#   `brain_slices_only` drops selected slices without brain.
+# * Normalise each case and contrast separately, over brain voxels (z-score). One shared
+#   maximum lets a single bright voxel set the scale of both channels.
+# * Resize images smoothly and labels by nearest neighbour, then one-hot encode. Resizing
+#   one-hot masks bilinearly blends classes at every boundary; resizing label values
+#   invents classes.
+# * Split by patient, 68/20/12, with a seed, and save the split.
+# * A `PyDataset` streams batches so that the dataset need not fit in memory; a slice cache
+#   read by `tf.data` does the preprocessing once and keeps the model busy.
+#
+# ## Exercises
+#
+# 1. Change `slice_start` so that the 100 kept slices are centred on the 155. Which values
+#    of `slice_start` and `n_slices` keep every tumour voxel of the six cases above?
+# 2. Add a single very bright voxel (say 10 times the maximum) to one case's T1ce and
+#    normalise it both ways. What happens to the FLAIR channel under the shared maximum?
+#    And under the z-score?
+# 3. Resize the toy square to 64 px and to 300 px with `resize_onehot_bilinear`. How does
+#    the number of blended pixels change, and why?
+# 4. Split the 369 BraTS 2020 ids with seeds 0 to 9. How often does a given patient land
+#    in the test set?
+# 5. Build a `SliceSequence` with `workers=2` and time 4 batches again. Does it help on
+#    your machine? Why might processes (`use_multiprocessing=True`) help more than threads?

@@ -1,0 +1,387 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Measuring a segmentation honestly
+#
+# The report sums up its model in four numbers: accuracy 99.2 %, loss 0.024, Dice 0.62 and
+# "IoU score 0.9". This notebook computes such numbers by hand, then on a trained model, and
+# shows which of them carry information and which would look almost as good for a model
+# that finds no tumour at all.
+#
+# After this notebook you will be able to:
+#
+# * compute Dice, IoU, precision, sensitivity and specificity from the four counts TP, FP,
+#   FN and TN, by hand and with NumPy;
+# * explain why background pixels inflate accuracy, specificity and averaged precision;
+# * score a segmentation the way BraTS does: by region (WT, TC, ET), with Dice and the 95th
+#   percentile Hausdorff distance (HD95) in millimetres;
+# * tell, from the numbers alone, that the report's "IoU 0.9" and "Dice 0.62" cannot describe
+#   the same masks.
+
+# %%
+# Colab only: install the course package from GitHub. Colab's own TensorFlow already
+# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
+# needs its custom widget manager to draw the course's ipywidgets viewers.
+# Everywhere else (Binder, your machine, CI) this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet",
+         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
+        check=True,
+    )
+    importlib.invalidate_caches()  # make the freshly installed package importable now
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
+DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
+PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours of training)
+
+# %%
+# %matplotlib inline
+from gliseg_nb.course import quiet_tensorflow
+
+quiet_tensorflow()
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gliseg_nb.course import load_or_train
+from gliseg_nb.data import load_case
+from gliseg_nb.labels import REGIONS
+from gliseg_nb.metrics import (
+    background_everywhere_scores,
+    dice_score,
+    evaluate_case,
+    hd95,
+    keras_meaniou_as_fed,
+    report_metrics,
+    summarize_scores,
+)
+from gliseg_nb.metrics.evaluation import format_case_table, format_summary_table
+from gliseg_nb.pipeline import preprocess_case
+from gliseg_nb.predict import predict_case
+
+np.set_printoptions(linewidth=100)
+
+# %% [markdown]
+# ## Four counts
+#
+# Take one class, say "tumour", and compare a predicted mask with the expert's mask pixel
+# by pixel. Each pixel falls in one of four boxes:
+#
+# | | expert: tumour | expert: not tumour |
+# |---|---|---|
+# | **model: tumour** | true positive (TP) | false positive (FP) |
+# | **model: not tumour** | false negative (FN) | true negative (TN) |
+#
+# Every metric in this notebook is a ratio of these counts. A small example, 6 x 8 pixels:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+truth = np.array([
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 1, 1, 1, 0, 0, 0],
+    [0, 1, 1, 1, 1, 1, 0, 0],
+    [0, 1, 1, 1, 1, 1, 0, 0],
+    [0, 0, 1, 1, 1, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0],
+], dtype=bool)
+prediction = np.array([
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 1, 1, 1, 0, 0],
+    [0, 0, 1, 1, 1, 1, 1, 0],
+    [0, 0, 1, 1, 1, 1, 1, 0],
+    [0, 0, 0, 1, 1, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0],
+], dtype=bool)
+tp = np.count_nonzero(prediction & truth)
+fp = np.count_nonzero(prediction & ~truth)
+fn = np.count_nonzero(~prediction & truth)
+tn = np.count_nonzero(~prediction & ~truth)
+print(f"TP={tp} FP={fp} FN={fn} TN={tn} (total {truth.size} pixels)")
+
+# %% [markdown]
+# The prediction is the expert's mask shifted one pixel to the right. From the counts:
+#
+# * **Dice** $= \dfrac{2\,TP}{2\,TP + FP + FN} = \dfrac{2|P \cap T|}{|P| + |T|}$: overlap
+#   relative to the average size of the two masks (the report's formula in section 5.1);
+# * **IoU** (intersection over union, Jaccard) $= \dfrac{TP}{TP + FP + FN} = \dfrac{|P \cap T|}{|P \cup T|}$;
+# * **precision** $= \dfrac{TP}{TP + FP}$: of what the model called tumour, how much is;
+# * **sensitivity** (also called **recall**) $= \dfrac{TP}{TP + FN}$: of the tumour, how much
+#   the model found;
+# * **specificity** $= \dfrac{TN}{TN + FP}$: of the healthy pixels, how many the model left alone;
+# * **accuracy** $= \dfrac{TP + TN}{TP + FP + FN + TN}$: pixels right, of all pixels.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def scores_from_counts(tp, fp, fn, tn):
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "iou": tp / (tp + fp + fn),
+        "precision": tp / (tp + fp),
+        "sensitivity": tp / (tp + fn),
+        "specificity": tn / (tn + fp),
+        "accuracy": (tp + tn) / (tp + fp + fn + tn),
+    }
+
+
+by_hand = scores_from_counts(tp, fp, fn, tn)
+for name, value in by_hand.items():
+    print(f"{name:12s} {value:.4f}")
+print(f"library dice_score: {dice_score(prediction, truth):.4f}")
+
+# %% [markdown]
+# **A mistake in the report.** Its section "5.4 Recall" defines *specificity*, the true
+# negative rate, under the heading "Recall". Recall is another name for sensitivity (its
+# section 5.3, where the report says so itself). Specificity is a different quantity, and,
+# as the next cell shows, a nearly useless one for tumour segmentation.
+#
+# ## What the background does to the scores
+#
+# Put the same 6 x 8 example in the corner of a 60 x 80 image, the rest of which is
+# correctly predicted background (in a BraTS volume about 98 % of the voxels are
+# background). Same tumour, same mistakes:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+big_truth = np.zeros((60, 80), dtype=bool)
+big_prediction = np.zeros((60, 80), dtype=bool)
+big_truth[:6, :8], big_prediction[:6, :8] = truth, prediction
+big_counts = [np.count_nonzero(a & b) for a, b in (
+    (big_prediction, big_truth), (big_prediction, ~big_truth),
+    (~big_prediction, big_truth), (~big_prediction, ~big_truth))]
+in_big_image = scores_from_counts(*big_counts)
+print(f"{'':12s} {'6 x 8':>8s} {'60 x 80':>8s}")
+for name in by_hand:
+    print(f"{name:12s} {by_hand[name]:8.4f} {in_big_image[name]:8.4f}")
+
+# %% [markdown]
+# Dice, IoU, precision and sensitivity do not change: they never count true negatives.
+# Accuracy and specificity jump towards 1 because the easy background pixels swamp the
+# errors. In a brain volume they are always close to 1, whatever the model does to the
+# tumour.
+#
+# Precision is safe for one class, but the report's source notebook averages precision
+# (and sensitivity, specificity and Dice) over **all four classes, background
+# included**. Background precision is close to 1 for any model, so it lifts the average.
+# The library's metrics average over the three tumour classes only.
+#
+# ## Dice and IoU are tied together
+#
+# Dice and IoU are not independent measures: with $D$ the Dice and $J$ the IoU of the
+# same two masks, $J = D / (2 - D)$ and $D = 2J / (1 + J)$. Since $2 - D \geq 1$, **IoU is
+# never larger than Dice**:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for dice in (0.62, 0.80, 0.90, 0.947, 1.0):
+    print(f"Dice {dice:.3f} <-> IoU {dice / (2 - dice):.3f}")
+print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {by_hand['iou']:.4f}")
+
+# %% [markdown]
+# So the report's "Dice 0.62" and "IoU 0.9" cannot describe the same masks: a Dice of 0.62
+# means an IoU of 0.45, and an IoU of 0.9 would need a Dice of 0.947. Both numbers came out
+# of Keras metrics, so one of them does not measure what its name says. We come back to
+# this with real numbers below.
+#
+# ## Region scores, the BraTS way
+#
+# BraTS does not score the four classes separately. It scores three nested **regions**,
+# each as a binary mask: the whole tumour (WT = classes 1+2+3), the tumour core (TC = 1+3:
+# the necrotic core *and* the enhancing tumour, which the report's description of the core
+# leaves out) and the enhancing tumour (ET = 3). For each region and each case it reports
+# Dice, sensitivity, specificity and the **95th percentile Hausdorff distance** (HD95).
+#
+# Dice counts pixels; it cannot tell a small slip at the border from a false tumour far
+# away. HD95 measures distance: for every point on the border of one mask, the distance to
+# the nearest border point of the other mask, in both directions; HD95 is the 95th
+# percentile of those distances, in millimetres (using the voxel size), so that a few
+# outlying voxels do not dominate as they would with the maximum. Two small examples on a
+# 1 mm grid:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cube = np.zeros((40, 40, 40), dtype=bool)
+cube[10:20, 10:20, 10:20] = True  # a 1 cm cube of "tumour"
+shifted = np.roll(cube, 3, axis=0)  # the same cube, 3 mm further along x
+print(f"cube shifted 3 mm:          Dice {dice_score(shifted, cube):.3f}, HD95 {hd95(shifted, cube):5.2f} mm")
+for size in (2, 4):
+    with_blob = cube.copy()
+    with_blob[30 : 30 + size, 30 : 30 + size, 30 : 30 + size] = True  # a false tumour far away
+    print(f"cube + far {size}x{size}x{size} blob:    Dice {dice_score(with_blob, cube):.3f}, "
+          f"HD95 {hd95(with_blob, cube):5.2f} mm")
+empty = np.zeros_like(cube)
+print(f"both empty:                 Dice {dice_score(empty, empty):.3f}, HD95 {hd95(empty, empty):5.2f} mm")
+print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd95(empty, cube):5.2f} mm")
+
+# %% [markdown]
+# A false tumour far away costs little Dice (a few voxels out of a thousand) but is a
+# clinically different answer, and HD95 notices it once it is more than a speck: the
+# 4 x 4 x 4 blob adds border points about 20 mm away. The 2 x 2 x 2 blob is ignored because
+# its border points are fewer than 5 % of all border points: that is the "95" in HD95, a
+# deliberate tolerance for isolated stray voxels. BraTS reports both Dice and HD95 for
+# this reason. The last two lines are the BraTS conventions for empty masks: a case
+# without enhancing tumour scores Dice 1 and HD95 0 if the model predicts none, but Dice 0
+# and HD95 373.13 mm (the diagonal of the volume) if it predicts even one voxel of it.
+#
+# ## Scores of a trained model on the test patients
+#
+# Now the real thing. `load_or_train` returns the model notebook 4 trained (or trains it,
+# about a minute with the `quick` preset, if this notebook runs first; with the `report`
+# preset on real data, run notebook 4 first, on a GPU), with the split: the test patients
+# were never used for training nor for choosing the best epoch. `predict_case` segments each
+# whole volume on its original 240 x 240 x 155 grid (notebook 6 shows how) and
+# `evaluate_case` scores it by region.
+
+# %%
+run = load_or_train(DATA_DIR, PRESET)
+test_cases = run.cases_of("test")
+print(f"model from {run.run_dir.name} ({'cached' if run.reused else 'trained now'}); "
+      f"{len(test_cases)} test patients: {', '.join(case.case_id for case in test_cases)}")
+
+# %%
+rows, report_rows, background_rows = [], [], []
+for case in test_cases:
+    case_data = load_case(case, modalities=list(run.config.modalities))
+    labels = predict_case(run.model, case_data, run.config)  # the whole volume, 240 x 240 x 155
+    rows.append({"case_id": case.case_id, "scores": evaluate_case(labels, case_data.labels, case_data.zooms)})
+    # The report's numbers were computed on the 2-D training slices: do the same (see below).
+    x_slices, y_slices = preprocess_case(case_data, run.config)
+    probabilities = run.model.predict(x_slices, verbose=0)
+    report_rows.append(report_metrics(np.argmax(probabilities, axis=-1), y_slices, probabilities))
+    background_rows.append(background_everywhere_scores(y_slices))
+print(format_case_table(rows))
+
+# %% [markdown]
+# The specificity columns read 0.998 or more whatever the Dice next to them, as predicted
+# above. Dice and HD95 are the columns to read. The mean, median and spread over the test
+# patients:
+
+# %%
+print(format_summary_table(summarize_scores(rows)))
+
+# %% [markdown]
+# ## The report's numbers, on the same model
+#
+# The source notebook got its numbers from Keras metrics during `model.evaluate`, on the
+# 2-D slices the model works with (slices 22 to 121, resized), not on whole volumes. The
+# loop above did the same for each test patient: `report_metrics` computes, honestly,
+# what the source notebook reported: accuracy over every pixel, its Dice averaged over
+# the four classes with background, and Keras' `MeanIoU` fed the way the source notebook
+# fed it. `background_everywhere_scores` gives the same numbers for a "model" that
+# answers *background* for every pixel: no tumour found at all.
+
+# %%
+def mean_of(results, key):
+    return float(np.mean([result[key] for result in results]))
+
+
+def region_mean(results, region):
+    return float(np.mean([result["region_dice"][region] for result in results]))
+
+
+lines = [
+    ("accuracy (all pixels)", "accuracy"),
+    ("Dice, 4 classes with background", "dice_background_inclusive"),
+    ("MeanIoU as the source notebook fed it", "mean_iou_as_fed"),
+    ("true mean IoU, 4 classes", "mean_iou"),
+    ("mean IoU, tumour classes", "mean_iou_tumour_classes"),
+]
+print(f"{'':40s} {'trained model':>14s} {'background only':>16s}")
+for title, key in lines:
+    print(f"{title:40s} {mean_of(report_rows, key):14.3f} {mean_of(background_rows, key):16.3f}")
+for region in REGIONS:
+    print(f"{'Dice ' + region + ' (region, these slices)':40s} {region_mean(report_rows, region):14.3f} {region_mean(background_rows, region):16.3f}")
+print(f"share of background pixels in these slices: {mean_of(background_rows, 'background_fraction'):.2%}")
+
+# %% [markdown]
+# Read the table column by column:
+#
+# * **Accuracy.** Predicting background everywhere is right on every background pixel,
+#   which is almost all of them: the "model" that finds nothing scores well above 95 %
+#   accuracy, close to the trained model. The report's 99.2 % therefore says almost
+#   nothing about its tumours.
+# * **Dice with background.** The source notebook's Dice averages four classes, background
+#   included. Background Dice is about 1 for any model, and with the notebook's smoothing
+#   term a class absent from both masks counts as perfect too, so the useless model is
+#   already far above 0. The report's 0.62 mixes a near-perfect background with tumour
+#   classes that must be much lower.
+# * **"IoU 0.9".** Keras' `MeanIoU(num_classes=4)` expects class *indices* (0, 1, 2, 3) by
+#   default. The source notebook gave it one-hot targets and softmax probabilities instead.
+#   Keras then reads every entry of those arrays as a class index: it truncates the
+#   probabilities to integers (nearly all become 0) and compares "0" with "1" entries of
+#   the one-hot targets, which are mostly 0 as well. The result depends on how many
+#   entries are zero, not on the tumour: in the table it is higher for the "model" that
+#   finds nothing than for the trained one. The true mean IoU (argmax first) is lower than
+#   the Dice, as it must be.
+#
+# The small demonstration below feeds Keras' real `MeanIoU` the way the source notebook
+# did, with a prediction that gets *every* pixel wrong:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+true_classes = np.array([[0, 0, 1], [2, 3, 0]])
+wrong_classes = (true_classes + 1) % 4  # every pixel wrong
+y_true = np.eye(4, dtype="float32")[true_classes]
+y_pred = np.full(true_classes.shape + (4,), 0.05, dtype="float32")  # softmax-like outputs
+y_pred[np.arange(2)[:, None], np.arange(3)[None, :], wrong_classes] = 0.85
+as_fed = keras.metrics.MeanIoU(num_classes=4)
+as_fed.update_state(y_true, y_pred)
+print(f"Keras MeanIoU fed one-hot and softmax: {float(as_fed.result()):.3f}")
+print(f"the same, re-implemented in NumPy:     {keras_meaniou_as_fed(y_true, y_pred):.3f}")
+right_way = keras.metrics.MeanIoU(num_classes=4)
+right_way.update_state(true_classes, np.argmax(y_pred, axis=-1))
+print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
+
+# %% [markdown]
+# A prediction that is wrong everywhere gets a "mean IoU" of 0.375 when fed the
+# report's way, and 0 when fed class indices. During training, the course's
+# `ArgmaxMeanIoU` metric takes the argmax of both sides for this reason.
+#
+# What to report instead: Dice and HD95 per region (WT, TC, ET), per case, with their mean
+# and spread over the test patients, as above. For reference, the winner of BraTS 2020
+# (nnU-Net) reached a test Dice of about 0.89 (WT), 0.85 (TC) and 0.82 (ET).
+#
+# ## Summary
+#
+# * TP, FP, FN and TN define every metric. Dice $= 2TP/(2TP+FP+FN)$, IoU
+#   $= TP/(TP+FP+FN)$, precision $= TP/(TP+FP)$, sensitivity (= recall) $= TP/(TP+FN)$,
+#   specificity $= TN/(TN+FP)$.
+# * The report's "5.4 Recall" is specificity; recall is sensitivity.
+# * Background is about 98 % of a brain volume: accuracy and specificity are near 1 for any
+#   model, and averages over classes that include background flatter the model.
+# * IoU $= D/(2-D) \leq$ Dice, so "IoU 0.9" beside "Dice 0.62" is impossible for the same
+#   masks; it came from Keras' `MeanIoU` fed one-hot targets and probabilities.
+# * BraTS scores regions (WT, TC, ET) with Dice and HD95 per case; empty masks have fixed
+#   conventions (Dice 1 / HD95 0 if both are empty, Dice 0 / HD95 373.13 mm if one is).
+#
+# ## Exercises
+#
+# 1. Shift the predicted mask of the 6 x 8 example by two pixels instead of one. Compute
+#    Dice and IoU by hand and check $J = D/(2-D)$.
+# 2. Write `specificity` for the 60 x 80 image as a function of the image size. How large
+#    must the image be for the specificity to exceed 0.999?
+# 3. Look at `background_rows[0]["dice_per_class"]`: the Dice of each class for the
+#    background-only prediction. Which classes score 1, and why? What is their mean?
+# 4. Find the smallest far blob that changes HD95 in the example above. Then move a 4 x 4 x 4
+#    blob closer to the cube: how does HD95 follow the distance?
+# 5. Find in the case table the test patient with the lowest ET Dice. Is its enhancing
+#    tumour small? What does that say about averaging Dice over patients?

@@ -1,0 +1,172 @@
+"""Stateful Keras metrics: epoch-accumulated confusion counts, checked against NumPy."""
+
+import keras
+import numpy as np
+import pytest
+
+import gliseg_nb
+from gliseg_nb import Config
+from gliseg_nb.losses import CEDiceLoss
+from gliseg_nb.metrics import (
+    ArgmaxMeanIoU,
+    DiceScore,
+    PixelAccuracy,
+    PrecisionScore,
+    SensitivityScore,
+    SpecificityScore,
+    default_metrics,
+)
+from gliseg_nb.model import build_unet
+
+
+def _batch(rng, n_images, size=8, n_classes=4, noise=1.0):
+    labels = rng.choice(n_classes, size=(n_images, size, size), p=[0.7, 0.1, 0.15, 0.05])
+    y_true = np.eye(n_classes, dtype="float32")[labels]
+    # Probabilities that are right more often than not.
+    logits = 2.0 * y_true + noise * rng.normal(size=y_true.shape)
+    y_pred = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return y_true, y_pred.astype("float32")
+
+
+def _numpy_counts(y_true, y_pred, n_classes=4):
+    truth = y_true.argmax(-1).ravel()
+    pred = y_pred.argmax(-1).ravel()
+    tp = np.array([np.sum((truth == c) & (pred == c)) for c in range(n_classes)], float)
+    fp = np.array([np.sum((truth != c) & (pred == c)) for c in range(n_classes)], float)
+    fn = np.array([np.sum((truth == c) & (pred != c)) for c in range(n_classes)], float)
+    tn = truth.size - tp - fp - fn
+    return tp, fp, fn, tn
+
+
+def test_metrics_equal_numpy_on_the_concatenated_epoch(rng):
+    batches = [_batch(rng, n) for n in (5, 1, 3)]  # unequal batches
+    metrics = default_metrics() + [
+        DiceScore(0), PrecisionScore(2), SensitivityScore(3), SpecificityScore(1),
+        ArgmaxMeanIoU(class_ids=(1, 2, 3)),
+    ]
+    for y_true, y_pred in batches:
+        for metric in metrics:
+            metric.update_state(y_true, y_pred)
+    y_true = np.concatenate([b[0] for b in batches])
+    y_pred = np.concatenate([b[1] for b in batches])
+    tp, fp, fn, tn = _numpy_counts(y_true, y_pred)
+    dice = 2 * tp / (2 * tp + fp + fn)
+    expected = {
+        "dice_mean": dice[1:].mean(),
+        "dice_class1": dice[1], "dice_class2": dice[2], "dice_class3": dice[3], "dice_class0": dice[0],
+        "precision_mean": (tp / (tp + fp))[1:].mean(),
+        "sensitivity_mean": (tp / (tp + fn))[1:].mean(),
+        "specificity_mean": (tn / (tn + fp))[1:].mean(),
+        "accuracy": np.mean(y_true.argmax(-1) == y_pred.argmax(-1)),
+        "mean_iou": (tp / (tp + fp + fn)).mean(),
+        "precision_class2": tp[2] / (tp[2] + fp[2]),
+        "sensitivity_class3": tp[3] / (tp[3] + fn[3]),
+        "specificity_class1": tn[1] / (tn[1] + fp[1]),
+        "iou_mean": (tp / (tp + fp + fn))[1:].mean(),
+    }
+    results = {metric.name: float(metric.result()) for metric in metrics}
+    assert set(results) == set(expected)
+    for name, value in expected.items():
+        assert results[name] == pytest.approx(value, rel=1e-6), name
+    # IoU never exceeds Dice on the same masks.
+    assert results["iou_mean"] <= results["dice_mean"]
+
+
+def test_epoch_dice_differs_from_the_average_of_batch_dice():
+    # Batch 1: 100 enhancing pixels, all found. Batch 2: 2 enhancing pixels, both missed.
+    def one_hot(labels):
+        return np.eye(4, dtype="float32")[labels]
+
+    truth_1 = np.zeros((1, 20, 20), int)
+    truth_1[0, :10, :10] = 3
+    truth_2 = np.zeros((1, 20, 20), int)
+    truth_2[0, 0, :2] = 3
+    batches = [(one_hot(truth_1), one_hot(truth_1)), (one_hot(truth_2), one_hot(np.zeros_like(truth_2)))]
+
+    epoch_metric = DiceScore(3)
+    batch_values = []
+    for y_true, y_pred in batches:
+        epoch_metric.update_state(y_true, y_pred)
+        batch_metric = DiceScore(3)
+        batch_metric.update_state(y_true, y_pred)
+        batch_values.append(float(batch_metric.result()))
+    assert batch_values == [1.0, 0.0]
+    # What averaging per batch (the source notebook) reports, versus the truth of the epoch.
+    assert np.mean(batch_values) == pytest.approx(0.5)
+    assert float(epoch_metric.result()) == pytest.approx(2 * 100 / (2 * 100 + 2))
+
+
+def test_empty_classes_score_one_and_reset_clears_counts():
+    y = np.zeros((1, 4, 4, 4), dtype="float32")
+    y[..., 0] = 1
+    metrics = [DiceScore(), PrecisionScore(), SensitivityScore(), SpecificityScore(), ArgmaxMeanIoU()]
+    for metric in metrics:
+        metric.update_state(y, y)
+        assert float(metric.result()) == 1.0, metric.name
+    wrong = np.zeros_like(y)
+    wrong[..., 3] = 1
+    dice = DiceScore(3)
+    dice.update_state(y, wrong)
+    assert float(dice.result()) == 0.0
+    dice.reset_state()
+    assert all(float(np.sum(keras.ops.convert_to_numpy(v))) == 0 for v in dice.variables)
+
+
+def test_sample_weights_per_image(rng):
+    y_true, y_pred = _batch(rng, 4)
+    weighted = DiceScore(2)
+    weighted.update_state(y_true, y_pred, sample_weight=np.array([1, 0, 1, 0], "float32"))
+    kept = DiceScore(2)
+    kept.update_state(y_true[[0, 2]], y_pred[[0, 2]])
+    assert float(weighted.result()) == pytest.approx(float(kept.result()), rel=1e-6)
+
+
+def test_accuracy_counts_background_and_flatters():
+    truth = np.zeros((1, 10, 10), int)
+    truth[0, 0, :2] = 3  # 2 % tumour
+    y_true = np.eye(4, dtype="float32")[truth]
+    background_everywhere = np.eye(4, dtype="float32")[np.zeros_like(truth)]
+    accuracy, dice = PixelAccuracy(), DiceScore()
+    for metric in (accuracy, dice):
+        metric.update_state(y_true, background_everywhere)
+    assert float(accuracy.result()) == pytest.approx(0.98)
+    # Classes 1 and 2 are absent from both (1 each by convention); class 3 is missed (0).
+    assert float(dice.result()) == pytest.approx(2 / 3)
+
+
+def test_bad_arguments_raise_value_errors():
+    with pytest.raises(ValueError, match="class_ids"):
+        DiceScore(4)
+    with pytest.raises(ValueError, match="class_ids"):
+        DiceScore(())
+    with pytest.raises(ValueError, match="n_classes"):
+        DiceScore(n_classes=1)
+
+
+def test_compiled_model_saves_and_loads_with_safe_mode(tmp_path, rng):
+    config = Config.preset("quick", image_size=32, depth=2, base_filters=4)
+    model = build_unet(config)
+    model.compile(optimizer="adam", loss=CEDiceLoss(class_weights=(1, 2, 2, 3)), metrics=default_metrics())
+    y_true, _ = _batch(rng, 4, size=32)
+    x = rng.normal(size=(4, 32, 32, 2)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    loaded = gliseg_nb.load_model(path)
+    for saved, restored in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored))
+    assert isinstance(loaded.loss, CEDiceLoss) and loaded.loss.class_weights == (1.0, 2.0, 2.0, 3.0)
+    scores = loaded.evaluate(x, y_true, verbose=0, return_dict=True)
+    names = [m.name for m in default_metrics()]
+    assert set(names) <= set(scores)
+    expected = model.evaluate(x, y_true, verbose=0, return_dict=True)
+    for name in names:
+        assert scores[name] == pytest.approx(expected[name], rel=1e-5)
+
+
+@pytest.mark.parametrize("metric", [DiceScore(3), PrecisionScore((1, 3)), ArgmaxMeanIoU(), PixelAccuracy(n_classes=3)])
+def test_metric_config_round_trip(metric):
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
+    assert type(restored) is type(metric)
+    assert restored.get_config() == metric.get_config()
+    assert restored.name == metric.name
