@@ -727,6 +727,10 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
         # The buffer holds (case, slice) indices, not images: good mixing for a few bytes.
         slices = slices.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
     batches = slices.batch(config.batch_size)
+    # tf.data cannot see through the interleave, so declare the number of batches: Keras
+    # then shows a total in its progress bar and ends each epoch cleanly.
+    n_batches = int(np.ceil(counts.sum() / config.batch_size))
+    batches = batches.apply(tf.data.experimental.assert_cardinality(n_batches))
 
     def read(case_index, slice_index):
         x, y = tf.numpy_function(reader, [case_index, slice_index], [tf.float16, tf.uint8], stateful=False)

@@ -495,6 +495,7 @@ def _fit_datasets(config, train_data, val_data, out_dir, *, split=None, train_ca
             epochs=config.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=config.steps_per_epoch,
+            shuffle=False,  # make_dataset shuffles across patients itself
             callbacks=callback_list,
             verbose=verbose,
         )

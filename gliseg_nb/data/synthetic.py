@@ -72,7 +72,7 @@ DATA_ENV_VAR = "GLISEG_NB_DATA"
 #: Environment variable naming the cache folder the synthetic dataset is generated into.
 CACHE_ENV_VAR = "GLISEG_NB_CACHE"
 #: Bumped whenever the generator changes the voxels it writes (names the cache folder).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Shape of every BraTS volume (1 mm isotropic, SRI24 space).
 BRATS_SHAPE = (240, 240, 155)

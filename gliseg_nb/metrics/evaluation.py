@@ -597,8 +597,10 @@ def keras_meaniou_as_fed(y_true, y_pred, n_classes=4):
     true_index = y_true.astype(np.float64).reshape(-1).astype(np.int64)
     pred_index = y_pred.astype(np.float32).reshape(-1).astype(np.int64)
     in_range = (true_index >= 0) & (true_index < n_classes) & (pred_index >= 0) & (pred_index < n_classes)
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (true_index[in_range], pred_index[in_range]), 1)
+    # bincount over the flattened (true, pred) pair: the confusion matrix in one pass, much
+    # faster than np.add.at on tens of millions of entries.
+    pairs = true_index[in_range] * n_classes + pred_index[in_range]
+    confusion = np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     return _mean_iou_from_confusion(confusion)
 
 
