@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .labels import REGIONS
+
 __all__ = [
     "WeightedCategoricalCrossentropy",
     "DiceLoss",
@@ -71,6 +73,40 @@ def soft_dice_per_class(y_true, y_pred, smooth=DICE_SMOOTH):
     intersection = ops.sum(y_true * y_pred, axis=0)
     total = ops.sum(y_true, axis=0) + ops.sum(y_pred, axis=0)
     return (2.0 * intersection + smooth) / (total + smooth)
+
+
+def soft_dice_per_region(y_true, y_pred, smooth=DICE_SMOOTH):
+    """Soft Dice of the BraTS regions WT, TC and ET over a whole batch.
+
+    A region's probability is the sum of its classes' probabilities (WT = p1 + p2 + p3,
+    TC = p1 + p3, ET = p3), so the loss rewards exactly what BraTS scores: a voxel of edema
+    called necrosis still counts as whole tumour. This is the region-based training the
+    BraTS 2020 winner (nnU-Net) used, here on top of a softmax over the four classes.
+
+    Parameters
+    ----------
+    y_true : tensor
+        One-hot targets ``(..., 4)``.
+    y_pred : tensor
+        Probabilities, same shape.
+    smooth : float, default=1.0
+        Smoothing added to numerator and denominator.
+
+    Returns
+    -------
+    tensor
+        ``(3,)`` Dice values of WT, TC and ET, in [0, 1].
+    """
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    dice = []
+    for classes in REGIONS.values():
+        true_region = ops.reshape(sum(y_true[..., c] for c in classes), (-1,))
+        pred_region = ops.reshape(sum(y_pred[..., c] for c in classes), (-1,))
+        intersection = ops.sum(true_region * pred_region)
+        total = ops.sum(true_region) + ops.sum(pred_region)
+        dice.append((2.0 * intersection + smooth) / (total + smooth))
+    return ops.stack(dice)
 
 
 def _per_sample(value, y_true):
@@ -130,19 +166,25 @@ class DiceLoss(keras.losses.Loss):
         values of the tumour classes are averaged with these weights. Default=None: plain mean.
     smooth : float, default=1.0
         Smoothing of the soft Dice (see `soft_dice_per_class`).
+    regions : bool, default=False
+        Average the Dice of the BraTS regions WT, TC, ET (`soft_dice_per_region`) instead of
+        the classes; class weights then do not apply to the Dice.
     name : str, default="dice_loss"
     reduction : str, default="sum_over_batch_size"
     """
 
-    def __init__(self, class_weights=None, smooth=DICE_SMOOTH, name="dice_loss",
+    def __init__(self, class_weights=None, smooth=DICE_SMOOTH, regions=False, name="dice_loss",
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.class_weights = _validate_class_weights(class_weights)
         if self.class_weights is not None and not any(w > 0 for w in self.class_weights[1:]):
             raise ValueError(f"DiceLoss needs a positive weight for at least one tumour class, got {class_weights}")
         self.smooth = float(smooth)
+        self.regions = bool(regions)
 
     def call(self, y_true, y_pred):
+        if self.regions:
+            return _per_sample(1.0 - ops.mean(soft_dice_per_region(y_true, y_pred, self.smooth)), y_true)
         dice = soft_dice_per_class(y_true, y_pred, self.smooth)[1:]
         if self.class_weights is None:
             mean_dice = ops.mean(dice)
@@ -153,7 +195,8 @@ class DiceLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(class_weights=list(self.class_weights) if self.class_weights else None, smooth=self.smooth)
+        config.update(class_weights=list(self.class_weights) if self.class_weights else None,
+                      smooth=self.smooth, regions=self.regions)
         return config
 
 
@@ -168,19 +211,22 @@ class CEDiceLoss(keras.losses.Loss):
     ce_weight : float, default=1.0
     dice_weight : float, default=1.0
     smooth : float, default=1.0
+    regions : bool, default=False
+        Use the Dice of the BraTS regions rather than of the classes (see `DiceLoss`).
     name : str, default="ce_dice_loss"
     reduction : str, default="sum_over_batch_size"
     """
 
     def __init__(self, class_weights=None, ce_weight=1.0, dice_weight=1.0, smooth=DICE_SMOOTH,
-                 name="ce_dice_loss", reduction="sum_over_batch_size", dtype=None):
+                 regions=False, name="ce_dice_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.class_weights = _validate_class_weights(class_weights)
         self.ce_weight = float(ce_weight)
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
+        self.regions = bool(regions)
         self._crossentropy = WeightedCategoricalCrossentropy(self.class_weights)
-        self._dice = DiceLoss(self.class_weights, smooth=self.smooth)
+        self._dice = DiceLoss(self.class_weights, smooth=self.smooth, regions=self.regions)
 
     def call(self, y_true, y_pred):
         return (self.ce_weight * self._crossentropy.call(y_true, y_pred)
@@ -191,6 +237,7 @@ class CEDiceLoss(keras.losses.Loss):
         config.update(
             class_weights=list(self.class_weights) if self.class_weights else None,
             ce_weight=self.ce_weight, dice_weight=self.dice_weight, smooth=self.smooth,
+            regions=self.regions,
         )
         return config
 
@@ -226,7 +273,8 @@ def get_loss(config):
     ----------
     config : Config
         ``loss`` is one of ``"categorical_crossentropy"`` (the report's: Keras' own loss when
-        there are no class weights), ``"dice"`` or ``"ce+dice"``.
+        there are no class weights), ``"dice"``, ``"ce+dice"`` or ``"ce+region_dice"``
+        (cross-entropy plus the soft Dice of the regions WT, TC, ET).
 
     Returns
     -------
@@ -241,4 +289,8 @@ def get_loss(config):
         return DiceLoss(class_weights)
     if config.loss == "ce+dice":
         return CEDiceLoss(class_weights)
-    raise ValueError(f"Unknown loss {config.loss!r}; choose 'categorical_crossentropy', 'dice' or 'ce+dice'")
+    if config.loss == "ce+region_dice":
+        return CEDiceLoss(class_weights, regions=True, name="ce_region_dice_loss")
+    raise ValueError(
+        f"Unknown loss {config.loss!r}; choose 'categorical_crossentropy', 'dice', 'ce+dice' or 'ce+region_dice'"
+    )

@@ -111,7 +111,7 @@ print(f"kept: slices {kept[0]} to {kept[-1]} ({len(kept)} slices)")
 print(f"left out before: {kept[0]} slices (0 to {kept[0] - 1})")
 print(f"left out after:  {n_total - 1 - kept[-1]} slices ({kept[-1] + 1} to {n_total - 1})")
 print(f"left out in all: {n_total - len(kept)} of {n_total}")
-print(f"{PRESET} preset keeps {len(config.slice_indices)} slices: every {config.slice_step}th from {config.slice_indices[0]}")
+print(f"{PRESET} preset keeps {len(config.slice_indices)} slices: one in {config.slice_step}, from {config.slice_indices[0]}")
 
 # %% [markdown]
 # **The report miscounts here.** Its section 3.4.2 says this choice "skips the first 22
@@ -122,7 +122,7 @@ print(f"{PRESET} preset keeps {len(config.slice_indices)} slices: every {config.
 # Does it matter? The slices near the top of the head hold little brain, but a tumour
 # high in the brain reaches them. The figure counts, slice by slice, the brain and tumour
 # voxels of a few cases, with the report's window shaded and the `quick` preset's
-# slices (every 4th slice of the same window, to train faster) marked below.
+# slices (every 2nd slice of the same window, to train faster) marked below.
 
 # %%
 figure, (brain_axis, tumour_axis) = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")

@@ -218,9 +218,11 @@ plt.show()
 
 # %% [markdown]
 # The `quick` preset keeps the same shape but makes it small enough to train on a laptop
-# CPU in about a minute: 64 x 64 pixels, three levels of 8, 16 and 32 filters, every 4th
-# slice. That is a teaching shortcut, not a result: the report's network at 128 pixels on
-# real data is what you would train on a GPU.
+# CPU in about a minute: 64 x 64 pixels, three levels of 8, 16 and 32 filters, every 2nd
+# slice. It also trains with a loss the report does not use: cross-entropy plus the soft
+# Dice of the BraTS *regions* (whole tumour, tumour core, enhancing tumour), so that it
+# learns what BraTS scores. That is a teaching shortcut, not a result: the report's network
+# at 128 pixels on real data is what you would train on a GPU.
 
 # %%
 print(config)
@@ -358,7 +360,7 @@ plt.show()
 #    parameter count, then check it. Why should segmentations get blurrier?
 # 3. Train the quick model with `load_or_train(DATA_DIR, PRESET, epochs=16)`. Does the
 #    validation Dice of the enhancing tumour keep rising?
-# 4. Train with `loss="categorical_crossentropy"` (the report's loss) instead of
-#    `"ce+dice"`. Which class suffers most, and why?
+# 4. Train with `loss="categorical_crossentropy"` (the report's loss), then with `"ce+dice"`
+#    (Dice per class), instead of `"ce+region_dice"`. Which region suffers most, and why?
 # 5. In the prediction figure, find a pixel the model gets wrong. Is it at a border or inside
 #    a region? What does that suggest about the errors that matter?

@@ -115,3 +115,34 @@ def test_losses_serialize_round_trip(loss, rng):
     assert restored.get_config() == loss.get_config()
     y_true, y_pred = _random_batch(rng)
     assert float(restored(y_true, y_pred)) == pytest.approx(float(loss(y_true, y_pred)), rel=1e-6)
+
+
+def test_region_dice_scores_the_brats_regions_not_the_classes():
+    """Calling edema 'necrosis' is wrong class-wise but right for the whole tumour."""
+    import numpy as np
+    from gliseg_nb.losses import soft_dice_per_class, soft_dice_per_region
+
+    truth = np.zeros((1, 4, 4), dtype=int)
+    truth[0, :2, :2] = 2  # edema
+    truth[0, 2:, 2:] = 3  # enhancing
+    guess = truth.copy()
+    guess[guess == 2] = 1  # edema called necrotic core
+    one_hot = lambda labels: np.eye(4, dtype="float32")[labels]
+    region = np.asarray(soft_dice_per_region(one_hot(truth), one_hot(guess), smooth=0.0))
+    per_class = np.asarray(soft_dice_per_class(one_hot(truth), one_hot(guess), smooth=0.0))
+    wt, tc, et = region
+    assert wt == pytest.approx(1.0)  # every tumour voxel is still tumour
+    assert tc == pytest.approx(2 * 4 / (4 + 8))  # the 4 'necrotic' voxels are not core
+    assert et == pytest.approx(1.0)
+    assert per_class[2] == pytest.approx(0.0)  # class-wise, edema is missed entirely
+
+
+def test_ce_region_dice_loss_is_selected_and_round_trips(tmp_path):
+    import keras
+    from gliseg_nb import Config
+    from gliseg_nb.losses import CEDiceLoss, get_loss
+
+    loss = get_loss(Config.preset("quick", loss="ce+region_dice"))
+    assert isinstance(loss, CEDiceLoss) and loss.regions
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert restored.regions and restored.get_config() == loss.get_config()
