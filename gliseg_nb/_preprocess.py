@@ -80,14 +80,21 @@ def brain_mask(volumes):
     return mask
 
 
-def normalize_volumes(volumes, method, brain):
-    """Normalise float32 volumes of one case in place (see `normalize_intensities`)."""
+def normalize_volumes(volumes, method, brain, return_parameters=False):
+    """Normalise float32 volumes of one case in place (see `normalize_intensities`).
+
+    With ``return_parameters=True`` also returns one ``(offset, scale)`` pair per volume,
+    the statistics used, so that other slices of the same case can be put on the same
+    scale with `apply_normalization` (whole-volume prediction does this).
+    """
+    parameters = []
     if method == "max":
         peak = max(float(v.max()) for v in volumes) if volumes[0].size else 0.0
-        if peak > 0:
-            for volume in volumes:
-                volume /= np.float32(peak)
-        return volumes
+        scale = np.float32(peak if peak > 0 else 1.0)
+        for volume in volumes:
+            volume /= scale
+            parameters.append((np.float32(0.0), scale))
+        return (volumes, parameters) if return_parameters else volumes
     if method != "zscore":
         raise ValueError(f"normalization must be 'zscore' or 'max', got {method!r}")
     count = int(np.count_nonzero(brain))
@@ -96,6 +103,7 @@ def normalize_volumes(volumes, method, brain):
             volume = volumes[index] = np.ascontiguousarray(volume)
         if count == 0:
             volume[...] = 0
+            parameters.append((np.float32(0.0), np.float32(1.0)))
             continue
         flat = volume.ravel(order="K")  # a view: the in-place steps below show through it
         # Background voxels are set to 0 first, so sums over the whole volume are sums over
@@ -106,8 +114,26 @@ def normalize_volumes(volumes, method, brain):
         volume -= mean
         np.multiply(volume, brain, out=volume)  # background back to exactly 0
         std = float(np.sqrt(np.dot(flat, flat) / count))
-        volume /= np.float32(std if std > 0 else 1.0)
-    return volumes
+        scale = np.float32(std if std > 0 else 1.0)
+        volume /= scale
+        parameters.append((mean, scale))
+    return (volumes, parameters) if return_parameters else volumes
+
+
+def apply_normalization(volume, offset, scale, method, brain):
+    """Normalise a float32 volume in place with given statistics (from `normalize_volumes`).
+
+    The same float32 operations in the same order as `normalize_volumes`, so a voxel gets
+    bit for bit the value it gets there.
+    """
+    if method == "max":
+        volume /= scale
+        return volume
+    np.multiply(volume, brain, out=volume)
+    volume -= offset
+    np.multiply(volume, brain, out=volume)
+    volume /= scale
+    return volume
 
 
 def normalize_intensities(stack, method="zscore", brain=None):

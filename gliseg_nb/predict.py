@@ -66,7 +66,7 @@ def _training_slab(config, depth):
 
 def _brain_mask(stack):
     """Voxels non-zero in any channel of a ``(..., C)`` stack: the pipeline's definition of
-    brain in skull-stripped data."""
+    brain in skull-stripped data (`gliseg_nb._preprocess.brain_mask`)."""
     return np.any(stack != 0, axis=-1)
 
 
@@ -75,50 +75,22 @@ def _normalize_like_training(stack, config):
 
     `gliseg_nb.pipeline.preprocess_case` normalises the slab of slices it trains on
     (``slice_start`` to the last selected slice) with the statistics of that slab. Here the
-    slab goes through the very same function (`gliseg_nb.pipeline.normalize_intensities`),
-    so the network sees, on the training slices, bit for bit the inputs it was trained on
-    (a test checks this against ``preprocess_case``). The slices outside the slab get the
-    same linear map ``(v - mean) / std``, read back from the slab's input and output, so
-    they are on the same scale; voxels outside the brain stay 0.
+    statistics come from the very same function on the same slab, and are then applied to
+    every slice with the same float32 operations: the training slices get bit for bit the
+    inputs the network was trained on (a test checks this against ``preprocess_case``), the
+    other slices the same scale. Voxels outside the brain stay 0.
     """
-    from ._preprocess import normalize_intensities
+    from ._preprocess import apply_normalization, brain_mask, normalize_volumes
 
     start, stop = _training_slab(config, stack.shape[2])
-    slab = stack[:, :, start:stop]
-    out = np.zeros(stack.shape, dtype=np.float32)
-    out[:, :, start:stop] = normalize_intensities(slab, config.normalization)
-    outside = np.r_[0:start, stop : stack.shape[2]]
-    if not len(outside):
-        return out
-    slab_brain = _brain_mask(slab)
-    brain_outside = _brain_mask(stack[:, :, outside])
-    for channel in range(stack.shape[3]):
-        values = slab[..., channel][slab_brain]
-        normalized = out[:, :, start:stop, channel][slab_brain]
-        offset, scale = _linear_map(values, normalized, config.normalization)
-        raw = stack[:, :, outside, channel].astype(np.float64)
-        out[:, :, outside, channel] = np.where(brain_outside, (raw - offset) / scale, 0.0)
-    return out
-
-
-def _linear_map(values, normalized, method):
-    """``(offset, scale)`` with ``normalized = (values - offset) / scale``, from two voxels.
-
-    The map is read back from the pipeline's own output rather than recomputed, so it
-    follows any change in how the pipeline computes its statistics.
-    """
-    if values.size == 0:
-        return 0.0, 1.0
-    values = values.astype(np.float64)
-    normalized = normalized.astype(np.float64)
-    low, high = int(np.argmin(values)), int(np.argmax(values))
-    if method == "max" or values[high] == values[low]:
-        # "max" has no offset (v / peak); a constant channel has no spread to measure.
-        if method == "max":
-            return 0.0, (values[high] / normalized[high]) if normalized[high] else 1.0
-        return values[low] - normalized[low], 1.0
-    scale = (values[high] - values[low]) / (normalized[high] - normalized[low])
-    return values[low] - normalized[low] * scale, scale
+    slab = [np.array(stack[:, :, start:stop, c], dtype=np.float32) for c in range(stack.shape[3])]
+    _, parameters = normalize_volumes(slab, config.normalization, brain_mask(slab),
+                                      return_parameters=True)
+    volumes = [np.array(stack[..., c], dtype=np.float32) for c in range(stack.shape[3])]
+    brain = brain_mask(volumes)
+    for volume, (offset, scale) in zip(volumes, parameters):
+        apply_normalization(volume, offset, scale, config.normalization, brain)
+    return np.stack(volumes, axis=-1)
 
 
 def _upsample_probabilities(probabilities, out_rows, out_cols):
