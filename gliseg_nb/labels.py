@@ -152,28 +152,44 @@ def to_internal(seg, layout, source=None):
     if seg.dtype.kind == "f":
         if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
             raise ValueError(f"{source or 'segmentation'}: labels are not whole numbers")
+        if seg.size and (seg.min() < np.iinfo(np.int16).min or seg.max() > np.iinfo(np.int16).max):
+            _raise_unexpected(np.unique(seg), mapping, convention, source)
         seg = seg.astype(np.int16)
     elif seg.dtype.kind == "b":
-        seg = seg.astype(np.uint8)
+        seg = seg.view(np.uint8)
     elif seg.dtype.kind not in "iu":
         raise ValueError(f"{source or 'segmentation'}: labels must be integers, got {seg.dtype}")
-    # Which values occur: a bincount over the small label range is several times faster
-    # than np.unique (a sort) on a 9-million-voxel volume. Out-of-range values fall back
-    # to np.unique, which only happens on the way to an error.
-    lowest, highest = (int(seg.min()), int(seg.max())) if seg.size else (0, 0)
-    if lowest >= 0 and highest <= 255:
-        present = np.flatnonzero(np.bincount(seg.ravel(), minlength=1))
+    if seg.dtype.itemsize > 2:
+        lowest, highest = (int(seg.min()), int(seg.max())) if seg.size else (0, 0)
+        if lowest < np.iinfo(np.int16).min or highest > np.iinfo(np.int16).max:
+            _raise_unexpected(np.unique(seg), mapping, convention, source)
+        seg = seg.astype(np.int16)
+    # One lookup per voxel in a table covering every value of the (at most 16-bit) type,
+    # read as unsigned: values the release does not use map to 255. This is one pass over
+    # the volume, several times faster than finding the distinct values first.
+    unsigned = seg.view(np.dtype(f"u{seg.dtype.itemsize}"))
+    table = np.full(2 ** (8 * seg.dtype.itemsize), _UNEXPECTED, dtype=np.uint8)
+    for value, target in mapping.items():
+        table[np.array(value, dtype=seg.dtype).view(unsigned.dtype)] = target
+    if unsigned.flags.f_contiguous and not unsigned.flags.c_contiguous:
+        converted = table[unsigned.T].T  # NIfTI volumes are Fortran-ordered: keep them so
     else:
-        present = np.unique(seg)
-    unexpected = sorted(int(v) for v in present if int(v) not in mapping)
-    if unexpected:
-        allowed = sorted(mapping)
-        raise ValueError(
-            f"{source or 'segmentation'}: unexpected label value(s) {unexpected} for the "
-            f"{convention!r} convention (allowed: {allowed})"
-        )
-    # Every value is now a key of `mapping`, so indexing the lookup table is safe as is.
-    return _lookup_table(mapping)[seg]
+        converted = table[unsigned]
+    if converted.size and converted.max() == _UNEXPECTED:
+        _raise_unexpected(np.unique(seg[converted == _UNEXPECTED]), mapping, convention, source)
+    return converted
+
+
+# Marks, in `to_internal`'s lookup table, a value that the release does not use.
+_UNEXPECTED = 255
+
+
+def _raise_unexpected(values, mapping, convention, source):
+    unexpected = sorted(int(v) for v in values if int(v) not in mapping)
+    raise ValueError(
+        f"{source or 'segmentation'}: unexpected label value(s) {unexpected} for the "
+        f"{convention!r} convention (allowed: {sorted(mapping)})"
+    )
 
 
 def from_internal(labels, layout):

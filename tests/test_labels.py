@@ -27,10 +27,35 @@ def test_release_labels_convert_to_the_report_classes_and_back(layout, on_disk, 
     assert labels.from_internal(converted, layout).tolist() == seg.tolist()
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.int64, np.float32, np.float64]
+)
 def test_any_stored_dtype_is_accepted(dtype):
     seg = np.array([[0, 4], [2, 1]], dtype=dtype)
     assert labels.to_internal(seg, "brats2020").tolist() == [[0, 3], [2, 1]]
+
+
+def test_boolean_masks_read_as_labels_0_and_1():
+    assert labels.to_internal(np.array([True, False]), "brats2020").tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_conversion_keeps_the_memory_order_of_the_volume(order, rng):
+    seg = np.asarray(rng.choice([0, 1, 2, 4], size=(5, 6, 7)).astype(np.uint8), order=order)
+    converted = labels.to_internal(seg, "brats2020")
+    expected = np.select([seg == 4, seg == 2, seg == 1], [3, 2, 1], 0)
+    assert np.array_equal(converted, expected)
+    assert converted.flags[f"{order}_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize(
+    "dtype, bad_value",
+    [(np.int32, 70000), (np.int64, -40000), (np.float64, 1e6), (np.uint16, 65535), (np.int8, -3)],
+)
+def test_out_of_range_values_of_any_dtype_are_reported_as_themselves(dtype, bad_value):
+    seg = np.array([0, 4, bad_value], dtype=dtype)
+    with pytest.raises(ValueError, match=rf"seg\.nii.*\[{int(bad_value)}\]"):
+        labels.to_internal(seg, "brats2020", source="seg.nii")
 
 
 @pytest.mark.parametrize(
