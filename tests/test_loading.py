@@ -183,6 +183,28 @@ def test_multi_member_gzip_file_is_accepted(tmp_path):
     np.testing.assert_array_equal(data.images["t1"], fixture_image(SHAPE, 0, "t1"))
 
 
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_scaled_and_big_endian_files_read_as_nibabel_reads_them(tmp_path, byte_order):
+    # Voxels stored as scaled integers (scl_slope, scl_inter), in either byte order: the
+    # partial read must give exactly nibabel's own full read.
+    _, case = _one_case(tmp_path)
+    path = case.modalities["flair"]
+    values = fixture_image(SHAPE, 0, "flair").astype(np.float32)
+    header = nib.Nifti1Header(endianness=byte_order)
+    header.set_data_dtype(np.int16)
+    image = nib.Nifti1Image(values, FIXTURE_AFFINE, header)
+    image.header.set_slope_inter(0.5, 10.0)
+    image.header.set_zooms((1.0, 1.0, 1.0))
+    nib.save(image, str(path))
+    stored = nib.load(path)
+    assert stored.header.endianness == byte_order
+    assert stored.dataobj.slope == 0.5 and stored.dataobj.inter == 10.0
+
+    data = load_case(case, modalities=["flair"], slices=(3, 11))
+
+    np.testing.assert_array_equal(data.images["flair"], stored.get_fdata()[:, :, 3:11].astype(np.float32))
+
+
 def test_labels_only(tmp_path):
     # The evaluation reads ground truth alone: no modality decoded.
     _, case = _one_case(tmp_path, "brats2023-gli")
