@@ -13,6 +13,9 @@ at most a ``.tmp-*`` folder that no reader ever looks at. The settings key chang
 setting that shapes the arrays changes; the source key changes when any source file's path,
 size or modification time changes. Either change means a different folder: a stale entry
 is never read, and is deleted when its replacement is written.
+
+Entries are built by `build_entries` (worker threads, a case each) and read a batch of
+slices at a time by `SliceReader`. Nothing here needs TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
 #: Bump when the cache's content or layout changes; older entries are then ignored.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 #: Config fields that change what is cached (the model and training fields do not).
 CACHED_SETTINGS = (
@@ -187,7 +191,8 @@ def _remove_stale_entries(path):
 def build_entry(case, config, cache_dir):
     """Preprocess one case and write its entry, unless a valid one exists. Returns its folder.
 
-    Runs in cache-building worker processes, hence here and free of TensorFlow.
+    Runs in the cache builder's worker threads, several cases at once: it shares no
+    mutable state (every entry is written to its own temporary folder).
     """
     from ._preprocess import load_selection, preprocess_arrays
 
@@ -201,3 +206,102 @@ def build_entry(case, config, cache_dir):
         x, y, slices = x[has_brain], y[has_brain], slices[has_brain]
     meta = {"case_id": case.case_id, "slices": [int(s) for s in slices], "source": identity}
     return write_entry(path, x, y, meta)
+
+
+def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
+    """Build the missing entries of `cases` (see `gliseg_nb.pipeline.build_cache`)."""
+    from tqdm.auto import tqdm
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cases = list(cases)
+    paths = [None] * len(cases)
+    missing = []
+    for index, case in enumerate(cases):
+        path, identity = entry_dir(cache_dir, case, config)
+        if read_entry(path, identity) is not None:
+            paths[index] = path
+        else:
+            missing.append(index)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    workers = max(1, min(workers, len(missing)))
+    with tqdm(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
+              disable=not progress) as bar:
+        if workers == 1:
+            for index in missing:
+                paths[index] = build_entry(cases[index], config, cache_dir)
+                bar.update()
+        else:
+            # Threads, not processes: gzip decompression, NumPy and SciPy's sparse products
+            # release the GIL for the heavy loops, so threads run in parallel, start at
+            # once and need no `if __name__ == "__main__":` guard (spawned processes
+            # re-import the caller's script, TensorFlow included, which cost seconds).
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gliseg-cache") as pool:
+                futures = {pool.submit(build_entry, cases[i], config, cache_dir): i for i in missing}
+                try:
+                    for future in as_completed(futures):
+                        paths[futures[future]] = future.result()
+                        bar.update()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()  # do not start more cases after a failure
+                    raise
+    return paths
+
+
+def _npy_data_offset(path, expected_dtype):
+    """Byte offset of the array data in a C-ordered ``.npy`` file (checked against its header)."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+        if fortran_order or dtype != np.dtype(expected_dtype):
+            raise ValueError(f"{path}: unexpected cache file layout ({dtype}, fortran={fortran_order})")
+        return handle.tell()
+
+
+class SliceReader:
+    """Reads batches of slices from cache entries, one positioned read per slice.
+
+    Each slice of a C-ordered ``.npy`` file is one contiguous run of bytes, so a seek and a
+    read into the batch array fetch it with no copy in between. Files are opened per batch
+    and closed after: nothing stays mapped or open, so memory follows the batch, not the
+    number of cases (pages touched through long-lived memory maps count as the process's
+    resident memory), and no file handles pile up on large datasets.
+    """
+
+    def __init__(self, paths, slice_shape):
+        self.slice_shape = tuple(int(n) for n in slice_shape)
+        self.x_slice_bytes = int(np.prod(self.slice_shape)) * np.dtype(np.float16).itemsize
+        self.y_slice_bytes = int(np.prod(self.slice_shape[:2]))
+        self.files = [
+            (
+                folder / "x.npy",
+                _npy_data_offset(folder / "x.npy", np.float16),
+                folder / "y.npy",
+                _npy_data_offset(folder / "y.npy", np.uint8),
+            )
+            for folder in paths
+        ]
+
+    @staticmethod
+    def _read_rows(path, offset, slice_bytes, slice_indices, destination, rows):
+        with open(path, "rb", buffering=0) as handle:
+            for row, slice_index in zip(rows, slice_indices):
+                handle.seek(offset + int(slice_index) * slice_bytes)
+                # Rows of a C-ordered batch array are contiguous: read straight into them.
+                view = memoryview(destination[row]).cast("B")
+                if handle.readinto(view) != slice_bytes:
+                    raise ValueError(f"{path}: cache file is shorter than its header says")
+
+    def __call__(self, case_indices, slice_indices):
+        x = np.empty((len(case_indices), *self.slice_shape), dtype=np.float16)
+        y = np.empty((len(case_indices), *self.slice_shape[:2]), dtype=np.uint8)
+        for case_index in np.unique(case_indices):
+            rows = np.flatnonzero(case_indices == case_index)
+            x_path, x_offset, y_path, y_offset = self.files[case_index]
+            self._read_rows(x_path, x_offset, self.x_slice_bytes, slice_indices[rows], x, rows)
+            self._read_rows(y_path, y_offset, self.y_slice_bytes, slice_indices[rows], y, rows)
+        return x, y

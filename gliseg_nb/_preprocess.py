@@ -30,17 +30,35 @@ def resize_weights(n_in, n_out):
     return sparse.csr_matrix(weights.astype(np.float32))
 
 
+@functools.lru_cache(maxsize=8)
+def _per_slice_weights(n_slices, n_in, n_out):
+    """`resize_weights` repeated on the diagonal once per slice: ``(n * n_out, n * n_in)``.
+
+    Multiplying a C-ordered ``(n, n_in, k)`` stack, seen as ``(n * n_in, k)``, by this
+    matrix resamples the middle axis of every slice in one sparse product, with no copy
+    of the input. Cached per shape (the same few recur); do not modify.
+    """
+    from scipy import sparse
+
+    identity = sparse.identity(n_slices, dtype=np.float32, format="csr")
+    return sparse.kron(identity, resize_weights(n_in, n_out), format="csr")
+
+
 def resize_volume(volume, size):
     """Resize the axial slices of one ``(X, Y, n)`` volume to ``(n, size, size)`` float32.
 
-    Separable: one sparse matrix product per axis, all slices at once.
+    Separable: one sparse matrix product per axis, each over all slices at once. NIfTI
+    volumes come in Fortran order, in which ``volume.T`` is a C-ordered ``(n, Y, X)``
+    stack: resampling its middle axis (Y) first needs no copy, and after one transpose of
+    the already smaller result the same trick resamples X.
     """
     volume = np.asarray(volume, dtype=np.float32)
     n_rows, n_cols, n_slices = volume.shape
-    out = resize_weights(n_rows, size) @ volume.reshape(n_rows, -1)  # (size, Y * n)
-    out = np.ascontiguousarray(out.reshape(size, n_cols, n_slices).transpose(1, 0, 2))
-    out = resize_weights(n_cols, size) @ out.reshape(n_cols, -1)  # (size_cols, size_rows * n)
-    return np.ascontiguousarray(out.reshape(size, size, n_slices).transpose(2, 1, 0))
+    stack = np.ascontiguousarray(volume.T)  # (n, Y, X); free for a Fortran-ordered volume
+    out = _per_slice_weights(n_slices, n_cols, size) @ stack.reshape(n_slices * n_cols, n_rows)
+    out = np.ascontiguousarray(out.reshape(n_slices, size, n_rows).transpose(0, 2, 1))  # (n, X, size)
+    out = _per_slice_weights(n_slices, n_rows, size) @ out.reshape(n_slices * n_rows, size)
+    return out.reshape(n_slices, size, size)
 
 
 def resize_images(stack, size):
@@ -62,8 +80,9 @@ def resize_labels(labels, size):
     labels = np.asarray(labels)
     rows = nearest_indices(labels.shape[0], size)
     cols = nearest_indices(labels.shape[1], size)
-    out = labels[rows][:, cols]
-    return np.ascontiguousarray(out.transpose(2, 0, 1)).astype(np.uint8)
+    # Through the transpose: a Fortran-ordered (X, Y, n) volume is a C-ordered (n, Y, X) one.
+    out = labels.T[:, cols[:, None], rows[None, :]]  # (n, size, size), axes (slice, Y, X)
+    return np.ascontiguousarray(out.transpose(0, 2, 1), dtype=np.uint8)
 
 
 def brain_mask(volumes):
@@ -111,8 +130,7 @@ def normalize_volumes(volumes, method, brain, return_parameters=False):
         # voxels drift); centred values are small, so a float32 dot product is enough.
         np.multiply(volume, brain, out=volume)
         mean = np.float32(flat.sum(dtype=np.float64) / count)
-        volume -= mean
-        np.multiply(volume, brain, out=volume)  # background back to exactly 0
+        np.subtract(volume, mean, out=volume, where=brain)  # background stays exactly 0
         std = float(np.sqrt(np.dot(flat, flat) / count))
         scale = np.float32(std if std > 0 else 1.0)
         volume /= scale
@@ -130,8 +148,7 @@ def apply_normalization(volume, offset, scale, method, brain):
         volume /= scale
         return volume
     np.multiply(volume, brain, out=volume)
-    volume -= offset
-    np.multiply(volume, brain, out=volume)
+    np.subtract(volume, offset, out=volume, where=brain)
     volume /= scale
     return volume
 
@@ -163,9 +180,19 @@ def normalize_intensities(stack, method="zscore", brain=None):
 
 
 # ---------------------------------------------------------------------------------------
-# One case: what preprocess_case and the cache builder share (TensorFlow-free, so that
-# cache-building worker processes start quickly)
+# One case: what preprocess_case and the cache builder share (no TensorFlow here)
 # ---------------------------------------------------------------------------------------
+def _as_slice(indices):
+    """A regularly spaced index array as the equivalent slice (indexing with it is a view)."""
+    indices = np.asarray(indices)
+    if len(indices) == 1:
+        return slice(int(indices[0]), int(indices[0]) + 1)
+    step = int(indices[1] - indices[0])
+    if step > 0 and np.array_equal(np.diff(indices), np.full(len(indices) - 1, step)):
+        return slice(int(indices[0]), int(indices[-1]) + 1, step)
+    return indices
+
+
 def selection_slab(config):
     """The contiguous range ``(start, stop)`` of axial slices that holds the selection."""
     indices = config.slice_indices
@@ -209,11 +236,13 @@ def preprocess_arrays(case_data, config, copy=True):
     ]
     brain = brain_mask(volumes)
     normalize_volumes(volumes, config.normalization, brain)
-    keep = wanted - config.slice_start
-    x = np.stack([resize_volume(volume[:, :, keep], config.image_size) for volume in volumes], axis=-1)
-    has_brain = brain[:, :, keep].any(axis=(0, 1))
+    keep = _as_slice(wanted - config.slice_start)
+    # Selecting through the transpose keeps Fortran-ordered slices Fortran-ordered (and a
+    # view when the selection is a range), which `resize_volume` reads without a copy.
+    x = np.stack([resize_volume(volume.T[keep].T, config.image_size) for volume in volumes], axis=-1)
+    has_brain = brain.T[keep].any(axis=(1, 2))
     y = None
     if case_data.labels is not None:
-        labels = case_data.labels[:, :, slab_start:slab_stop][:, :, keep]
+        labels = case_data.labels[:, :, slab_start:slab_stop].T[keep].T
         y = resize_labels(labels, config.image_size)
     return x, y, wanted, has_brain

@@ -18,13 +18,10 @@ the report's notebook.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import threading
 import warnings
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import keras
@@ -515,9 +512,9 @@ def build_cache(cases, config, cache_dir=None, workers=None, progress=True):
     cache_dir : str or pathlib.Path, optional
         Default=None: `default_cache_dir` (``$GLISEG_NB_CACHE/slices`` or the OS cache).
     workers : int, optional
-        Cases preprocessed at once, each in its own process. Default=None:
-        ``min(2, os.cpu_count())``; 1 builds in this process. Memory grows with it, not
-        with the number of cases.
+        Cases preprocessed at once, each in its own thread. Default=None:
+        ``min(2, os.cpu_count())``; 1 builds them one after the other. Memory grows with
+        it (about 150 MB per worker with the report preset), not with the number of cases.
     progress : bool, default=True
         Show a tqdm progress bar.
 
@@ -526,110 +523,8 @@ def build_cache(cases, config, cache_dir=None, workers=None, progress=True):
     list of pathlib.Path
         One entry folder per case, in the order of `cases`.
     """
-    from tqdm.auto import tqdm
-
     _check_config(config)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cases = list(cases)
-    paths = [None] * len(cases)
-    missing = []
-    for index, case in enumerate(cases):
-        path, identity = _cache.entry_dir(cache_dir, case, config)
-        if _cache.read_entry(path, identity) is not None:
-            paths[index] = path
-        else:
-            missing.append(index)
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1)
-    workers = max(1, min(workers, len(missing)))
-    with tqdm(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
-              disable=not progress) as bar:
-        if workers == 1:
-            for index in missing:
-                paths[index] = _cache.build_entry(cases[index], config, cache_dir)
-                bar.update()
-        else:
-            # Processes, not threads: decoding and preprocessing hold the GIL long enough
-            # that threads barely overlap. "spawn" because forking a process that runs
-            # TensorFlow can deadlock; the workers import only NumPy, SciPy and nibabel.
-            context = multiprocessing.get_context("spawn")
-            try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                    futures = {pool.submit(_cache.build_entry, cases[i], config, cache_dir): i for i in missing}
-                    for future in as_completed(futures):
-                        paths[futures[future]] = future.result()
-                        bar.update()
-            except BrokenProcessPool as error:
-                # Typically a script without the `if __name__ == "__main__":` guard, which
-                # spawned workers re-run. Entries already written stay valid.
-                warnings.warn(
-                    f"cache-building worker processes failed ({error}); building in this process",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                for index in missing:
-                    if paths[index] is None:
-                        paths[index] = _cache.build_entry(cases[index], config, cache_dir)
-                        bar.update()
-    return paths
-
-
-def _npy_data_offset(path, expected_dtype):
-    """Byte offset of the array data in a C-ordered ``.npy`` file (checked against its header)."""
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
-        if fortran_order or dtype != np.dtype(expected_dtype):
-            raise ValueError(f"{path}: unexpected cache file layout ({dtype}, fortran={fortran_order})")
-        return handle.tell()
-
-
-class _SliceReader:
-    """Reads batches of slices from cache entries, one positioned read per slice.
-
-    Each slice of a C-ordered ``.npy`` file is one contiguous run of bytes, so a seek and a
-    read into the batch array fetch it with no copy in between. Files are opened per batch
-    and closed after: nothing stays mapped or open, so memory follows the batch, not the
-    number of cases (pages touched through long-lived memory maps count as the process's
-    resident memory), and no file handles pile up on large datasets.
-    """
-
-    def __init__(self, paths, slice_shape):
-        self.slice_shape = tuple(int(n) for n in slice_shape)
-        self.x_slice_bytes = int(np.prod(self.slice_shape)) * np.dtype(np.float16).itemsize
-        self.y_slice_bytes = int(np.prod(self.slice_shape[:2]))
-        self.files = [
-            (
-                folder / "x.npy",
-                _npy_data_offset(folder / "x.npy", np.float16),
-                folder / "y.npy",
-                _npy_data_offset(folder / "y.npy", np.uint8),
-            )
-            for folder in paths
-        ]
-
-    @staticmethod
-    def _read_rows(path, offset, slice_bytes, slice_indices, destination, rows):
-        with open(path, "rb", buffering=0) as handle:
-            for row, slice_index in zip(rows, slice_indices):
-                handle.seek(offset + int(slice_index) * slice_bytes)
-                # Rows of a C-ordered batch array are contiguous: read straight into them.
-                view = memoryview(destination[row]).cast("B")
-                if handle.readinto(view) != slice_bytes:
-                    raise ValueError(f"{path}: cache file is shorter than its header says")
-
-    def __call__(self, case_indices, slice_indices):
-        x = np.empty((len(case_indices), *self.slice_shape), dtype=np.float16)
-        y = np.empty((len(case_indices), *self.slice_shape[:2]), dtype=np.uint8)
-        for case_index in np.unique(case_indices):
-            rows = np.flatnonzero(case_indices == case_index)
-            x_path, x_offset, y_path, y_offset = self.files[case_index]
-            self._read_rows(x_path, x_offset, self.x_slice_bytes, slice_indices[rows], x, rows)
-            self._read_rows(y_path, y_offset, self.y_slice_bytes, slice_indices[rows], y, rows)
-        return x, y
+    return _cache.build_entries(cases, config, cache_dir=cache_dir, workers=workers, progress=progress)
 
 
 def _augment(x, y, seed):
@@ -675,7 +570,7 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
     cache_dir : str or pathlib.Path, optional
         Default=None: ``$GLISEG_NB_CACHE/slices``, else pooch's OS cache for gliseg-nb.
     workers : int, optional
-        Processes preprocessing cases while building the cache (see `build_cache`).
+        Threads preprocessing cases while building the cache (see `build_cache`).
         Default=None: ``min(2, os.cpu_count())``.
     progress : bool, default=True
         Show a progress bar while building the cache.
@@ -703,7 +598,7 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
     if counts.sum() == 0:
         raise ValueError("no slices selected from these cases (check slice_start, n_slices, brain_slices_only)")
 
-    reader = _SliceReader(paths, slice_shape)
+    reader = _cache.SliceReader(paths, slice_shape)
     size, channels = config.image_size, config.n_channels
 
     case_ids = tf.data.Dataset.range(len(paths))

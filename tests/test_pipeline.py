@@ -9,6 +9,7 @@ import pytest
 
 from gliseg_nb import Config
 from gliseg_nb import _cache
+from gliseg_nb._preprocess import resize_volume
 from gliseg_nb.data import find_cases, load_case
 from gliseg_nb.pipeline import (
     SliceSequence,
@@ -147,6 +148,32 @@ def test_nearest_resize_of_volume_stack_keeps_slice_axis():
     out = resize_labels_nearest(labels, 40)
     np.testing.assert_array_equal(out, labels.transpose(2, 0, 1))
 
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape, size", [((50, 37, 3), 20), ((30, 24, 2), 64), ((240, 240, 2), 128)])
+def test_image_resize_is_pils_bilinear_filter_on_every_slice(shape, size, order):
+    # Pillow (a Matplotlib dependency) is the reference for an antialiased bilinear resize:
+    # a triangle filter widened by the shrink factor when downsampling, plain linear
+    # interpolation when enlarging. Both memory orders: NIfTI volumes come in Fortran order.
+    from PIL import Image
+
+    volume = np.asarray(np.random.default_rng(1).random(shape, dtype=np.float32), order=order)
+    resized = resize_volume(volume, size)
+    expected = np.stack([
+        np.asarray(Image.fromarray(volume[:, :, i], mode="F").resize((size, size), Image.BILINEAR))
+        for i in range(shape[2])
+    ])
+    assert resized.shape == (shape[2], size, size) and resized.dtype == np.float32
+    np.testing.assert_allclose(resized, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_nearest_label_resize_picks_the_pixel_under_each_output_centre(order):
+    labels = np.asarray(np.random.default_rng(2).integers(0, 4, size=(9, 6, 2)), order=order).astype(np.uint8)
+    out = resize_labels_nearest(labels, 3)
+    # Output pixel centres (0.5, 1.5, 2.5) * 3 fall in input rows 1, 4, 7 and * 2 in columns 1, 3, 5.
+    np.testing.assert_array_equal(out, labels[[1, 4, 7]][:, [1, 3, 5]].transpose(2, 0, 1))
 
 # -- PyDataset ---------------------------------------------------------------------------
 def test_slice_sequence_batches(cases):
@@ -338,11 +365,11 @@ def test_slice_sequence_survives_pickling_for_spawned_workers(cases):
     np.testing.assert_array_equal(clone[0][1], expected[1])
 
 
-def test_cache_built_by_worker_processes_matches_building_here(cases, tmp_path):
+def test_cache_built_by_parallel_workers_matches_building_one_by_one(cases, tmp_path):
     config = small_config()
     here = build_cache(cases, config, cache_dir=tmp_path / "here", workers=1, progress=False)
-    spawned = build_cache(cases, config, cache_dir=tmp_path / "spawned", workers=2, progress=False)
-    assert [p.name for p in here] == [p.name for p in spawned]
-    for a, b in zip(here, spawned):
+    parallel = build_cache(cases, config, cache_dir=tmp_path / "parallel", workers=2, progress=False)
+    assert [p.name for p in here] == [p.name for p in parallel]
+    for a, b in zip(here, parallel):
         np.testing.assert_array_equal(np.load(a / "x.npy"), np.load(b / "x.npy"))
         np.testing.assert_array_equal(np.load(a / "y.npy"), np.load(b / "y.npy"))
