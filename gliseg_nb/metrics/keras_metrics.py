@@ -147,8 +147,13 @@ class ConfusionCountsMetric(keras.metrics.Metric):
         """Per-class score from the count vectors (overridden by subclasses)."""
         raise NotImplementedError
 
+    def _counts(self):
+        # Tensors, not the variables themselves: JAX's ops do not take Keras variables.
+        return [ops.convert_to_tensor(v) for v in
+                (self.true_positives, self.false_positives, self.false_negatives, self.true_negatives)]
+
     def result(self):
-        per_class = self.score(self.true_positives, self.false_positives, self.false_negatives, self.true_negatives)
+        per_class = self.score(*self._counts())
         selected = ops.take(per_class, ops.convert_to_tensor(self._ids, dtype="int32"))
         return ops.cast(ops.mean(selected), self.dtype)
 
@@ -268,8 +273,8 @@ class PixelAccuracy(ConfusionCountsMetric):
         return tuple(range(n_classes))
 
     def result(self):
-        tp = self.true_positives
-        total = self.true_positives + self.false_negatives  # per class: true pixels of it
+        tp, _, fn, _ = self._counts()
+        total = tp + fn  # per class: true pixels of it
         return ops.cast(_safe_ratio(ops.sum(tp), ops.sum(total)), self.dtype)
 
 
