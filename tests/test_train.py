@@ -246,6 +246,16 @@ def test_one_device_uses_the_default_strategy():
     assert description == "default (1 CPU)"
 
 
+
+@pytest.mark.parametrize("backend, jit_setting, expected", [
+    ("tensorflow", False, False), ("tensorflow", True, True), ("jax", False, True), ("torch", False, False)])
+def test_models_compile_their_step_on_jax_whatever_the_xla_setting(monkeypatch, backend, jit_setting, expected):
+    # On JAX an uncompiled step runs op by op: 18x slower on an H100 (docs/benchmarks.md).
+    from gliseg_nb import train
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    assert train._jit_compile(Config.preset("quick", jit_compile=jit_setting)) is expected
+
 # -- learning, through the command line ---------------------------------------------------------------
 def test_cli_train_learns_on_easy_data(tmp_path, capsys):
     from gliseg_nb.cli import main
