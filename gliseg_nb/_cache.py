@@ -223,7 +223,9 @@ def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
         else:
             missing.append(index)
     if workers is None:
-        workers = min(2, os.cpu_count() or 1)
+        # Measured on 16 cores: 1.9x the one-thread speed with 2 threads, 3.4x with 4,
+        # 4.9x with 8 and 5.5x with 16 (docs/benchmarks.md); beyond 8 little is gained.
+        workers = min(8, os.cpu_count() or 1)
     workers = max(1, min(workers, len(missing)))
     with tqdm(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
               disable=not progress) as bar:

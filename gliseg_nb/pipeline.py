@@ -513,7 +513,7 @@ def build_cache(cases, config, cache_dir=None, workers=None, progress=True):
         Default=None: `default_cache_dir` (``$GLISEG_NB_CACHE/slices`` or the OS cache).
     workers : int, optional
         Cases preprocessed at once, each in its own thread. Default=None:
-        ``min(2, os.cpu_count())``; 1 builds them one after the other. Memory grows with
+        ``min(8, os.cpu_count())``; 1 builds them one after the other. Memory grows with
         it (about 150 MB per worker with the report preset), not with the number of cases.
     progress : bool, default=True
         Show a tqdm progress bar.
@@ -571,7 +571,7 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
         Default=None: ``$GLISEG_NB_CACHE/slices``, else pooch's OS cache for gliseg-nb.
     workers : int, optional
         Threads preprocessing cases while building the cache (see `build_cache`).
-        Default=None: ``min(2, os.cpu_count())``.
+        Default=None: ``min(8, os.cpu_count())``.
     progress : bool, default=True
         Show a progress bar while building the cache.
 
