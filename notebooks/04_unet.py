@@ -261,10 +261,14 @@ print({subset: len(ids) for subset, ids in run.split.items()}, "patients in trai
 # How long does real training take? The report trained its network for 35 epochs on BraTS
 # 2020: about 250 training patients x 100 slices = 25,000 slices per epoch at 128 pixels.
 # This 2-core CPU trains that network at about 6 slices per second, so a single epoch
-# would take over an hour and the 35 epochs about two days. On a GPU the same run takes
-# hours rather than days (our estimate, from the speed-up GPUs usually give on such
-# networks; we have not timed it): in Colab, choose a GPU runtime, set `DATA_DIR` to your
-# BraTS folder and `PRESET = "report"`, and plan for a few hours.
+# would take over an hour and the 35 epochs about two days. A GPU changes the picture: on
+# an NVIDIA H100 the same network trained at about 3,600 slices per second in float32 and
+# 6,300-7,000 with mixed precision (measured through Keras' JAX backend; the table is in
+# `docs/benchmarks.md`), that is seconds per epoch. Colab's GPUs are several times slower
+# than an H100 (we have not timed them): count minutes per epoch. At such speeds the input
+# pipeline matters, which is why notebook 3's slice cache exists: the report's generator
+# delivers a few hundred slices per second and would keep any GPU waiting. In Colab,
+# choose a GPU runtime, set `DATA_DIR` to your BraTS folder and `PRESET = "report"`.
 #
 # ## Training curves
 #
