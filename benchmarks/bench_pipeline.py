@@ -22,9 +22,9 @@ train-step  the report's U-Net (`gliseg_nb.model.build_unet`) training on in-mem
 Each method runs in a fresh Python process, so that its peak memory (``ru_maxrss``) is its
 own. ``peak MB`` is the process's peak resident memory; ``above import MB`` subtracts what
 the process held right after importing TensorFlow and gliseg_nb, which is what the
-pipeline itself adds. ``with workers MB`` samples (every 50 ms) the process plus its child
-processes: the cache builder's two workers, which import NumPy, SciPy and nibabel but not
-TensorFlow.
+pipeline itself adds. ``with workers MB`` samples (every 50 ms) the process plus any child
+processes (the cache builder used worker processes until it moved to threads; with
+threads the two memory columns agree).
 """
 
 from __future__ import annotations
