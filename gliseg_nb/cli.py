@@ -34,7 +34,10 @@ def _cmd_synth(args):
     """Write ``args.cases`` synthetic cases (seed ``args.seed``) into ``args.out``."""
     from .data import synthesize
 
-    paths = synthesize(args.out, n_cases=args.cases, seed=args.seed, progress=not args.quiet)
+    if args.workers is not None and args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    paths = synthesize(args.out, n_cases=args.cases, seed=args.seed, progress=not args.quiet,
+                       workers=args.workers)
     print(f"Wrote {len(paths)} synthetic case(s) to {args.out} "
           f"(grades in name_mapping.csv, parameters in synthetic_parameters.json)")
     return 0
@@ -115,6 +118,9 @@ def build_parser():
     p.add_argument("--cases", type=int, default=24, help="number of cases (default: 24)")
     p.add_argument("--seed", type=int, default=0,
                    help="random seed: the same seed writes identical voxels (default: 0)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="cases generated at once, in threads (default: up to 4, one per core); "
+                        "the cases do not depend on it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 

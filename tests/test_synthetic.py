@@ -7,6 +7,7 @@ atomicity tests replace the generator by a tiny stand-in.
 
 import csv
 import json
+import threading
 
 import nibabel as nib
 import numpy as np
@@ -278,9 +279,50 @@ def test_interrupted_run_leaves_no_partial_case(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synthetic, "_write_nifti", write_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(tmp_path, n_cases=3, progress=False)
+        synthesize(tmp_path, n_cases=3, progress=False, workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["BraTS20_Training_001"]
     assert [c.case_id for c in find_cases(tmp_path)] == ["BraTS20_Training_001"]
+
+
+def test_interrupted_parallel_run_leaves_only_complete_cases(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    real_write = synthetic._write_nifti
+    lock = threading.Lock()
+    written = []
+
+    def write_then_fail(array, path):
+        with lock:
+            written.append(path.name)
+            fail = len(written) == 8
+        if fail:
+            raise KeyboardInterrupt
+        real_write(array, path)
+
+    monkeypatch.setattr(synthetic, "_write_nifti", write_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(tmp_path, n_cases=6, progress=False, workers=3)
+    # Whatever the threads had finished is complete; the failed case left nothing behind,
+    # and no case was started after the failure.
+    visible = sorted(p.name for p in tmp_path.iterdir())
+    assert all(not name.startswith(".") for name in visible)
+    assert 1 <= len(visible) < 6
+    for folder in visible:
+        assert len(list((tmp_path / folder).glob("*.nii.gz"))) == 5
+    assert [c.case_id for c in find_cases(tmp_path)] == visible
+
+
+def test_threads_write_the_same_cases_as_one_by_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    serial = synthesize(tmp_path / "serial", n_cases=4, seed=3, progress=False, workers=1)
+    parallel = synthesize(tmp_path / "parallel", n_cases=4, seed=3, progress=False, workers=3)
+    assert [p.name for p in serial] == [p.name for p in parallel]
+    for a, b in zip(serial, parallel):
+        for file in sorted(a.iterdir()):
+            assert file.read_bytes() == (b / file.name).read_bytes()
+    for name in ("name_mapping.csv", synthetic._PARAMETERS_FILE):
+        assert (tmp_path / "serial" / name).read_text() == (tmp_path / "parallel" / name).read_text()
 
 
 def test_leftover_partial_folder_is_invisible_and_cleaned(tmp_path, monkeypatch):
@@ -313,3 +355,13 @@ def test_synth_command_writes_cases(tmp_path, monkeypatch, capsys):
     parameters = json.loads((tmp_path / "out" / "synthetic_parameters.json").read_text())
     assert parameters["seed"] == 3
     assert len(find_cases(tmp_path / "out")) == 2
+
+
+def test_synth_command_takes_a_worker_count_and_refuses_zero(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(synthetic, "synthesize_case",
+                        lambda seed, index: _tiny_case(seed, index))
+    assert main(["synth", str(tmp_path / "out"), "--cases", "2", "--workers", "1", "--quiet"]) == 0
+    assert len(find_cases(tmp_path / "out")) == 2
+    assert main(["synth", str(tmp_path / "other"), "--cases", "2", "--workers", "0"]) != 0
+    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

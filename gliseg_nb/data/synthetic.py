@@ -46,7 +46,9 @@ import io
 import json
 import os
 import shutil
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nibabel as nib
@@ -113,9 +115,20 @@ _SCANNER_LEVEL = {"t1": 700.0, "t1ce": 650.0, "t2": 450.0, "flair": 380.0}
 
 
 # -- templates ---------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
+_TEMPLATES_LOCK = threading.Lock()
+
+
 def _templates():
-    """The MNI152 maps (MNI voxel grid), loaded once per process (a few seconds)."""
+    """The MNI152 maps (MNI voxel grid), loaded once per process (a few seconds).
+
+    Thread-safe: `synthesize`'s worker threads start together, and only one loads them.
+    """
+    with _TEMPLATES_LOCK:
+        return _load_templates()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_templates():
     from nilearn import datasets
 
     def load(function):
@@ -636,7 +649,7 @@ def _remove_stale_partials(out_dir):
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def synthesize(out_dir, n_cases=24, seed=0, progress=True):
+def synthesize(out_dir, n_cases=24, seed=0, progress=True, workers=None):
     """Write synthetic BraTS 2020-layout cases built on the MNI152 brain.
 
     Each case is written to ``out_dir/BraTS20_Training_NNN/BraTS20_Training_NNN_{flair,t1,
@@ -658,6 +671,10 @@ def synthesize(out_dir, n_cases=24, seed=0, progress=True):
         on `n_cases`.
     progress : bool, default=True
         Show a tqdm progress bar.
+    workers : int, optional
+        Cases generated at once, each in its own thread (the work is NumPy, SciPy and
+        zlib, which mostly run without the GIL: two threads are 1.7x faster on two
+        cores). Default=None: ``min(4, os.cpu_count())``. The cases do not depend on it.
 
     Returns
     -------
@@ -676,13 +693,33 @@ def synthesize(out_dir, n_cases=24, seed=0, progress=True):
 
     from tqdm.auto import tqdm
 
-    folders, parameters = [], []
-    for index in tqdm(range(int(n_cases)), desc="synthetic cases", unit="case",
-                      disable=not progress):
+    n_cases = int(n_cases)
+    workers = max(1, min(int(workers or min(4, os.cpu_count() or 1)), n_cases))
+
+    def make_case(index):
         case_id = f"{_CASE_PREFIX}{index + 1:03d}"
         images, seg, case_parameters = synthesize_case(seed, index)
-        folders.append(_write_case(out_dir, case_id, images, seg))
-        parameters.append({"case_id": case_id, **case_parameters})
+        return _write_case(out_dir, case_id, images, seg), {"case_id": case_id, **case_parameters}
+
+    made = [None] * n_cases
+    with tqdm(total=n_cases, desc="synthetic cases", unit="case", disable=not progress) as bar:
+        if workers == 1:
+            for index in range(n_cases):
+                made[index] = make_case(index)
+                bar.update()
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gliseg-synth")
+            try:
+                futures = {pool.submit(make_case, index): index for index in range(n_cases)}
+                for future in as_completed(futures):
+                    made[futures[future]] = future.result()
+                    bar.update()
+            finally:
+                # After an error or Ctrl-C: start no further case; those being written
+                # finish or leave only a hidden partial folder (removed by the next run).
+                pool.shutdown(wait=True, cancel_futures=True)
+    folders = [folder for folder, _ in made]
+    parameters = [case_parameters for _, case_parameters in made]
 
     rows = [["Grade", "BraTS_2017_subject_ID", "BraTS_2018_subject_ID", "TCGA_TCIA_subject_ID",
              "BraTS_2019_subject_ID", "BraTS_2020_subject_ID"]]
