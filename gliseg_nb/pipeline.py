@@ -514,7 +514,7 @@ def build_cache(cases, config, cache_dir=None, workers=None, progress=True):
     workers : int, optional
         Cases preprocessed at once, each in its own thread. Default=None:
         ``min(8, os.cpu_count())``; 1 builds them one after the other. Memory grows with
-        it (about 150 MB per worker with the report preset), not with the number of cases.
+        it (about 90 MB per thread with the report preset), not with the number of cases.
     progress : bool, default=True
         Show a tqdm progress bar.
 
