@@ -181,6 +181,9 @@ def build_parser():
                         "BraTS 2019-2021) or internal 0-3 (default: release)")
     p.add_argument("--case", action="append", default=None, metavar="CASE_ID",
                    help="score only this case (repeatable; default: every case with a segmentation)")
+    p.add_argument("--lesion-wise", action="store_true",
+                   help="also compute the BraTS 2023 lesion-wise Dice and HD95 (each lesion counts "
+                        "the same; missed lesions and false-positive components score 0)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("tour", help="run every notebook and write HTML pages",

@@ -366,3 +366,146 @@ def test_evaluate_only_some_cases(scored_folder, capsys):
         evaluation.evaluate_folder(pred_dir, root / "data", case_ids=["nonexistent"])
     assert main(["evaluate", str(pred_dir), str(root / "data"), "--case", first, "--json"]) == 0
     assert [row["case_id"] for row in json.loads(capsys.readouterr().out)["cases"]] == [first]
+
+
+# -- BraTS 2023 lesion-wise scores -----------------------------------------------------
+def _ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return ((grid - np.reshape(centre, (-1, 1, 1, 1))) ** 2).sum(axis=0) <= radius**2
+
+
+def _lesion_wise_reference(pred, truth, spacing, dilation=3, min_volume=50.0):
+    """The challenge's steps on whole volumes, one full-size array per lesion (no cropping)."""
+    from scipy import ndimage
+
+    all26 = ndimage.generate_binary_structure(3, 3)
+    grow = ndimage.generate_binary_structure(3, 2)
+    zones, _ = ndimage.label(ndimage.binary_dilation(truth, grow, iterations=dilation), all26)
+    lesions = zones * truth
+    pred_cc, n_pred = ndimage.label(pred, all26)
+    dices, distances, matched = [], [], set()
+    for lesion_id in np.unique(lesions[lesions > 0]):
+        lesion = lesions == lesion_id
+        near = np.unique(pred_cc[ndimage.binary_dilation(lesion, grow, iterations=dilation)])
+        near = [c for c in near if c]
+        matched.update(near)
+        if lesion.sum() * np.prod(spacing) <= min_volume:
+            continue
+        mine = np.isin(pred_cc, near)
+        dices.append(2 * (mine & lesion).sum() / (mine.sum() + lesion.sum()))
+        distances.append(_hd95_reference(mine, lesion, spacing) if near else 374.0)
+    false_positives = len(set(range(1, n_pred + 1)) - matched)
+    count = len(dices) + false_positives
+    if count == 0:
+        return 1.0, 0.0
+    return sum(dices) / count, (sum(distances) + 374.0 * false_positives) / count
+
+
+def test_lesion_wise_counts_each_lesion_and_each_false_positive():
+    shape = (60, 60, 40)
+    found = _ball(shape, (15, 15, 20), 5)
+    missed = _ball(shape, (45, 45, 20), 4)
+    false_positive = _ball(shape, (15, 45, 20), 3)
+
+    scores = evaluation.lesion_wise_scores(found | false_positive, found | missed)
+
+    # (1 for the found lesion + 0 for the missed one + 0 for the false positive) / 3
+    assert scores["lesion_dice"] == pytest.approx(1 / 3)
+    assert scores["lesion_hd95"] == pytest.approx((0 + 374 + 374) / 3)
+    assert (scores["lesions"], scores["lesions_found"], scores["lesions_missed"],
+            scores["false_positive_lesions"]) == (2, 1, 1, 1)
+    # The legacy whole-volume Dice hardly notices the missed lesion and the false positive.
+    assert evaluation.dice_score(found | false_positive, found | missed) > 0.6
+
+
+def test_lesions_closer_than_the_dilation_are_one_lesion():
+    shape = (50, 50, 30)
+    left = _ball(shape, (25, 15, 15), 6)
+    right = _ball(shape, (25, 15 + 6 + 6 + 3, 15), 6)  # a 2-voxel gap between them
+    assert not (left & right).any()
+    scores = evaluation.lesion_wise_scores(left, left | right)
+    assert scores["lesions"] == 1 and scores["false_positive_lesions"] == 0
+    # One lesion, half of it predicted: its Dice, not a mean of 1 and 0.
+    assert scores["lesion_dice"] == pytest.approx(evaluation.dice_score(left, left | right))
+
+
+def test_small_lesions_are_not_scored_unless_the_voxels_are_large():
+    shape = (50, 50, 30)
+    big = _ball(shape, (15, 15, 15), 6)
+    small = _ball(shape, (38, 38, 15), 2)  # 33 voxels: 33 mm³ at 1 mm, 264 mm³ at 2 mm
+    assert 0 < small.sum() <= 50
+    at_1mm = evaluation.lesion_wise_scores(big, big | small)
+    assert (at_1mm["lesion_dice"], at_1mm["lesions"], at_1mm["lesions_missed"]) == (1.0, 1, 0)
+    at_2mm = evaluation.lesion_wise_scores(big, big | small, spacing=(2.0, 2.0, 2.0))
+    assert (at_2mm["lesion_dice"], at_2mm["lesions"], at_2mm["lesions_missed"]) == (0.5, 2, 1)
+
+
+def test_a_prediction_next_to_a_lesion_is_a_miss_not_a_false_positive():
+    shape = (40, 40, 30)
+    lesion = _ball(shape, (20, 12, 15), 5)
+    beside = _ball(shape, (20, 12 + 5 + 3 + 3, 15), 3)  # 2 voxels from the lesion's edge
+    scores = evaluation.lesion_wise_scores(beside, lesion)
+    assert scores["false_positive_lesions"] == 0 and scores["lesions_found"] == 1
+    assert scores["lesion_dice"] == 0.0
+
+
+@pytest.mark.parametrize("pred_any, truth_any, expected", [
+    (False, False, (1.0, 0.0)), (True, False, (0.0, 374.0)), (False, True, (0.0, 374.0))])
+def test_lesion_wise_empty_masks(pred_any, truth_any, expected):
+    shape = (30, 30, 20)
+    blob = _ball(shape, (15, 15, 10), 5)
+    empty = np.zeros(shape, dtype=bool)
+    scores = evaluation.lesion_wise_scores(blob if pred_any else empty, blob if truth_any else empty)
+    assert (scores["lesion_dice"], scores["lesion_hd95"]) == expected
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.5)])
+def test_lesion_wise_matches_the_challenge_steps_on_whole_volumes(rng, spacing):
+    shape = (48, 44, 32)
+    for _ in range(4):
+        truth = _random_blobby_mask(rng, shape, n_blobs=4)
+        pred = _random_blobby_mask(rng, shape, n_blobs=4) | np.roll(truth, 2, axis=0)
+        scores = evaluation.lesion_wise_scores(pred, truth, spacing)
+        dice, distance = _lesion_wise_reference(pred, truth, spacing)
+        assert scores["lesion_dice"] == pytest.approx(dice, rel=1e-9)
+        assert scores["lesion_hd95"] == pytest.approx(distance, rel=1e-9)
+
+
+def test_evaluate_case_adds_lesion_wise_scores_only_when_asked(rng):
+    truth = np.zeros((30, 30, 20), dtype=np.uint8)
+    truth[5:20, 5:20, 5:15] = 2
+    truth[8:14, 8:14, 7:12] = 3
+    plain = evaluate_case(truth, truth)
+    assert "lesion_dice" not in plain["WT"]
+    with_lesions = evaluate_case(truth, truth, lesion_wise=True)
+    for region in ("WT", "TC", "ET"):
+        assert set(evaluation.LESION_METRIC_NAMES) <= set(with_lesions[region])
+        assert with_lesions[region]["lesion_dice"] == 1.0
+        assert {k: v for k, v in with_lesions[region].items() if k in plain[region]} == plain[region]
+
+
+def test_cli_evaluate_lesion_wise(scored_folder, capsys):
+    from gliseg_nb.cli import main
+
+    root, truths, pred_dir = scored_folder
+    csv_path = root / "lesions.csv"
+    assert main(["evaluate", str(pred_dir), str(root / "data"), "--lesion-wise", "--csv", str(csv_path)]) == 0
+    text = capsys.readouterr().out
+    assert "WT LesDice" in text and "lesion_hd95" in text
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert "WT_lesion_dice" in header and "ET_false_positive_lesions" in header
+    assert main(["evaluate", str(pred_dir), str(root / "data"), "--lesion-wise", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "lesion_dice" in report["summary"]["TC"]
+    assert all("lesions" in row["scores"]["WT"] for row in report["cases"])
+
+
+def test_lesion_wise_scores_do_not_depend_on_the_empty_space_around(rng):
+    # The masks sit in a corner of a much larger volume: the crop must not change a score.
+    truth = _ball((30, 30, 20), (12, 12, 10), 6) | _ball((30, 30, 20), (24, 24, 10), 3)
+    pred = np.roll(truth, 2, axis=1) | (rng.random(truth.shape) < 0.01)
+    big_truth = np.zeros((120, 100, 60), dtype=bool)
+    big_pred = np.zeros_like(big_truth)
+    big_truth[1:31, 60:90, 38:58] = truth
+    big_pred[1:31, 60:90, 38:58] = pred
+    assert evaluation.lesion_wise_scores(big_pred, big_truth) == evaluation.lesion_wise_scores(pred, truth)

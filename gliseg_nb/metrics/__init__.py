@@ -4,7 +4,8 @@
   precision, sensitivity, specificity per class, accuracy, argmax mean IoU). They count
   over the whole epoch rather than averaging per batch.
 * `gliseg_nb.metrics.evaluation`: NumPy scoring of whole label volumes by BraTS region
-  (WT, TC, ET): Dice, HD95 in mm, sensitivity, specificity, volumes in mL.
+  (WT, TC, ET): Dice, HD95 in mm, sensitivity, specificity, volumes in mL, and the BraTS
+  2023 lesion-wise Dice and HD95.
 """
 
 from .evaluation import (  # noqa: E402  (NumPy only: no TensorFlow import here)
@@ -15,6 +16,7 @@ from .evaluation import (  # noqa: E402  (NumPy only: no TensorFlow import here)
     evaluate_folder,
     hd95,
     keras_meaniou_as_fed,
+    lesion_wise_scores,
     main_evaluate,
     report_metrics,
     summarize_scores,

@@ -13,6 +13,7 @@ probabilities) so that the course can show, on the same predictions, why they sa
 Public API
 ----------
 evaluate_case(pred, truth, spacing)         region scores of one case
+lesion_wise_scores(pred_mask, truth_mask)   BraTS 2023 lesion-wise Dice and HD95 of a region
 evaluate_folder(pred_dir, data)             region scores of every prediction file
 summarize_scores(rows)                      mean, median, std, quartiles per region and metric
 format_case_table / format_summary_table    plain-text tables of those
@@ -40,6 +41,8 @@ __all__ = [
     "HD95_EMPTY_MM",
     "METRIC_NAMES",
     "evaluate_case",
+    "lesion_wise_scores",
+    "LESION_METRIC_NAMES",
     "hd95",
     "dice_score",
     "evaluate_folder",
@@ -228,7 +231,139 @@ def _region_scores(pred_mask, truth_mask, spacing, voxel_ml):
     }
 
 
-def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0)):
+#: BraTS 2023 lesion-wise scoring, glioma task (BraTS-GLI): ground-truth lesions whose
+#: dilations (3 steps of an 18-neighbourhood) touch count as one lesion; lesions of at most
+#: 50 mm³ are left out; a missed lesion or a false-positive component scores Dice 0 and
+#: HD95 374 mm.
+LESION_DILATION = 3
+LESION_MIN_VOLUME_MM3 = 50.0
+HD95_LESION_MISS_MM = 374.0
+
+#: Per-region keys that ``evaluate_case(..., lesion_wise=True)`` adds.
+LESION_METRIC_NAMES = ("lesion_dice", "lesion_hd95", "lesions", "lesions_found", "lesions_missed",
+                       "false_positive_lesions")
+
+
+def _components(mask):
+    """Connected components with 26-connectivity (any shared face, edge or corner)."""
+    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+    return ndimage.label(mask, structure=structure)
+
+
+def _grow(box, margin, shape):
+    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, shape))
+
+
+def _union(box_a, box_b):
+    return tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(box_a, box_b))
+
+
+def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=LESION_DILATION,
+                       min_volume_mm3=LESION_MIN_VOLUME_MM3):
+    """BraTS 2023 lesion-wise Dice and HD95 of one region: every lesion counts the same.
+
+    A whole-volume Dice is dominated by the largest lesion: a model that finds one big
+    tumour and misses three small satellites still scores high. The 2023 challenges score
+    each lesion instead:
+
+    1. ground-truth lesions are the connected components of the truth (26-connectivity);
+       components whose dilations touch (`dilation` steps of the 18-neighbourhood) are one
+       lesion, so a lesion split by a thin gap is not counted twice;
+    2. a predicted component belongs to a lesion when it reaches into that lesion's
+       dilation; the lesion's Dice and HD95 compare it with the union of its components
+       (no component: Dice 0, HD95 `HD95_LESION_MISS_MM`);
+    3. predicted components that belong to no lesion are false positives, each scoring
+       Dice 0 and HD95 `HD95_LESION_MISS_MM`;
+    4. lesions of at most `min_volume_mm3` are left out (found or not);
+    5. the case's score is the mean over lesions and false positives; with neither (both
+       masks empty, say), Dice 1 and HD95 0.
+
+    This follows the challenge's published description and evaluation code (Saluja et al.,
+    BraTS 2023 lesion-wise metrics); HD95 here is this module's `hd95`, which may differ
+    from the challenge's surface-distance implementation in the second decimal.
+
+    Parameters
+    ----------
+    pred_mask, truth_mask : array-like of bool
+        Masks of one region (WT, TC or ET), same shape.
+    spacing : sequence of float, default=(1.0, 1.0, 1.0)
+        Voxel size in mm; lesion volumes and HD95 use it.
+    dilation : int, default=3
+        Dilation steps that merge nearby ground-truth components and catch nearby
+        predicted ones (`LESION_DILATION`, the BraTS-GLI setting).
+    min_volume_mm3 : float, default=50.0
+        Lesions of at most this volume are not scored (`LESION_MIN_VOLUME_MM3`).
+
+    Returns
+    -------
+    dict
+        ``lesion_dice``, ``lesion_hd95`` (mm), ``lesions`` (ground-truth lesions scored),
+        ``lesions_found`` and ``lesions_missed`` (of those) and ``false_positive_lesions``.
+    """
+    pred_mask, truth_mask = _check_pair(pred_mask, truth_mask)
+    pred_mask = pred_mask.astype(bool, copy=False)
+    truth_mask = truth_mask.astype(bool, copy=False)
+    spacing = _check_spacing(spacing, pred_mask.ndim)
+    if int(dilation) < 1:
+        raise ValueError(f"dilation must be at least 1, got {dilation}")
+    voxel_mm3 = float(np.prod(spacing))
+    grow_structure = ndimage.generate_binary_structure(truth_mask.ndim, 2)
+    if not (pred_mask.any() or truth_mask.any()):
+        return {"lesion_dice": 1.0, "lesion_hd95": 0.0, "lesions": 0, "lesions_found": 0,
+                "lesions_missed": 0, "false_positive_lesions": 0}
+    # Nothing outside the masks' joint box (widened by the dilation) can change a score:
+    # work on that box, a small part of a brain volume.
+    box = _bounding_box(pred_mask, truth_mask, int(dilation))
+    pred_mask, truth_mask = pred_mask[box], truth_mask[box]
+
+    merged_zone, _ = _components(
+        ndimage.binary_dilation(truth_mask, structure=grow_structure, iterations=dilation))
+    lesions = np.where(truth_mask, merged_zone, 0)  # each truth voxel takes its merged lesion's id
+    pred_components, _ = _components(pred_mask)
+    pred_boxes = ndimage.find_objects(pred_components)
+
+    matched = set()
+    dice_sum = hd95_sum = 0.0
+    scored = found = 0
+    for lesion_id, box in enumerate(ndimage.find_objects(lesions), start=1):
+        if box is None:
+            continue
+        # Work in the lesion's box widened by the dilation: the rest cannot touch it.
+        zone = _grow(box, dilation, lesions.shape)
+        lesion_zone = lesions[zone] == lesion_id
+        reach = ndimage.binary_dilation(lesion_zone, structure=grow_structure, iterations=dilation)
+        touching = np.unique(pred_components[zone][reach])
+        touching = [int(c) for c in touching if c != 0]
+        matched.update(touching)
+        volume_mm3 = np.count_nonzero(lesion_zone) * voxel_mm3
+        if volume_mm3 <= min_volume_mm3:
+            continue
+        scored += 1
+        if not touching:
+            hd95_sum += HD95_LESION_MISS_MM
+            continue
+        found += 1
+        # Dice and HD95 on the box holding the lesion and all its predicted components.
+        joint = box
+        for component in touching:
+            joint = _union(joint, pred_boxes[component - 1])
+        lesion = lesions[joint] == lesion_id
+        prediction = np.isin(pred_components[joint], touching)
+        dice_sum += dice_score(prediction, lesion)
+        hd95_sum += hd95(prediction, lesion, spacing)
+    false_positives = sum(1 for c, b in enumerate(pred_boxes, start=1) if b is not None and c not in matched)
+    count = scored + false_positives
+    return {
+        "lesion_dice": float(dice_sum / count) if count else 1.0,
+        "lesion_hd95": float((hd95_sum + false_positives * HD95_LESION_MISS_MM) / count) if count else 0.0,
+        "lesions": scored,
+        "lesions_found": found,
+        "lesions_missed": scored - found,
+        "false_positive_lesions": false_positives,
+    }
+
+
+def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0), lesion_wise=False):
     """Score one predicted label volume against the ground truth, by BraTS region.
 
     Parameters
@@ -239,6 +374,9 @@ def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0)):
         `gliseg_nb.labels.to_internal` first.
     spacing : sequence of float, default=(1.0, 1.0, 1.0)
         Voxel size in mm along each axis (``CaseData.zooms``); HD95 and the volumes use it.
+    lesion_wise : bool, default=False
+        Also compute the BraTS 2023 lesion-wise scores of each region
+        (`lesion_wise_scores`: the keys of `LESION_METRIC_NAMES`).
 
     Returns
     -------
@@ -265,7 +403,10 @@ def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0)):
         # A lookup table turns labels into a region mask in one pass (faster than np.isin).
         table = np.zeros(256, dtype=bool)
         table[list(classes)] = True
-        scores[region] = _region_scores(table[pred], table[truth], spacing, voxel_ml)
+        pred_mask, truth_mask = table[pred], table[truth]
+        scores[region] = _region_scores(pred_mask, truth_mask, spacing, voxel_ml)
+        if lesion_wise:
+            scores[region].update(lesion_wise_scores(pred_mask, truth_mask, spacing))
     return scores
 
 
@@ -291,7 +432,8 @@ def _prediction_path(pred_dir, case_id):
     return None
 
 
-def evaluate_folder(pred_dir, data, label_convention="release", progress=False, case_ids=None):
+def evaluate_folder(pred_dir, data, label_convention="release", progress=False, case_ids=None,
+                    lesion_wise=False):
     """Score every prediction in a folder against the ground truth of the matching cases.
 
     Parameters
@@ -310,6 +452,8 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
     case_ids : sequence of str or None, default=None
         Score only these cases (for example the test split); None scores every case of
         `data` that has a segmentation.
+    lesion_wise : bool, default=False
+        Add the BraTS 2023 lesion-wise scores (see `evaluate_case`).
 
     Returns
     -------
@@ -373,7 +517,7 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
             {
                 "case_id": case.case_id,
                 "prediction": str(pred_path),
-                "scores": evaluate_case(pred, truth, spacing=zooms),
+                "scores": evaluate_case(pred, truth, spacing=zooms, lesion_wise=lesion_wise),
             }
         )
     return rows
@@ -399,7 +543,7 @@ def summarize_scores(rows):
     summary = {}
     for region in REGIONS:
         summary[region] = {}
-        for metric in METRIC_NAMES:
+        for metric in _metrics_of(per_case):
             values = np.array([scores[region][metric] for scores in per_case], dtype=float)
             summary[region][metric] = {
                 "mean": float(np.mean(values)),
@@ -411,6 +555,13 @@ def summarize_scores(rows):
     return summary
 
 
+def _metrics_of(per_case):
+    """The metrics every case has: `METRIC_NAMES`, plus the lesion-wise ones if computed."""
+    present = [m for m in METRIC_NAMES + LESION_METRIC_NAMES
+               if all(m in scores[region] for scores in per_case for region in REGIONS)]
+    return tuple(present)
+
+
 # -- text output -----------------------------------------------------------------------
 _SHORT_METRIC = {
     "dice": "Dice",
@@ -419,14 +570,22 @@ _SHORT_METRIC = {
     "specificity": "Spec",
     "volume_pred_ml": "Vpred",
     "volume_truth_ml": "Vtrue",
+    "lesion_dice": "LesDice",
+    "lesion_hd95": "LesHD95",
+    "lesions": "Les",
+    "lesions_found": "Found",
+    "lesions_missed": "Missed",
+    "false_positive_lesions": "FP",
 }
 
 
 def _format_value(metric, value):
     if metric == "specificity":
         return f"{value:.5f}"  # specificity sits near 1 because background dominates
-    if metric in ("hd95", "volume_pred_ml", "volume_truth_ml"):
+    if metric in ("hd95", "lesion_hd95", "volume_pred_ml", "volume_truth_ml"):
         return f"{value:.2f}"
+    if metric in ("lesions", "lesions_found", "lesions_missed", "false_positive_lesions"):
+        return f"{value:g}"
     return f"{value:.3f}"
 
 
@@ -477,21 +636,22 @@ def format_summary_table(summary):
     lines = [
         [region, metric] + [_format_value(metric, summary[region][metric][s]) for s in SUMMARY_STATISTICS]
         for region in REGIONS
-        for metric in METRIC_NAMES
+        for metric in summary[region]
     ]
     return _table(header, lines)
 
 
-def _flat_row(row):
+def _flat_row(row, metrics):
     flat = {"case_id": row["case_id"]}
     for region in REGIONS:
-        for metric in METRIC_NAMES:
+        for metric in metrics:
             flat[f"{region}_{metric}"] = row["scores"][region][metric]
     return flat
 
 
 def write_scores_csv(rows, path):
-    """Write one CSV line per case (columns ``case_id``, ``WT_dice``, ... ``ET_volume_truth_ml``).
+    """Write one CSV line per case (columns ``case_id``, ``WT_dice``, ... ``ET_volume_truth_ml``,
+    then the lesion-wise columns when they were computed).
 
     The file is written to a temporary name and renamed, so an interrupted run never
     leaves a half-written table.
@@ -510,11 +670,12 @@ def write_scores_csv(rows, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
-    fields = ["case_id"] + [f"{region}_{metric}" for region in REGIONS for metric in METRIC_NAMES]
+    metrics = _metrics_of([row["scores"] for row in rows])
+    fields = ["case_id"] + [f"{region}_{metric}" for region in REGIONS for metric in metrics]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(_flat_row(row))
+        writer.writerow(_flat_row(row, metrics))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(buffer.getvalue())
     os.replace(tmp, path)
@@ -522,14 +683,15 @@ def write_scores_csv(rows, path):
 
 
 def main_evaluate(args):
-    """The ``gliseg-nb evaluate PRED_DIR DATA [--labels L] [--json] [--csv FILE]`` command.
+    """The ``gliseg-nb evaluate PRED_DIR DATA [--labels L] [--lesion-wise] [--json] [--csv FILE]`` command.
 
     Parameters
     ----------
     args : argparse.Namespace
         ``predictions`` (folder), ``data`` (folder), ``json`` (bool), ``csv`` (path or
         None), ``labels`` (``"release"`` or ``"internal"``; default ``"release"``) and
-        ``case`` (case ids to score; default None, every case with a segmentation).
+        ``case`` (case ids to score; default None, every case with a segmentation) and
+        ``lesion_wise`` (bool; default False).
 
     Returns
     -------
@@ -543,6 +705,7 @@ def main_evaluate(args):
         label_convention=label_convention,
         progress=not args.json,
         case_ids=getattr(args, "case", None),
+        lesion_wise=bool(getattr(args, "lesion_wise", False)),
     )
     summary = summarize_scores(rows)
     csv_path = getattr(args, "csv", None)
@@ -551,7 +714,10 @@ def main_evaluate(args):
     if args.json:
         print(json.dumps({"cases": rows, "summary": summary}, indent=2))
         return 0
-    print(format_case_table(rows))
+    shown = ("dice", "hd95", "sensitivity", "specificity")
+    if getattr(args, "lesion_wise", False):
+        shown = ("dice", "hd95", "lesion_dice", "lesion_hd95", "lesions_missed", "false_positive_lesions")
+    print(format_case_table(rows, metrics=shown))
     print()
     print(f"Summary over {len(rows)} case(s) (HD95 and volumes in mm and mL):")
     print(format_summary_table(summary))
