@@ -242,6 +242,44 @@ print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd
 # without enhancing tumour scores Dice 1 and HD95 0 if the model predicts none, but Dice 0
 # and HD95 373.13 mm (the diagonal of the volume) if it predicts even one voxel of it.
 #
+# ## Lesion by lesion: the BraTS 2023 scores
+#
+# A whole-volume Dice is dominated by the largest lesion. A model that outlines one big
+# tumour well, misses a small second one and adds a false one elsewhere still scores well,
+# because the small lesions hold few voxels. From 2023 the BraTS challenges also score
+# **lesion-wise**: the ground truth is cut into lesions (connected components; lesions
+# closer than a few voxels count as one), each lesion gets its own Dice and HD95 against
+# the predicted components that reach it, a missed lesion and every predicted component
+# that reaches no lesion (a false positive) score Dice 0 and HD95 374 mm, lesions of at
+# most 50 mm³ are left out, and the case's score is the mean over lesions and false
+# positives. Every lesion counts the same, whatever its size:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from gliseg_nb.metrics import lesion_wise_scores
+
+
+def ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return ((grid - np.reshape(centre, (-1, 1, 1, 1))) ** 2).sum(axis=0) <= radius**2
+
+
+shape = (60, 60, 40)
+big = ball(shape, (18, 18, 20), 9)  # found: about 3 mL
+small = ball(shape, (46, 46, 20), 4)  # missed: about 0.3 mL
+false_one = ball(shape, (15, 46, 20), 3)  # predicted where there is nothing
+truth, prediction = big | small, big | false_one
+lesions = lesion_wise_scores(prediction, truth)
+print(f"whole-volume Dice {dice_score(prediction, truth):.3f}, HD95 {hd95(prediction, truth):.2f} mm")
+print(f"lesion-wise  Dice {lesions['lesion_dice']:.3f}, HD95 {lesions['lesion_hd95']:.2f} mm "
+      f"({lesions['lesions']} lesions, {lesions['lesions_missed']} missed, "
+      f"{lesions['false_positive_lesions']} false positive)")
+
+# %% [markdown]
+# The whole-volume Dice barely notices the missed lesion and the false one (HD95 does
+# notice the false one, far from everything); the lesion-wise Dice is (1 + 0 + 0) / 3. `evaluate_case(..., lesion_wise=True)` adds these scores to every
+# region, and `gliseg-nb evaluate --lesion-wise` prints them.
+#
 # ## Scores of a trained model on the test patients
 #
 # Now the real thing. `load_or_train` returns the model notebook 4 trained (or trains it,
@@ -262,7 +300,8 @@ rows, report_rows, background_rows = [], [], []
 for case in test_cases:
     case_data = load_case(case, modalities=list(run.config.modalities))
     labels = predict_case(run.model, case_data, run.config)  # the whole volume, 240 x 240 x 155
-    rows.append({"case_id": case.case_id, "scores": evaluate_case(labels, case_data.labels, case_data.zooms)})
+    scores = evaluate_case(labels, case_data.labels, case_data.zooms, lesion_wise=True)
+    rows.append({"case_id": case.case_id, "scores": scores})
     # The report's numbers were computed on the 2-D training slices: do the same (see below).
     x_slices, y_slices = preprocess_case(case_data, run.config)
     probabilities = run.model.predict(x_slices, verbose=0)
@@ -277,6 +316,21 @@ print(format_case_table(rows))
 
 # %%
 print(format_summary_table(summarize_scores(rows)))
+
+# %% [markdown]
+# And lesion by lesion: the whole-volume Dice beside the lesion-wise one, with the number
+# of lesions missed and of false-positive components in each case (`LesDice` is the
+# lesion-wise Dice, `FP` the false positives):
+
+# %%
+print(format_case_table(rows, metrics=("dice", "lesion_dice", "lesions_missed", "false_positive_lesions")))
+
+# %% [markdown]
+# Where the `FP` column is not 0, the model predicted small stray components away from the
+# tumour: a handful of voxels each, invisible in the whole-volume Dice, but each one a
+# false lesion in the lesion-wise score. Two usual remedies: discard predicted components
+# below a size (exercise 7), or average the predictions over flipped inputs
+# (`gliseg-nb predict --tta`; `docs/benchmarks.md` measures what it changes).
 
 # %% [markdown]
 # ## The report's numbers, on the same model
@@ -372,6 +426,8 @@ print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
 #   masks; it came from Keras' `MeanIoU` fed one-hot targets and probabilities.
 # * BraTS scores regions (WT, TC, ET) with Dice and HD95 per case; empty masks have fixed
 #   conventions (Dice 1 / HD95 0 if both are empty, Dice 0 / HD95 373.13 mm if one is).
+# * Since 2023 BraTS also scores lesion by lesion: each lesion and each false-positive
+#   component counts the same, so small missed lesions and stray predictions show.
 #
 # ## Exercises
 #
@@ -385,3 +441,8 @@ print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
 #    blob closer to the cube: how does HD95 follow the distance?
 # 5. Find in the case table the test patient with the lowest ET Dice. Is its enhancing
 #    tumour small? What does that say about averaging Dice over patients?
+# 6. In the lesion example, make the false positive smaller and smaller (radius 2, 1).
+#    When does the whole-volume HD95 stop seeing it? Does the lesion-wise Dice ever stop?
+# 7. Remove from the test predictions every connected component of the whole tumour smaller
+#    than 100 voxels (`scipy.ndimage.label` numbers the components, `np.bincount` counts
+#    their voxels). How do the whole-volume and the lesion-wise Dice change?
