@@ -148,7 +148,7 @@ print("gliseg-nb", gliseg_nb.__version__)
 # | 02 labels | label numbers across BraTS releases, the regions WT/TC/ET, tumour volumes | 2.1-2.3, 3.3, 3.4.1 |
 # | 03 data generators | choosing slices, normalising, streaming batches, splitting by patient | 3.4.2, 6 |
 # | 04 U-Net | the architecture in code, a short real training run, training curves | 4, 7 |
-# | 05 metrics | Dice, sensitivity, specificity, HD95, and why "99 % accuracy" means little | 5, 7 |
+# | 05 metrics | Dice, sensitivity, specificity, HD95, lesion-wise scores, and why "99 % accuracy" means little | 5, 7 |
 # | 06 predictions | whole-volume prediction, truth beside prediction, BraTS-format files | 8 |
 #
 # Each notebook runs on its own from a fresh kernel: if it needs a trained model it trains
