@@ -168,6 +168,9 @@ def build_parser():
     p.add_argument("--min-et-voxels", type=int, default=0,
                    help="relabel enhancing tumour as necrosis when its total is below this "
                         "many voxels, as the BraTS 2020 winner did (default: 0, off)")
+    p.add_argument("--min-component-voxels", type=int, default=0,
+                   help="erase tumour components smaller than this many voxels, except the "
+                        "largest (default: 0, off)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions by region",

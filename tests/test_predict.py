@@ -17,6 +17,7 @@ from gliseg_nb.predict import (
     _normalize_like_training,
     load_trained,
     predict_case,
+    remove_small_components,
     remove_small_enhancing,
     write_prediction,
 )
@@ -319,3 +320,43 @@ def test_load_trained_checks_input_shape(tmp_path):
     Config.preset("quick", image_size=32, depth=2).save(run / "config.json")
     with pytest.raises(ValueError, match="does not match"):
         load_trained(run)
+
+
+def test_remove_small_components_keeps_the_tumour_and_erases_specks():
+    labels = np.zeros((30, 30, 20), dtype=np.uint8)
+    labels[5:15, 5:15, 5:15] = 2
+    labels[8:12, 8:12, 8:12] = 3  # one tumour of 1000 voxels, enhancing inside
+    labels[25:27, 25:27, 15:17] = 2  # an 8-voxel speck
+    labels[20, 3, 3] = 3  # a 1-voxel enhancing speck
+    labels[15, 15, 15] = 2  # touches the tumour by a corner: same component (26-connectivity)
+    cleaned = remove_small_components(labels, 50)
+    expected = labels.copy()
+    expected[25:27, 25:27, 15:17] = 0
+    expected[20, 3, 3] = 0
+    np.testing.assert_array_equal(cleaned, expected)
+    assert remove_small_components(labels, 0) is labels
+    assert remove_small_components(labels, 1) is labels  # nothing is smaller than 1 voxel
+
+
+def test_remove_small_components_never_erases_the_largest():
+    labels = np.zeros((20, 20, 20), dtype=np.uint8)
+    labels[2:4, 2:4, 2:4] = 2  # 8 voxels
+    labels[10:13, 10:13, 10:13] = 1  # 27 voxels: the largest
+    cleaned = remove_small_components(labels, 1000)
+    assert np.count_nonzero(cleaned) == 27 and (cleaned[10:13, 10:13, 10:13] == 1).all()
+    with pytest.raises(ValueError):
+        remove_small_components(labels, -1)
+
+
+def test_min_component_voxels_reaches_predict_case_and_the_command(tmp_path, capsys):
+    config = tiny_config()
+    case = find_cases(make_dataset(tmp_path))[0]
+    model = constant_class_model(config, 2)
+    plain = predict_case(model, case, config)
+    cleaned = predict_case(model, case, config, min_component_voxels=10**7)
+    # A constant prediction is one component per connected piece of brain: the largest stays.
+    assert 0 < np.count_nonzero(cleaned) <= np.count_nonzero(plain)
+    from gliseg_nb.cli import build_parser
+
+    args = build_parser().parse_args(["predict", "run", "data", "--out", "o", "--min-component-voxels", "500"])
+    assert args.min_component_voxels == 500
