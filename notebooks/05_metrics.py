@@ -329,8 +329,9 @@ print(format_case_table(rows, metrics=("dice", "lesion_dice", "lesions_missed", 
 # Where the `FP` column is not 0, the model predicted small stray components away from the
 # tumour: a handful of voxels each, invisible in the whole-volume Dice, but each one a
 # false lesion in the lesion-wise score. Two usual remedies: discard predicted components
-# below a size (exercise 7), or average the predictions over flipped inputs
-# (`gliseg-nb predict --tta`; `docs/benchmarks.md` measures what it changes).
+# below a size (`gliseg-nb predict --min-component-voxels`, or by hand in exercise 7), or
+# average the predictions over flipped inputs (`--tta`); `docs/benchmarks.md` measures
+# both. A size threshold is a trade: real gliomas can have small satellite lesions too.
 
 # %% [markdown]
 # ## The report's numbers, on the same model
@@ -445,4 +446,5 @@ print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
 #    When does the whole-volume HD95 stop seeing it? Does the lesion-wise Dice ever stop?
 # 7. Remove from the test predictions every connected component of the whole tumour smaller
 #    than 100 voxels (`scipy.ndimage.label` numbers the components, `np.bincount` counts
-#    their voxels). How do the whole-volume and the lesion-wise Dice change?
+#    their voxels). How do the whole-volume and the lesion-wise Dice change? Compare with
+#    `gliseg_nb.predict.remove_small_components`.
