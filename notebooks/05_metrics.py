@@ -327,8 +327,10 @@ print(format_case_table(rows, metrics=("dice", "lesion_dice", "lesions_missed", 
 
 # %% [markdown]
 # Where the `FP` column is not 0, the model predicted small stray components away from the
-# tumour: a handful of voxels each, invisible in the whole-volume Dice, but each one a
-# false lesion in the lesion-wise score. Two usual remedies: discard predicted components
+# tumour: invisible in the whole-volume Dice, but each one a false lesion in the
+# lesion-wise score. On this synthetic data the larger ones mostly sit on the simulated
+# white-matter spots that are bright on FLAIR like edema (the look-alikes of notebook 1;
+# `docs/benchmarks.md` checks this against the generator's maps). Two usual remedies: discard predicted components
 # below a size (`gliseg-nb predict --min-component-voxels`, or by hand in exercise 7), or
 # average the predictions over flipped inputs (`--tta`); `docs/benchmarks.md` measures
 # both. A size threshold is a trade: real gliomas can have small satellite lesions too.
