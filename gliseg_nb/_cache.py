@@ -26,10 +26,11 @@ import os
 import shutil
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+
+from ._threads import map_in_threads
 
 #: Bump when the cache's content or layout changes; older entries are then ignored.
 CACHE_FORMAT = 2
@@ -229,25 +230,10 @@ def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
     workers = max(1, min(workers, len(missing)))
     with tqdm(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
               disable=not progress) as bar:
-        if workers == 1:
-            for index in missing:
-                paths[index] = build_entry(cases[index], config, cache_dir)
-                bar.update()
-        else:
-            # Threads, not processes: gzip decompression, NumPy and SciPy's sparse products
-            # release the GIL for the heavy loops, so threads run in parallel, start at
-            # once and need no `if __name__ == "__main__":` guard (spawned processes
-            # re-import the caller's script, TensorFlow included, which cost seconds).
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gliseg-cache") as pool:
-                futures = {pool.submit(build_entry, cases[i], config, cache_dir): i for i in missing}
-                try:
-                    for future in as_completed(futures):
-                        paths[futures[future]] = future.result()
-                        bar.update()
-                except BaseException:
-                    for future in futures:
-                        future.cancel()  # do not start more cases after a failure
-                    raise
+        built = map_in_threads(lambda index: build_entry(cases[index], config, cache_dir), missing, workers,
+                               bar=bar, name="gliseg-cache")
+    for index, path in zip(missing, built):
+        paths[index] = path
     return paths
 
 

@@ -48,13 +48,13 @@ import os
 import shutil
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._threads import map_in_threads
 from ._errors import DataError
 
 __all__ = [
@@ -701,23 +701,10 @@ def synthesize(out_dir, n_cases=24, seed=0, progress=True, workers=None):
         images, seg, case_parameters = synthesize_case(seed, index)
         return _write_case(out_dir, case_id, images, seg), {"case_id": case_id, **case_parameters}
 
-    made = [None] * n_cases
     with tqdm(total=n_cases, desc="synthetic cases", unit="case", disable=not progress) as bar:
-        if workers == 1:
-            for index in range(n_cases):
-                made[index] = make_case(index)
-                bar.update()
-        else:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gliseg-synth")
-            try:
-                futures = {pool.submit(make_case, index): index for index in range(n_cases)}
-                for future in as_completed(futures):
-                    made[futures[future]] = future.result()
-                    bar.update()
-            finally:
-                # After an error or Ctrl-C: start no further case; those being written
-                # finish or leave only a hidden partial folder (removed by the next run).
-                pool.shutdown(wait=True, cancel_futures=True)
+        # After an error or Ctrl-C no further case starts; those being written finish or
+        # leave only a hidden partial folder (removed by the next run).
+        made = map_in_threads(make_case, range(n_cases), workers, bar=bar, name="gliseg-synth")
     folders = [folder for folder, _ in made]
     parameters = [case_parameters for _, case_parameters in made]
 

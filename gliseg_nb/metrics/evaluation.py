@@ -279,8 +279,8 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
        masks empty, say), Dice 1 and HD95 0.
 
     This follows the challenge's published description and evaluation code (Saluja et al.,
-    BraTS 2023 lesion-wise metrics); HD95 here is this module's `hd95`, which may differ
-    from the challenge's surface-distance implementation in the second decimal.
+    BraTS 2023 lesion-wise metrics); HD95 here is this module's `hd95` (border voxels, as
+    medpy), so its values can differ slightly from the challenge's surface-distance code.
 
     Parameters
     ----------
