@@ -8,6 +8,7 @@ does not pay for TensorFlow.
 import importlib
 
 from .config import Config
+from .errors import ConfigError, DataError, GlisegError, RunError
 
 __version__ = "0.1.0"
 
@@ -24,7 +25,16 @@ _LAZY_SUBMODULES = (
     "viewers",
 )
 
-__all__ = ["Config", "__version__", "load_model", *_LAZY_SUBMODULES]
+__all__ = [
+    "Config",
+    "GlisegError",
+    "DataError",
+    "ConfigError",
+    "RunError",
+    "__version__",
+    "load_model",
+    *_LAZY_SUBMODULES,
+]
 
 
 def __getattr__(name):

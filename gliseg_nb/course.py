@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._io import cache_root
 from .config import Config
 
 __all__ = ["TrainedRun", "load_or_train", "quiet_tensorflow", "run_key", "runs_dir"]
@@ -133,12 +134,7 @@ def runs_dir():
         ``$GLISEG_NB_CACHE/runs`` if the environment variable is set, else
         ``pooch.os_cache("gliseg-nb")/runs`` (``~/.cache/gliseg-nb/runs`` on Linux).
     """
-    root = os.environ.get("GLISEG_NB_CACHE")
-    if root:
-        return Path(root).expanduser() / "runs"
-    import pooch
-
-    return Path(pooch.os_cache("gliseg-nb")) / "runs"
+    return cache_root() / "runs"
 
 
 def _data_identity(data_dir, cases, config):
