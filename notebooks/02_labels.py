@@ -148,6 +148,33 @@ assert np.array_equal(labels, to_internal(raw_labels, first.layout))
 # ever sees classes 0-3.
 
 # %% [markdown]
+# ### One file with an odd name: case 355
+#
+# In the Kaggle copy of BraTS 2020 the report's source notebook used, every case folder
+# holds `<id>_seg.nii`, except case 355, whose segmentation is called
+# `W39_1998.09.19_Segm.nii`. The source notebook drops that patient. The loader reads it:
+# its names are checked against what each release really holds, and that one known
+# exception is accepted. To see it, write a copy of the first case in the Kaggle layout,
+# uncompressed `.nii` files under case 355's names:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import tempfile
+from pathlib import Path
+
+kaggle_root = Path(tempfile.mkdtemp()) / "MICCAI_BraTS2020_TrainingData"
+case_355 = kaggle_root / "BraTS20_Training_355"
+case_355.mkdir(parents=True)
+for modality, path in first.modalities.items():
+    nib.save(nib.load(path), case_355 / f"BraTS20_Training_355_{modality}.nii")
+nib.save(nib.load(first.seg), case_355 / "W39_1998.09.19_Segm.nii")
+
+(found,) = find_cases(kaggle_root)
+print(f"{found.case_id}: layout {found.layout}, segmentation file {found.seg.name}")
+same = np.array_equal(load_case(found).labels, load_case(first).labels)
+print("labels read from the odd file equal the original's:", same)
+
+# %% [markdown]
 # ## Regions: what BraTS scores
 #
 # A segmentation has four classes, but BraTS does not score the classes one by one. It
