@@ -14,8 +14,8 @@
 # # 0. Introduction: finding a glioma in an MRI, voxel by voxel
 #
 # This course teaches you to segment brain tumours in magnetic resonance images (MRI) with
-# a U-Net, one notebook at a time. It follows the report *Glioma segmentation with a U-Net*
-# chapter by chapter, keeps its good ideas, and fixes the places where it goes wrong.
+# a U-Net, one notebook at a time. It follows the report *Segmentation of Gliomas in
+# Pre-Operative MRI Scans using U-Net Architecture* chapter by chapter, keeps its good ideas, and fixes the places where it goes wrong.
 #
 # After this notebook you will be able to:
 #
@@ -84,9 +84,10 @@ print("gliseg-nb", gliseg_nb.__version__)
 # others. A **glioma** is a tumour with glial features. Gliomas are the most common
 # malignant primary brain tumours in adults, roughly four in five of them.
 #
-# Gliomas are graded by how aggressive they look, from 1 (slow) to 4. Since 2021 the World
+# Gliomas are graded by how aggressive they look, from 1 (slow) to 4. Since 2016 the World
 # Health Organization also uses molecular markers (such as a mutation of the *IDH* gene)
-# to classify them. The grade 4 tumour without that mutation, **glioblastoma**, is the most
+# to classify them, and its 2021 edition made them part of the definitions. The grade 4
+# tumour without that mutation, **glioblastoma**, is the most
 # common and the most aggressive: it grows fast and sends cells into the surrounding brain,
 # so even after surgery, radiotherapy and chemotherapy (temozolomide) most patients live
 # little more than a year. BraTS 2019 and 2020 sort their cases into *HGG* (high-grade,
