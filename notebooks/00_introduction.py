@@ -233,3 +233,16 @@ viewer.static_figure()
 #    (Hint: think of what a sharp border looks like in each.)
 # 4. Set `DATA_DIR` to an empty folder of yours and run the notebook again. Is the
 #    error message clear? Put it back to `None` afterwards.
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * S. Bakas et al., "Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels and radiomic features", *Scientific Data* 4, 170117, 2017.
+# * S. Bakas et al., "Identifying the best machine learning algorithms for brain tumor segmentation, progression assessment, and overall survival prediction in the BRATS challenge", arXiv:1811.02629, 2018.
+# * D. N. Louis et al., "The 2016 World Health Organization Classification of Tumors of the Central Nervous System: a summary", *Acta Neuropathologica* 131, 803-820, 2016; and "The 2021 WHO Classification of Tumors of the Central Nervous System: a summary", *Neuro-Oncology* 23(8), 1231-1251, 2021.
+# * O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015, LNCS 9351, 234-241.
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021.
+# * B. Billot et al., "SynthSeg: Segmentation of brain MRI scans of any contrast and resolution without retraining", *Medical Image Analysis* 86, 102789, 2023 (the idea behind the synthetic data's randomisation).
+# * Data: BraTS 2020 on Kaggle (<https://www.kaggle.com/datasets/awsaf49/brats20-dataset-training-validation>), BraTS 2019 on Kaggle (<https://www.kaggle.com/datasets/aryashah2k/brain-tumor-segmentation-brats-2019>), the BraTS challenges (<https://www.synapse.org/brats>), the Medical Segmentation Decathlon (<http://medicaldecathlon.com>). BraTS data use requires citing Menze et al. 2015 and Bakas et al. 2017/2018.

@@ -513,3 +513,11 @@ print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices
 #    in the test set?
 # 5. Build a `SliceSequence` with `workers=2` and time an epoch again. Does it help on
 #    your machine? Why might processes (`use_multiprocessing=True`) help more than threads?
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * F. Chollet et al., Keras (<https://keras.io>): `keras.utils.PyDataset`, `Model.fit`, the Keras 3 saving format.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * Data: BraTS 2020 on Kaggle (<https://www.kaggle.com/datasets/awsaf49/brats20-dataset-training-validation>), BraTS 2019 on Kaggle (<https://www.kaggle.com/datasets/aryashah2k/brain-tumor-segmentation-brats-2019>), the BraTS challenges (<https://www.synapse.org/brats>), the Medical Segmentation Decathlon (<http://medicaldecathlon.com>). BraTS data use requires citing Menze et al. 2015 and Bakas et al. 2017/2018.

@@ -371,3 +371,12 @@ plt.show()
 #    (Dice per class), instead of `"ce+region_dice"`. Which region suffers most, and why?
 # 5. In the prediction figure, find a pixel the model gets wrong. Is it at a border or inside
 #    a region? What does that suggest about the errors that matter?
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015, LNCS 9351, 234-241.
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021.
+# * F. Chollet et al., Keras (<https://keras.io>): `keras.utils.PyDataset`, `Model.fit`, the Keras 3 saving format.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.

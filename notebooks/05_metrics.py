@@ -533,3 +533,13 @@ print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
 #    than 100 voxels (`scipy.ndimage.label` numbers the components, `np.bincount` counts
 #    their voxels). How do the whole-volume and the lesion-wise Dice change? Compare with
 #    `gliseg_nb.predict.remove_small_components`.
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * L. Maier-Hein, A. Reinke et al., "Metrics reloaded: recommendations for image analysis validation", *Nature Methods* 21, 195-212, 2024.
+# * A. A. Taha, A. Hanbury, "Metrics for evaluating 3D medical image segmentation: analysis, selection, and tool", *BMC Medical Imaging* 15, 29, 2015.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * S. Bakas et al., "Identifying the best machine learning algorithms for brain tumor segmentation, progression assessment, and overall survival prediction in the BRATS challenge", arXiv:1811.02629, 2018.
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021.
