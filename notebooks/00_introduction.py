@@ -182,8 +182,8 @@ cases = find_cases(data_dir)
 print(f"{len(cases)} cases, layout {cases[0].layout}")
 
 # %% [markdown]
-# The presets differ in image size, slices, network width and training length. This table
-# is checked when the course is tested, so it always tells the truth about the code:
+# The presets differ in image size, slices, network width and training length, side by
+# side:
 
 # %%
 # NBVAL_CHECK_OUTPUT
