@@ -32,15 +32,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..labels import LAYOUTS, MODALITIES
 from ._errors import DataError
 
 __all__ = ["Case", "find_cases", "format_case_table", "LAYOUTS", "MODALITIES"]
-
-#: The four MRI contrasts, under the names the package uses everywhere.
-MODALITIES = ("flair", "t1", "t1ce", "t2")
-
-#: Every layout `find_cases` recognises.
-LAYOUTS = ("brats2019", "brats2020-kaggle", "brats2020", "brats2021", "brats2023-gli", "msd")
 
 # File-name suffix -> package modality name. BraTS 2023 renamed the contrasts
 # (t1n = native T1, t1c = contrast-enhanced T1, t2w = T2, t2f = T2-FLAIR).
