@@ -374,6 +374,26 @@ def test_prediction_with_bytes_flipped_in_the_compressed_stream_is_refused(score
         evaluation.evaluate_folder(pred_dir, root / "data")
 
 
+def test_cli_evaluate_damaged_prediction_is_one_line(scored_folder, capsys):
+    import gzip
+
+    from gliseg_nb.cli import main
+
+    root, truths, pred_dir = scored_folder
+    case_id = sorted(truths)[0]
+    path = pred_dir / f"{case_id}.nii.gz"
+    content = bytearray(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=0))
+    content[10 + 5 + 352 + 7] ^= 0x01  # a voxel byte: only the CRC tells
+    path.write_bytes(bytes(content))
+
+    assert main(["evaluate", str(pred_dir), str(root / "data")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "Traceback" not in error
+    # The progress bar shares stderr: the error is its last line.
+    last = error.splitlines()[-1]
+    assert f"{case_id}.nii.gz: the compressed data is corrupt" in last and "CRC" in last
+
+
 def test_prediction_with_a_damaged_header_names_the_file(scored_folder):
     import gzip
     import struct
