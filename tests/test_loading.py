@@ -485,7 +485,7 @@ def _patch_header(path, offset, fmt, value):
     (80, "<f", float("nan"), r"has invalid voxel sizes \(nan, 1\.0, 1\.0\)"),  # pixdim[1]
     (280, "<f", float("nan"), r"has a non-finite affine"),  # srow_x[0]
 ], ids=["datatype", "dim0", "nan-pixdim", "nan-affine"])
-def test_damaged_header_fields_name_the_file(tmp_path, offset, fmt, value, message):
+def test_damaged_header_fields_name_the_file(tmp_path, caplog, offset, fmt, value, message):
     _, case = _one_case(tmp_path)
     _patch_header(case.modalities["t1"], offset, fmt, value)
 
@@ -494,6 +494,20 @@ def test_damaged_header_fields_name_the_file(tmp_path, offset, fmt, value, messa
 
     assert "\n" not in str(raised.value)
     assert "differs" not in str(raised.value)  # not "different from itself by nan mm"
+    # nibabel's own report of the problem is not printed as a second line.
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "nibabel.global"] == []
+
+
+def test_nibabel_reports_outside_the_loader_are_untouched(tmp_path, caplog):
+    _, case = _one_case(tmp_path)
+    _patch_header(case.modalities["t1"], 70, "<h", 1234)
+
+    with pytest.raises(Exception, match="data code 1234"):
+        nib.load(case.modalities["t1"])
+
+    assert any("data code 1234" in record.getMessage() for record in caplog.records
+               if record.name == "nibabel.global")
 
 
 def test_nan_message_says_what_to_do_from_the_api_and_the_command_line(tmp_path):

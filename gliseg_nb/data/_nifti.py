@@ -22,7 +22,10 @@ What is checked, and when:
 from __future__ import annotations
 
 import gzip
+import logging
 import struct
+import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -43,6 +46,42 @@ READ_ERRORS = (nib.filebasedimages.ImageFileError, HeaderDataError, ImageDataErr
 
 # Decompressed bytes read at a time when finishing a gzip stream to check its CRC.
 _DRAIN_CHUNK = 1 << 22
+
+
+class _HeaderReports(logging.Filter):
+    """Holds back what nibabel logs about a header while `open_nifti` opens it.
+
+    nibabel prints each header problem it finds to stderr ("data code 1234 not
+    recognized") before raising: with our own message that made two lines for one
+    problem. While this thread is inside `open_nifti`, the reports are collected instead
+    (the error already says it; a problem nibabel fixed becomes a warning naming the
+    file). Other threads, and nibabel used outside `open_nifti`, log as usual.
+    """
+
+    _local = threading.local()
+
+    def filter(self, record):
+        collected = getattr(self._local, "reports", None)
+        if collected is None:
+            return True
+        collected.append(record.getMessage())
+        return False
+
+    def __enter__(self):
+        self._local.reports = []
+        return self._local.reports
+
+    def __exit__(self, *exc_info):
+        self._local.reports = None
+        return False
+
+
+_NIBABEL_LOGGER = logging.getLogger("nibabel.global")
+_HEADER_REPORTS = next((f for f in _NIBABEL_LOGGER.filters if type(f).__name__ == "_HeaderReports"),
+                       None)
+if _HEADER_REPORTS is None:  # once per process, even if this module is reloaded
+    _HEADER_REPORTS = _HeaderReports()
+    _NIBABEL_LOGGER.addFilter(_HEADER_REPORTS)
 
 
 def open_nifti(path, what="NIfTI file"):
@@ -71,13 +110,17 @@ def open_nifti(path, what="NIfTI file"):
     if not path.is_file():
         problem = "is a folder, not a file" if path.is_dir() else "file not found"
         raise DataError(f"{path}: {problem} ({what})")
-    try:
-        # mmap=False: slices are read with seeks rather than by mapping the file, which
-        # keeps no handle open and fails cleanly on a truncated file.
-        image = nib.load(path, mmap=False)
-    except READ_ERRORS as error:
-        raise DataError(
-            f"{path}: not a readable {what} ({describe_error(error, path)})") from error
+    with _HEADER_REPORTS as reports:
+        try:
+            # mmap=False: slices are read with seeks rather than by mapping the file, which
+            # keeps no handle open and fails cleanly on a truncated file.
+            image = nib.load(path, mmap=False)
+        except READ_ERRORS as error:
+            raise DataError(
+                f"{path}: not a readable {what} ({describe_error(error, path)})") from error
+    if reports:
+        warnings.warn(f"{path}: nibabel fixed the header: {'; '.join(reports)}", UserWarning,
+                      stacklevel=2)
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DataError(f"{path}: not a NIfTI file (nibabel reads it as {type(image).__name__})")
     _check_complete(path, image)
