@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .labels import MODALITIES
+
 __all__ = ["Config", "PRESETS"]
 
-MODALITIES = ("flair", "t1", "t1ce", "t2")
 LOSSES = ("categorical_crossentropy", "dice", "ce+dice", "ce+region_dice")
 
 

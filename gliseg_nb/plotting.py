@@ -19,7 +19,7 @@ from . import labels as _labels
 
 __all__ = ["plot_case", "save_case_figure", "axial_display"]
 
-_MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
+_MODALITY_TITLES = _labels.MODALITY_TITLES
 
 
 def axial_display(slice_2d, affine=None):
@@ -110,7 +110,7 @@ def plot_case(case_data_or_case, slice_index=None, axes=None):
     if not 0 <= slice_index < depth:
         raise ValueError(f"{case_data.case.case_id}: slice {slice_index} outside 0-{depth - 1}")
 
-    order = [m for m in ("flair", "t1", "t1ce", "t2") if m in images]
+    order = [m for m in _labels.MODALITIES if m in images]
     n_panels = len(order) + (labels is not None)
     if axes is None:
         import matplotlib.pyplot as plt

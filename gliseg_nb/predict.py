@@ -317,13 +317,10 @@ def predict_case(
 # -- writing ---------------------------------------------------------------------------
 def _reference_image(case):
     """The image whose affine and header a prediction copies: the case's first modality."""
-    import nibabel as nib
+    from .data._nifti import open_nifti
 
     path = next(iter(case.modalities.values()))
-    try:
-        return nib.load(str(path)), path
-    except Exception as error:  # nibabel raises several types for unreadable files
-        raise ValueError(f"{path}: cannot read as NIfTI ({error})") from None
+    return open_nifti(path), path
 
 
 def write_prediction(labels, case, out_dir, label_convention="release"):

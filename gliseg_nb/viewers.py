@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import CLASS_COLORS, CLASS_NAMES, label_colormap
+from .labels import CLASS_COLORS, CLASS_NAMES, MODALITIES, MODALITY_TITLES, label_colormap
 
 __all__ = ["PLANES", "CONVENTIONS", "ViewerState", "CaseViewer", "ComparisonViewer", "draw_view"]
 
@@ -48,8 +48,8 @@ PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
 #: Left-right display conventions for the axial and coronal planes.
 CONVENTIONS = ("neurological", "radiological")
 
-_MODALITY_ORDER = ("flair", "t1", "t1ce", "t2")
-_MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
+_MODALITY_ORDER = MODALITIES
+_MODALITY_TITLES = MODALITY_TITLES
 
 
 def _ras_flips(affine):
