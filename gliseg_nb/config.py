@@ -247,3 +247,11 @@ PRESETS = {
         shuffle_buffer=512,
     ),
 }
+
+
+def _check_config(config):
+    """Raise `ConfigError` unless `config` is a `Config` (the library's functions take one)."""
+    if not isinstance(config, Config):
+        from .errors import ConfigError
+
+        raise ConfigError(f"config must be a gliseg_nb.Config, got {type(config).__name__}")

@@ -74,7 +74,7 @@ def _brain_mask(stack):
 def _normalize_like_training(stack, config):
     """Normalise a ``(X, Y, Z, C)`` case as training did, on every axial slice.
 
-    `gliseg_nb.pipeline.preprocess_case` normalises the slab of slices it trains on
+    `gliseg_nb.preprocessing.preprocess_case` normalises the slab of slices it trains on
     (``slice_start`` to the last selected slice) with the statistics of that slab. Here the
     statistics come from the very same function on the same slab, and are then applied to
     every slice with the same float32 operations: the training slices get bit for bit the

@@ -12,7 +12,7 @@ from gliseg_nb import Config
 from gliseg_nb.cli import main
 from gliseg_nb.data import find_cases, load_case
 from gliseg_nb.model import build_unet
-from gliseg_nb.pipeline import preprocess_case
+from gliseg_nb.preprocessing import preprocess_case
 from gliseg_nb.predict import (
     _normalize_like_training,
     load_trained,

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .._boxes import bounding_box, grow, union
 from ..errors import DataError
 from ..labels import REGIONS, to_internal
 
@@ -158,19 +159,6 @@ def dice_score(pred_mask, truth_mask):
     return float(2.0 * np.count_nonzero(pred_mask & truth_mask) / total)
 
 
-def _bounding_box(mask_a, mask_b, margin):
-    """Slices of the joint bounding box of two masks, widened by `margin` voxels."""
-    joint = mask_a | mask_b
-    box = []
-    for axis in range(joint.ndim):
-        other_axes = tuple(a for a in range(joint.ndim) if a != axis)
-        occupied = np.flatnonzero(np.any(joint, axis=other_axes))
-        start = max(int(occupied[0]) - margin, 0)
-        stop = min(int(occupied[-1]) + 1 + margin, joint.shape[axis])
-        box.append(slice(start, stop))
-    return tuple(box)
-
-
 def _surface_distances(from_border, to_border, spacing):
     """Distances (mm) from each voxel of `from_border` to the nearest voxel of `to_border`."""
     # The EDT gives, at every voxel, the distance to the nearest zero; zeros = `to_border`.
@@ -215,7 +203,7 @@ def hd95(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0)):
     if pred_empty or truth_empty:
         return HD95_EMPTY_MM
     # Distance transforms cost time in proportion to the volume: work on the masks' box.
-    box = _bounding_box(pred_mask, truth_mask, _CROP_MARGIN)
+    box = bounding_box(pred_mask | truth_mask, _CROP_MARGIN)
     pred_box, truth_box = pred_mask[box], truth_mask[box]
     # The margin keeps both masks at least one voxel from any side where the box cuts the
     # volume, so erosion there sees background exactly as in the full volume; where the box
@@ -275,14 +263,6 @@ def _components(mask):
     return ndimage.label(mask, structure=structure)
 
 
-def _grow(box, margin, shape):
-    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, shape))
-
-
-def _union(box_a, box_b):
-    return tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(box_a, box_b))
-
-
 def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=LESION_DILATION,
                        min_volume_mm3=LESION_MIN_VOLUME_MM3):
     """BraTS 2023 lesion-wise Dice and HD95 of one region: every lesion counts the same.
@@ -338,7 +318,7 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
                 "lesions_missed": 0, "false_positive_lesions": 0}
     # Nothing outside the masks' joint box (widened by the dilation) can change a score:
     # work on that box, a small part of a brain volume.
-    box = _bounding_box(pred_mask, truth_mask, int(dilation))
+    box = bounding_box(pred_mask | truth_mask, int(dilation))
     pred_mask, truth_mask = pred_mask[box], truth_mask[box]
 
     merged_zone, _ = _components(
@@ -354,7 +334,7 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
         if box is None:
             continue
         # Work in the lesion's box widened by the dilation: the rest cannot touch it.
-        zone = _grow(box, dilation, lesions.shape)
+        zone = grow(box, dilation, lesions.shape)
         lesion_zone = lesions[zone] == lesion_id
         reach = ndimage.binary_dilation(lesion_zone, structure=grow_structure, iterations=dilation)
         touching = np.unique(pred_components[zone][reach])
@@ -371,7 +351,7 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
         # Dice and HD95 on the box holding the lesion and all its predicted components.
         joint = box
         for component in touching:
-            joint = _union(joint, pred_boxes[component - 1])
+            joint = union(joint, pred_boxes[component - 1])
         lesion = lesions[joint] == lesion_id
         prediction = np.isin(pred_components[joint], touching)
         dice_sum += dice_score(prediction, lesion)
