@@ -18,7 +18,6 @@ the report's notebook.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -310,10 +309,10 @@ def save_split(split, path):
         "fractions": None,
         "stratified_by": None,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    from ._io import atomic_write
+
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
     return path
 
 
