@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -309,6 +310,9 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    # nibabel logs a header problem (to stderr, through logging's last resort) and then
+    # raises it; the library turns the exception into the one error line, which is enough.
+    logging.getLogger("nibabel").setLevel(logging.CRITICAL)
     try:
         return args.func(args) or 0
     except GlisegError as error:

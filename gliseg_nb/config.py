@@ -124,6 +124,10 @@ class Config:
     jit_compile: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.preset, (str, type(None))) and callable(self.preset):
+            # The classmethod `preset` below shadows this field's default in the class body,
+            # so ``Config()`` (and a saved file without "preset") would get the method.
+            object.__setattr__(self, "preset", "report")
         # Lists arrive from JSON; keep tuples so the object stays hashable and comparable.
         for name in ("modalities", "split", "class_weights"):
             value = getattr(self, name)

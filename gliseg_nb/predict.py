@@ -342,8 +342,10 @@ def _reference_image(case):
     path = next(iter(case.modalities.values()))
     try:
         return nib.load(str(path)), path
-    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
-        # ValueError covers nibabel's HeaderDataError (bad datatype, bad dim[0]).
+    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError) as error:
+        # What nibabel raises for a file that is not a readable NIfTI header (bad datatype,
+        # bad dim[0], truncated, not NIfTI at all).
         raise DataError(f"{path}: cannot read as NIfTI ({type(error).__name__}: {error})") from error
 
 
@@ -706,6 +708,7 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
         "options": {"labels": label_convention, "tta": bool(tta), "min_et_voxels": int(min_et_voxels),
                     "min_component_voxels": int(min_component_voxels), "nan_policy": nan_policy},
     }
+    identity = json.loads(json.dumps(identity))  # as read back from the manifest (lists, not tuples)
     files = _claim_folder(out_dir, identity, overwrite)
     files.update({case.case_id: f"{case.case_id}.nii.gz" for case in found})
     manifest = {**identity, "gliseg_nb_version": __version__,

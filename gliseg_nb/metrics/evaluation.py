@@ -28,6 +28,7 @@ import csv
 import io
 import math
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -416,9 +417,10 @@ def _read_labels(path):
     try:
         image = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
-    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
-        # ValueError covers nibabel's HeaderDataError (bad datatype, bad dim[0]); OSError and
-        # EOFError a truncated or corrupt gzip stream.
+    except (OSError, ValueError, EOFError, zlib.error, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError) as error:
+        # HeaderDataError: a bad datatype or dim[0]; OSError, EOFError and zlib.error: a
+        # truncated or corrupt gzip stream; ImageFileError: not a NIfTI file at all.
         raise DataError(f"{path}: cannot read as NIfTI ({type(error).__name__}: {error})") from error
     if data.ndim != 3:
         raise DataError(f"{path}: expected a 3-D label volume, got shape {data.shape}")
