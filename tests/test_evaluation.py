@@ -159,19 +159,17 @@ def test_release_labels_are_refused():
         evaluate_case(pred, np.zeros_like(pred))
 
 
-def test_evaluate_case_is_fast_on_a_brats_sized_volume(rng):
-    # A loose guard (the benchmark measures properly): a whole case well under 10 s.
-    import time
-
+def test_evaluate_case_on_a_brats_sized_volume(rng):
+    # Correctness on the full 240 x 240 x 155 grid (the bounding-box crop at work); its speed
+    # is measured by the benchmark, not asserted here (a loaded machine would fail it).
     truth = np.zeros((240, 240, 155), dtype=np.uint8)
     truth[80:160, 70:150, 40:110] = 2
     truth[100:140, 90:130, 60:90] = 1
     truth[110:130, 100:120, 65:85] = 3
     pred = np.roll(truth, 3, axis=0)
-    start = time.perf_counter()
     scores = evaluate_case(pred, truth)
-    assert time.perf_counter() - start < 10
     assert scores["WT"]["hd95"] == pytest.approx(3.0)
+    assert scores["WT"]["dice"] == pytest.approx(1 - 3 / 80)  # 3 of 80 rows shifted out
 
 
 def test_summarize_scores_statistics():
