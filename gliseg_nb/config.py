@@ -168,7 +168,9 @@ class Config:
         if self.class_weights is not None:
             weights = self.class_weights
             if len(weights) != self.n_classes:
-                raise ConfigError(f"class_weights needs one weight per class ({self.n_classes}), got {len(weights)}")
+                raise ConfigError(
+                    f"class_weights needs one weight per class ({self.n_classes}), got {len(weights)}"
+                )
             if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
                 raise ConfigError(f"class_weights must be non-negative with at least one positive, got {weights}")
 

@@ -435,3 +435,27 @@ def test_evaluate_prediction_with_a_bad_header_is_one_line(tmp_path, capsys):
 def test_tour_without_notebooks_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "tour", "--notebooks", tmp_path / "absent", "--out", tmp_path / "b")
     assert_one_line_error(code, err, "tour", tmp_path / "absent", "no notebook folder here")
+
+
+def test_evaluate_predictions_path_is_a_file(tmp_path, capsys):
+    dataset = write_layout(tmp_path / "data", "brats2020", n_cases=1)
+    target = tmp_path / "pred"
+    target.write_text("")
+    code, _, err = run_cli(capsys, "evaluate", target, dataset)
+    assert_one_line_error(code, err, "evaluate", target, "the predictions folder is a file")
+
+
+def test_show_slice_out_of_range_and_tour_timeout(tmp_path, capsys):
+    dataset = write_layout(tmp_path / "data", "brats2021", n_cases=1)
+    code, _, err = run_cli(capsys, "show", dataset, "--slice", 999, "--out", tmp_path / "c.png")
+    assert_one_line_error(code, err, "show", "slice 999 outside 0-")
+    assert not (tmp_path / "c.png").exists()
+    code, _, err = run_cli(capsys, "tour", "--timeout", 0, "--out", tmp_path / "b")
+    assert_one_line_error(code, err, "tour", "timeout must be at least 1 second, got 0")
+
+
+def test_predict_unknown_case_is_one_line(tiny_predict_setup, tmp_path, capsys, no_prediction):
+    run, dataset = tiny_predict_setup
+    code, _, err = run_cli(capsys, "predict", run, dataset, "--out", tmp_path / "p", "--case", "nobody")
+    assert_one_line_error(code, err, "predict", dataset, "no case(s) nobody")
+    assert not (tmp_path / "p").exists()

@@ -491,8 +491,9 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         raise ConfigError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
     pred_dir = user_path(pred_dir)
     if not pred_dir.is_dir():
-        what = "is a file, not a folder" if pred_dir.exists() else "prediction folder not found"
-        raise DataError(f"{pred_dir}: {what}")
+        if pred_dir.exists():
+            raise DataError(f"{pred_dir}: the predictions folder is a file, not a folder")
+        raise DataError(f"{pred_dir}: prediction folder not found")
     cases = [case for case in find_cases(data) if case.seg is not None]
     if case_ids is not None:
         known = {case.case_id for case in cases}
