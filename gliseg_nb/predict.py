@@ -598,9 +598,16 @@ def _claim_folder(out_dir, identity, overwrite):
     """
     manifest = read_manifest(out_dir)
     existing = _prediction_files(out_dir)
-    if manifest is not None and all(manifest.get(key) == value for key, value in identity.items()):
-        return dict(manifest.get("files", {}))  # the same model again: resume or add cases
-    if manifest is not None:
+    same = manifest is not None and all(manifest.get(key) == value for key, value in identity.items())
+    if same:
+        listed = set(manifest.get("files", {}).values())
+        strays = [path for path in existing if path.name not in listed]
+        if not strays:
+            return dict(manifest.get("files", {}))  # the same model again: resume or add cases
+        # Files its manifest does not list were put there by someone else.
+        other = f"{len(strays)} prediction file(s) its {MANIFEST_FILE} does not list ({strays[0].name}, ...)"
+        stale = strays
+    elif manifest is not None:
         other = f"predictions of another model or options ({_describe_writer(manifest)})"
         listed = [out_dir / name for name in manifest.get("files", {}).values()]
         stale = [path for path in listed if path.is_file()]
@@ -617,6 +624,8 @@ def _claim_folder(out_dir, identity, overwrite):
         )
     for path in stale:
         path.unlink(missing_ok=True)
+    if same:
+        return dict(manifest.get("files", {}))
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     return {}
 

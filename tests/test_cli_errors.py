@@ -377,6 +377,9 @@ def test_evaluate_refuses_a_folder_mixing_two_models(tiny_predict_setup, tmp_pat
     (out / stray.name).write_bytes(stray.read_bytes())
     code, _, err = run_cli(capsys, "evaluate", out, dataset)
     assert_one_line_error(code, err, "evaluate", out, "holds predictions of more than one model", stray.name)
+    # Predicting again with the first model does not adopt the stray file either.
+    code, _, err = run_cli(capsys, "predict", run, dataset, "--out", out)
+    assert_one_line_error(code, err, "predict", out, "1 prediction file(s) its predictions.json does not list")
 
 
 # -- paths with ~ --------------------------------------------------------------------------------
