@@ -217,8 +217,8 @@ class Config:
         """
         try:
             fields = PRESETS[name]
-        except KeyError:
-            raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        except KeyError as error:
+            raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}") from error
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 __all__ = [
     "CLASS_NAMES",
@@ -114,9 +114,9 @@ def convention_for_layout(layout):
         return layout
     try:
         return LAYOUT_CONVENTION[layout]
-    except KeyError:
+    except KeyError as error:
         known = ", ".join(sorted(set(LAYOUT_CONVENTION) | set(CONVENTIONS)))
-        raise ValueError(f"Unknown layout or label convention {layout!r}; known: {known}") from None
+        raise ConfigError(f"Unknown layout or label convention {layout!r}; known: {known}") from error
 
 
 def _lookup_table(mapping):
@@ -234,8 +234,8 @@ def region_mask(labels, region):
     """
     try:
         classes = REGIONS[region]
-    except KeyError:
-        raise ValueError(f"Unknown region {region!r}; expected one of {list(REGIONS)}") from None
+    except KeyError as error:
+        raise ConfigError(f"Unknown region {region!r}; expected one of {list(REGIONS)}") from error
     return np.isin(np.asarray(labels), classes)
 
 
