@@ -432,7 +432,7 @@ def test_evaluate_prediction_with_a_bad_header_is_one_line(tmp_path, capsys):
     path.write_bytes(bytes(raw))
     # --json: no progress bar on stderr, so the error is all there is.
     code, _, err = run_cli(capsys, "evaluate", pred_dir, tmp_path / "data", "--json")
-    assert_one_line_error(code, err, "evaluate", path, "cannot read as NIfTI", "HeaderDataError")
+    assert_one_line_error(code, err, "evaluate", path, "not a readable prediction", "HeaderDataError")
 
 
 def test_tour_without_notebooks_is_one_line(tmp_path, capsys):
