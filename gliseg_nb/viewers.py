@@ -653,8 +653,11 @@ def _png_bytes(picture):
     return buffer.getvalue()
 
 
-def _plane_title(state, plane):
+def _plane_title(state, plane, short=False):
+    """"axial  z = 77 / 155" (short: "z 77/155", under a heading naming the plane)."""
     letter = "xyz"[PLANES[plane]]
+    if short:
+        return f"{letter} {state.slice_index_in(plane)}/{state.n_slices_in(plane)}"
     return f"{plane}  {letter} = {state.slice_index_in(plane)} / {state.n_slices_in(plane)}"
 
 
@@ -752,7 +755,8 @@ class _Panel:
         self.source = source
         self.heading = heading
         self.title = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%",
+                                                                        height="auto"))
         self.box = widgets.VBox([self.title, self.image],
                                 layout=widgets.Layout(border="2px solid transparent"))
         self.picture_shape = None   # (height, width) of the last picture sent
@@ -925,9 +929,15 @@ class _SliceViewerBase:
             picture = plane_picture(self.state, plane, panel.source, pixels_per_mm=scale)
             panel.picture_shape = picture.shape[:2]
             panel.image.value = _png_bytes(picture)
+            # Shown at its own size (one screen pixel per picture pixel, so a click lands
+            # where it is aimed), shrunk only where the page is narrower.
+            panel.image.layout.width = f"{picture.shape[1]}px"
+            panel.box.layout.width = f"{picture.shape[1] + 8}px"
             current = plane == self.state.plane
-            panel.title.value = (f"<b>{panel.heading}</b> &nbsp; {_plane_title(self.state, plane)}"
-                                 f" &nbsp; <span style='color:#888'>{self._edges(plane)}</span>")
+            # A picture that follows the plane control names its plane.
+            heading = panel.heading if panel.plane else f"{panel.heading}, {plane}"
+            panel.title.value = (f"<b>{heading}</b> {_plane_title(self.state, plane, short=True)}"
+                                 f" <span style='color:#888'>{self._edges(plane)}</span>")
             # The picture the slider and the keys act on is framed.
             panel.box.layout.border = "2px solid #00ccff" if current else "2px solid transparent"
         self.readout.value = f"<code>{self.state.readout()}</code>"
@@ -935,7 +945,7 @@ class _SliceViewerBase:
 
     def _edges(self, plane):
         left, right, top, _ = self.state.orientation_labels(plane)
-        return f"{left}&ndash;{right}, {top} at top"
+        return f"{left}&harr;{right} {top}&uarr;"
 
     def _figure_panels(self, planes):
         raise NotImplementedError
@@ -1046,7 +1056,7 @@ class CaseViewer(_SliceViewerBase):
         super().__init__(state, width=width)
 
     def _panel_layout(self):
-        return [(plane, "labels", plane.capitalize()) for plane in PLANES]
+        return [(plane, "labels", plane) for plane in PLANES]
 
     def _figure_panels(self, planes):
         crosshair = len(planes) > 1
