@@ -1103,3 +1103,82 @@ class ComparisonViewer(_SliceViewerBase):
         return [(plane, source, title if len(planes) == 1 else f"{title}, {plane}", crosshair)
                 for plane in planes
                 for source, title in (("labels", "ground truth"), ("prediction", "prediction"))]
+
+
+# -- a 3-D look with NiiVue (optional: pip install "gliseg-nb[3d]") ------------------------------
+def view_3d(case_data, prediction=None, modality=None, opacity=0.5, height=480):
+    """A NiiVue (WebGL) view of a case with its labels and, optionally, a prediction.
+
+    NiiVue draws the three planes and a 3-D rendering in the browser, with its own
+    crosshair, zoom and contrast controls; it needs no network once installed. It comes
+    from the optional package ipyniivue (``pip install "gliseg-nb[3d]"``), which installs
+    without replacing Colab's ipywidgets, ipykernel or IPython. The course's own viewers
+    do not need it.
+
+    Parameters
+    ----------
+    case_data : gliseg_nb.data.CaseData
+        The loaded case: its ``images``, ``labels``, ``affine`` and ``slices`` are used.
+    prediction : numpy.ndarray or None, default=None
+        Predicted internal labels 0-3 in the same array order as ``case_data.labels``,
+        drawn as a second label layer (hidden at first: raise its opacity to compare).
+    modality : str or None, default=None
+        Image underneath; None picks FLAIR if present, else the first.
+    opacity : float, default=0.5
+        Opacity of the ground truth layer.
+    height : int, default=480
+        Height of the view in screen pixels.
+
+    Returns
+    -------
+    ipyniivue.NiiVue
+        The widget; display it (make it a cell's last expression).
+
+    Raises
+    ------
+    ModuleNotFoundError
+        When ipyniivue is not installed; the message says what to install.
+    """
+    try:
+        from ipyniivue import NiiVue
+    except ImportError:
+        raise ModuleNotFoundError(
+            "view_3d needs the optional package ipyniivue: pip install 'gliseg-nb[3d]' "
+            "(or pip install ipyniivue), then restart the kernel"
+        ) from None
+    import nibabel as nib
+
+    images = case_data.images
+    modality = modality or ("flair" if "flair" in images else next(iter(images)))
+    if modality not in images:
+        raise ValueError(f"modality must be one of {list(images)}, got {modality!r}")
+    affine = np.asarray(case_data.affine, dtype=np.float64).copy()
+    slices = getattr(case_data, "slices", None)
+    if isinstance(slices, slice) and slices.start:
+        # The arrays start at a later axial slice than the file: move the origin with them.
+        affine[:3, 3] += affine[:3, 2] * slices.start
+
+    def nifti_bytes(volume, dtype):
+        return nib.Nifti1Image(np.asarray(volume, dtype=dtype), affine).to_bytes()
+
+    viewer = NiiVue(height=int(height))
+    layers = [{"data": nifti_bytes(images[modality], np.float32), "name": f"{modality}.nii",
+               "colormap": "gray"}]
+    label_layers = [("labels", case_data.labels, opacity), ("prediction", prediction, 0.0)]
+    for name, volume, layer_opacity in label_layers:
+        if volume is not None:
+            layers.append({"data": nifti_bytes(volume, np.uint8), "name": f"{name}.nii",
+                           "opacity": float(layer_opacity)})
+    viewer.load_volumes(layers)
+    colours = [CLASS_COLORS[code] for code in sorted(CLASS_COLORS)]
+    lut = {
+        "R": [int(255 * c[0]) for c in colours],
+        "G": [int(255 * c[1]) for c in colours],
+        "B": [int(255 * c[2]) for c in colours],
+        "A": [0] + [255] * (len(colours) - 1),   # class 0 transparent
+        "I": list(range(len(colours))),
+        "labels": [CLASS_NAMES[code] for code in sorted(CLASS_COLORS)],
+    }
+    for volume in viewer.volumes[1:]:
+        volume.set_colormap_label(lut)
+    return viewer

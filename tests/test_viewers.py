@@ -407,3 +407,30 @@ def test_comparison_viewer_follows_the_plane_and_reads_both_labels(case):
     viewer.handle_event(truth, _click_event(viewer, truth, row=SHAPE[2] - 1 - 2, column=3))
     assert viewer.state.cursor == (3, 7, 2)
     assert "label 3" in viewer.readout.value and "predicted 0" in viewer.readout.value
+
+
+def test_view_3d_says_what_to_install_without_ipyniivue(case, monkeypatch):
+    import sys
+
+    from gliseg_nb.viewers import view_3d
+
+    monkeypatch.setitem(sys.modules, "ipyniivue", None)     # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'gliseg-nb\[3d\]'"):
+        view_3d(case)
+
+
+def test_view_3d_loads_the_image_the_labels_and_the_prediction(case):
+    import nibabel as nib  # ipyniivue itself comes with the test extra
+
+    from gliseg_nb.viewers import view_3d
+
+    case.slices = slice(5, 5 + SHAPE[2])
+    prediction = np.zeros(SHAPE, np.uint8)
+    viewer = view_3d(case, prediction=prediction, modality="t1ce")
+    assert [v.name for v in viewer.volumes] == ["t1ce.nii", "labels.nii", "prediction.nii"]
+    labels = nib.Nifti1Image.from_bytes(viewer.volumes[1].data)
+    np.testing.assert_array_equal(np.asarray(labels.dataobj), case.labels)
+    assert labels.affine[2, 3] == pytest.approx(5.0)           # origin moved to the first loaded slice
+    assert viewer.volumes[1].colormap_label.labels[3] == "enhancing tumour"
+    with pytest.raises(ValueError, match="modality"):
+        view_3d(case, modality="dwi")
