@@ -434,3 +434,23 @@ def test_view_3d_loads_the_image_the_labels_and_the_prediction(case):
     assert viewer.volumes[1].colormap_label.labels[3] == "enhancing tumour"
     with pytest.raises(ValueError, match="modality"):
         view_3d(case, modality="dwi")
+
+
+def test_without_ipyevents_the_controls_still_work_and_say_what_is_missing(case, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipyevents", None)     # as if not installed
+    viewer = CaseViewer(case)
+    assert viewer.events_available is False
+    assert "pip install ipyevents" in viewer.widget.children[-1].value
+    viewer.slice_slider.value = 0
+    assert viewer.state.slice_index == 0
+
+
+def test_pictures_listen_to_clicks_and_keys(case):
+    viewer = CaseViewer(case)
+    assert viewer.events_available is True
+    for panel in viewer.panels:
+        watched = sorted(event for e in panel.events for event in e.watched_events)
+        assert watched == ["click", "keydown"]
+        assert all(e.source is panel.image for e in panel.events)
