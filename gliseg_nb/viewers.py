@@ -781,8 +781,10 @@ class _SliceViewerBase:
         self._syncing = False
         self.plane_dropdown = widgets.Dropdown(options=list(PLANES), value=state.plane,
                                                description="plane")
-        # Redrawing takes milliseconds (no matplotlib), so the pictures follow a drag; the
-        # track spans the viewer's width so one pixel of drag is about one slice.
+        # A redraw takes tens of milliseconds (numpy and PNG, no matplotlib), so the pictures
+        # follow a drag. The front end never queues a backlog: while the kernel is busy it
+        # keeps only the slider's latest value. The track spans the viewer's width, a few
+        # pixels of drag per slice.
         self.slice_slider = widgets.IntSlider(
             value=state.slice_index, min=0, max=state.n_slices - 1, description="slice",
             continuous_update=True, layout=widgets.Layout(width=f"{self.width}px"),
