@@ -281,25 +281,26 @@ def test_dropdowns_checkbox_click_and_keys_change_the_view(viewer_page):
         f".some(h => h.getAttribute('aria-valuemax') === '{SHAPE[1] - 1}.0'"
         f" || h.getAttribute('aria-valuemax') === '{SHAPE[1] - 1}')", timeout=10_000)
     # The same three planes stay in view: only the frame moves to the coronal picture.
-    page.screenshot(path="/tmp/viewer_lab.png", full_page=True)
     assert _framed_picture(page) == 1
 
     page.locator(".jp-OutputArea-output .widget-checkbox input").click()
     pictures = _wait_for_change(page, pictures)
 
-    # A click near the top-left corner of the sagittal picture moves the cursor there.
+    # A click on the top-left corner of the sagittal picture (posterior, superior) moves the
+    # cursor there: y = 0, z = top. The fixture is stored LPS, so in the file j = Y - 1.
     readout = _readout(page)
-    page.locator(".jp-OutputArea-output img.widget-image").nth(2).click(position={"x": 5, "y": 5})
+    page.locator(".jp-OutputArea-output img.widget-image").nth(2).click(position={"x": 1, "y": 1})
     pictures = _wait_for_change(page, pictures)
     readout = _wait_for_new_readout(page, readout)
+    assert re.search(rf"\(\d+, {SHAPE[1] - 1}, {SHAPE[2] - 1}\)", readout), readout
 
     # A key press with the mouse over the axial picture steps the axial slice.
     axial = page.locator(".jp-OutputArea-output img.widget-image").nth(0)
     axial.hover()
     page.keyboard.press("ArrowDown")
     pictures = _wait_for_change(page, pictures)
-    _wait_for_new_readout(page, readout)
-    page.screenshot(path="/tmp/viewer_lab.png")
+    readout = _wait_for_new_readout(page, readout)
+    assert re.search(rf"\(\d+, {SHAPE[1] - 1}, {SHAPE[2] - 2}\)", readout), readout
     assert _control(page, "dropdown", "plane").locator("select").input_value() == "axial"
     assert _framed_picture(page) == 0
 
