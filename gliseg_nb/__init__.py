@@ -1,20 +1,26 @@
 """gliseg-nb: a Jupyter-first course on glioma segmentation in brain MRI with a U-Net.
 
-The light parts (labels, settings, data) import quickly; the TensorFlow parts (pipeline,
-model, losses, metrics, train, predict) are imported on first use, so ``gliseg-nb cases``
-does not pay for TensorFlow.
+The light parts (labels, settings, data, preprocessing, split, orientation) import quickly;
+the TensorFlow parts (sequence, dataset, model, losses, metrics, train, predict) are
+imported on first use, so ``gliseg-nb cases`` does not pay for TensorFlow.
 """
 
 import importlib
 
 from .config import Config
+from .errors import ConfigError, DataError, GlisegError, RunError
 
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = (
     "data",
     "labels",
+    "preprocessing",
+    "split",
+    "sequence",
+    "dataset",
     "pipeline",
+    "orientation",
     "model",
     "losses",
     "metrics",
@@ -24,7 +30,16 @@ _LAZY_SUBMODULES = (
     "viewers",
 )
 
-__all__ = ["Config", "__version__", "load_model", *_LAZY_SUBMODULES]
+__all__ = [
+    "Config",
+    "GlisegError",
+    "DataError",
+    "ConfigError",
+    "RunError",
+    "__version__",
+    "load_model",
+    *_LAZY_SUBMODULES,
+]
 
 
 def __getattr__(name):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import cache_root
 from ._threads import map_in_threads
 
 #: Bump when the cache's content or layout changes; older entries are then ignored.
@@ -51,13 +52,8 @@ _STALE_TMP_SECONDS = 3600
 
 
 def default_cache_dir():
-    """``$GLISEG_NB_CACHE/slices`` if set, else pooch's OS cache folder for gliseg-nb."""
-    root = os.environ.get("GLISEG_NB_CACHE")
-    if root:
-        return Path(root) / "slices"
-    import pooch
-
-    return Path(pooch.os_cache("gliseg-nb")) / "slices"
+    """``slices/`` under the cache root (`gliseg_nb._io.cache_root`: ``$GLISEG_NB_CACHE`` or the OS cache)."""
+    return cache_root() / "slices"
 
 
 def _digest(payload):

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._io import cache_root
 from .config import Config
 
 __all__ = ["TrainedRun", "load_or_train", "quiet_tensorflow", "run_key", "runs_dir"]
@@ -85,7 +86,7 @@ class TrainedRun:
         The run folder (`gliseg_nb.train.fit`'s layout).
     config : Config
         The settings the model was trained with.
-    split : gliseg_nb.pipeline.CaseSplit
+    split : gliseg_nb.split.CaseSplit
         The case ids of the training, validation and test sets (``split.json``).
     history : dict
         The training log, one list per column of ``history.csv``.
@@ -117,7 +118,7 @@ class TrainedRun:
         -------
         list of gliseg_nb.data.Case
         """
-        from .pipeline import select_cases
+        from .split import select_cases
 
         if subset not in ("train", "val", "test"):
             raise ValueError(f"subset must be 'train', 'val' or 'test', got {subset!r}")
@@ -133,12 +134,7 @@ def runs_dir():
         ``$GLISEG_NB_CACHE/runs`` if the environment variable is set, else
         ``pooch.os_cache("gliseg-nb")/runs`` (``~/.cache/gliseg-nb/runs`` on Linux).
     """
-    root = os.environ.get("GLISEG_NB_CACHE")
-    if root:
-        return Path(root).expanduser() / "runs"
-    import pooch
-
-    return Path(pooch.os_cache("gliseg-nb")) / "runs"
+    return cache_root() / "runs"
 
 
 def _data_identity(data_dir, cases, config):
@@ -193,7 +189,7 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
     The run folder is ``<cache_dir>/<preset>-<key>``, the key made from every setting and
     from the identity of the data (see `run_key`). If that folder holds a finished run, its
     best model is loaded (a few seconds); otherwise the cases are split 68/20/12 by patient
-    (`gliseg_nb.pipeline.split_cases`) and `gliseg_nb.train.fit` trains the model, resuming
+    (`gliseg_nb.split.split_cases`) and `gliseg_nb.train.fit` trains the model, resuming
     an interrupted run where it stopped. Either way the notebooks get the same model, the
     same split and the same settings.
 
@@ -227,7 +223,7 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
         If the data folder holds fewer than 3 cases with segmentations (one per set).
     """
     from .data import find_cases, get_data_dir
-    from .pipeline import load_split, select_cases, split_cases
+    from .split import load_split, select_cases, split_cases
     from .predict import load_trained
     from .train import SPLIT_FILE, fit, read_history
 

@@ -21,7 +21,8 @@ Three layers, kept apart on purpose:
 Orientation
 -----------
 `ViewerState.from_case` flips the arrays (never permutes them) so that the voxel axes point
-to the patient's Right, Anterior and Superior (RAS+), using the image affine. Slices are
+to the patient's Right, Anterior and Superior (RAS+), using the image affine
+(`gliseg_nb.orientation`, which also owns the display conventions). Slices are
 then returned as ``(rows, columns)`` arrays for ``imshow(..., origin="upper")``:
 
 ==========  ===========  ===============================  ============================
@@ -44,7 +45,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import CLASS_COLORS, CLASS_NAMES, label_colormap
+from ._boxes import bounding_box
+from ._boxes import centre as box_centre
+from .labels import CLASS_COLORS, CLASS_NAMES, MODALITIES, MODALITY_TITLES
+from .orientation import DISPLAY_CONVENTIONS as CONVENTIONS
+from .orientation import PLANES, display_slice, flip_to_ras, ras_flips
 
 __all__ = [
     "PLANES",
@@ -58,12 +63,6 @@ __all__ = [
     "view_3d",
 ]
 
-#: Viewing planes and the volume axis each one holds fixed.
-PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
-
-#: Left-right display conventions for the axial and coronal planes.
-CONVENTIONS = ("neurological", "radiological")
-
 #: Volume axes shown along the (rows, columns) of each plane's picture.
 _PLANE_AXES = {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}
 
@@ -73,31 +72,8 @@ KEY_STEPS = {
     "ArrowDown": -1, "ArrowLeft": -1, "j": -1, "PageDown": -10,
 }
 
-_MODALITY_ORDER = ("flair", "t1", "t1ce", "t2")
-_MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
-
-
-def _ras_flips(affine):
-    """Which voxel axes must be reversed to point Right, Anterior, Superior.
-
-    Returns a tuple of three booleans, or None when the affine permutes the axes (an
-    oblique or transposed volume): then the arrays are shown as stored.
-    """
-    import nibabel as nib
-
-    codes = nib.aff2axcodes(np.asarray(affine))
-    expected_pairs = (("L", "R"), ("P", "A"), ("I", "S"))
-    if any(code not in pair for code, pair in zip(codes, expected_pairs)):
-        return None
-    return tuple(code in ("L", "P", "I") for code in codes)
-
-
-def _flip(volume, flips):
-    if volume is None or flips is None:
-        return volume
-    axes = tuple(axis for axis, flip in enumerate(flips) if flip)
-    # np.flip returns a view: no copy of a 35 MB volume just to look at it.
-    return np.flip(volume, axis=axes) if axes else volume
+_MODALITY_ORDER = MODALITIES
+_MODALITY_TITLES = MODALITY_TITLES
 
 
 @dataclass(eq=False)
@@ -193,9 +169,9 @@ class ViewerState:
         -------
         ViewerState
         """
-        flips = _ras_flips(case_data.affine)
+        flips = ras_flips(case_data.affine)
         images = {
-            name: _flip(case_data.images[name], flips)
+            name: flip_to_ras(case_data.images[name], flips)
             for name in sorted(case_data.images, key=_modality_sort_key)
         }
         slices = getattr(case_data, "slices", None)
@@ -208,8 +184,8 @@ class ViewerState:
         options.setdefault("name", getattr(case, "case_id", ""))
         return cls(
             images=images,
-            labels=_flip(case_data.labels, flips),
-            prediction=_flip(None if prediction is None else np.asarray(prediction), flips),
+            labels=flip_to_ras(case_data.labels, flips),
+            prediction=flip_to_ras(None if prediction is None else np.asarray(prediction), flips),
             zooms=tuple(float(z) for z in case_data.zooms[:3]),
             axial_offset=offset,
             flips=tuple(flips) if flips is not None else (False, False, False),
@@ -286,14 +262,9 @@ class ViewerState:
         """
         for volume in (self.labels, self.prediction):
             if volume is not None:
-                tumour = np.asarray(volume) > 0
-                if tumour.any():
-                    centre = []
-                    for axis in range(3):
-                        other_axes = tuple(a for a in range(3) if a != axis)
-                        present = np.flatnonzero(tumour.any(axis=other_axes))
-                        centre.append((present[0] + present[-1]) // 2)
-                    return tuple(int(c) for c in centre)
+                box = bounding_box(np.asarray(volume) > 0)
+                if box is not None:
+                    return tuple(int(c) for c in box_centre(box))
         return tuple(n // 2 for n in self.shape)
 
     def set_plane(self, plane, recentre=False):
@@ -321,6 +292,7 @@ class ViewerState:
     # (axial) or superior (coronal, sagittal) is at the top; `cursor_in_plane` and
     # `move_to` are the same mapping and its inverse, for the crosshair and for clicks.
     def _columns_reversed(self, plane):
+        # As `orientation.display_slice` draws them: radiological axial and coronal views.
         return self.convention == "radiological" and plane in ("axial", "coronal")
 
     def _cut(self, volume, plane=None):
@@ -333,11 +305,7 @@ class ViewerState:
             cut = volume[:, index, :]
         else:
             cut = volume[index, :, :]
-        # cut is (columns, rows-from-bottom): transpose, then put anterior/superior on top.
-        display = np.asarray(cut).T[::-1, :]
-        if self._columns_reversed(plane):
-            display = display[:, ::-1]
-        return display
+        return display_slice(cut, plane, self.convention)
 
     def image_slice(self, modality=None, plane=None):
         """The slice of an image through the cursor, as a (rows, columns) array for display.

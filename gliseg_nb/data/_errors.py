@@ -1,9 +1,5 @@
-"""The one exception type for bad input data."""
+"""Kept for imports inside `gliseg_nb.data`: the exception types live in `gliseg_nb.errors`."""
 
+from ..errors import DataError
 
-class DataError(ValueError):
-    """Input data is missing, malformed or inconsistent.
-
-    The message always names the file (or folder) and what is wrong with it. It subclasses
-    `ValueError` so callers that catch `ValueError` keep working.
-    """
+__all__ = ["DataError"]

@@ -54,6 +54,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._io import CACHE_ENV_VAR, cache_root
 from .._threads import map_in_threads
 from ._errors import DataError
 
@@ -72,7 +73,6 @@ __all__ = [
 #: Environment variable naming a folder of real BraTS data to use instead of the synthetic set.
 DATA_ENV_VAR = "GLISEG_NB_DATA"
 #: Environment variable naming the cache folder the synthetic dataset is generated into.
-CACHE_ENV_VAR = "GLISEG_NB_CACHE"
 #: Bumped whenever the generator changes the voxels it writes (names the cache folder).
 GENERATOR_VERSION = "2"
 
@@ -733,13 +733,6 @@ def synthesize(out_dir, n_cases=24, seed=0, progress=True, workers=None):
 
 
 # -- the default dataset ------------------------------------------------------------------------
-def _cache_root():
-    configured = os.environ.get(CACHE_ENV_VAR)
-    if configured:
-        return Path(configured).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("gliseg-nb"))
 
 
 def get_data_dir(data_dir=None, n_cases=24, seed=0, progress=True):
@@ -789,7 +782,7 @@ def get_data_dir(data_dir=None, n_cases=24, seed=0, progress=True):
                             f"unset {DATA_ENV_VAR} to use the synthetic dataset")
         return path
 
-    root = _cache_root()
+    root = cache_root()
     target = root / f"synthetic-v{GENERATOR_VERSION}-seed{int(seed)}-n{int(n_cases)}"
     if (target / _COMPLETE_MARKER).is_file():
         return target
