@@ -227,11 +227,19 @@ def _wait_for_change(page, before, timeout=10.0):
     raise AssertionError("the pictures did not all change")
 
 
-def _framed_picture(page):
-    """Index of the picture framed as current (the one the slider moves through)."""
-    return page.evaluate("""() => [...document.querySelectorAll(
-        '.jp-OutputArea-output img.widget-image')].findIndex(
-        img => getComputedStyle(img.parentElement).borderTopColor === 'rgb(0, 204, 255)')""")
+def _framed_picture(page, expected, timeout=10.0):
+    """Wait for picture `expected` to be framed as current (the one the slider moves through).
+
+    Returns the index of the framed picture at the end (-1: none), for the assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        framed = page.evaluate("""() => [...document.querySelectorAll(
+            '.jp-OutputArea-output img.widget-image')].findIndex(
+            img => getComputedStyle(img.parentElement).borderTopColor === 'rgb(0, 204, 255)')""")
+        if framed == expected or time.monotonic() > deadline:
+            return framed
+        time.sleep(0.05)
 
 
 def test_slider_updates_the_pictures_while_dragging(viewer_page):
@@ -281,7 +289,7 @@ def test_dropdowns_checkbox_click_and_keys_change_the_view(viewer_page):
         f".some(h => h.getAttribute('aria-valuemax') === '{SHAPE[1] - 1}.0'"
         f" || h.getAttribute('aria-valuemax') === '{SHAPE[1] - 1}')", timeout=10_000)
     # The same three planes stay in view: only the frame moves to the coronal picture.
-    assert _framed_picture(page) == 1
+    assert _framed_picture(page, 1) == 1
 
     page.locator(".jp-OutputArea-output .widget-checkbox input").click()
     pictures = _wait_for_change(page, pictures)
@@ -302,7 +310,7 @@ def test_dropdowns_checkbox_click_and_keys_change_the_view(viewer_page):
     readout = _wait_for_new_readout(page, readout)
     assert re.search(rf"\(\d+, {SHAPE[1] - 1}, {SHAPE[2] - 2}\)", readout), readout
     assert _control(page, "dropdown", "plane").locator("select").input_value() == "axial"
-    assert _framed_picture(page) == 0
+    assert _framed_picture(page, 0) == 0
 
 
 def test_static_html_page_shows_a_picture_of_the_viewer(lab, viewer_page):
