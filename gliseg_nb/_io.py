@@ -17,7 +17,16 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["CACHE_ENV_VAR", "user_path", "cache_root", "atomic_write", "temporary_name", "fsync_dir"]
+__all__ = [
+    "CACHE_ENV_VAR",
+    "user_path",
+    "cache_root",
+    "atomic_write",
+    "temporary_name",
+    "fsync_dir",
+    "output_folder",
+    "output_file",
+]
 
 #: Environment variable naming the folder everything cached lives under.
 CACHE_ENV_VAR = "GLISEG_NB_CACHE"
@@ -143,3 +152,85 @@ def _fsync_file(path):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# -- output paths a user names ---------------------------------------------------------
+def _reason(error):
+    """The OS's words for an OSError (``Permission denied``), without the errno noise."""
+    return error.strerror or str(error)
+
+
+def output_folder(path, *, what="output folder"):
+    """Check that `path` can be used as an output folder, creating it if missing.
+
+    Called before any work is done, so a command that cannot write its results fails at
+    once with the path named, not after minutes of computing.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder (``~`` expanded).
+    what : str, default="output folder"
+        How the message names the folder (``"run folder"``, ``"predictions folder"``).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, ``~`` expanded.
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If `path` (or a folder above it) is a file, or the folder cannot be created or
+        written into.
+    """
+    from .errors import RunError
+
+    path = user_path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: the {what} is a file, not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise RunError(f"{path}: cannot create the {what}: a path above it is a file") from error
+    except OSError as error:
+        raise RunError(f"{path}: cannot create the {what} ({_reason(error)})") from error
+    probe = temporary_name(path / "write-test")
+    try:
+        with open(probe, "wb"):
+            pass
+    except OSError as error:
+        raise RunError(f"{path}: cannot write into the {what} ({_reason(error)})") from error
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return path
+
+
+def output_file(path, *, what="output file"):
+    """Check that the file `path` can be written (its folder is created if missing).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (``~`` expanded). An existing file is allowed: it will be replaced.
+    what : str, default="output file"
+        How the message names the file (``"CSV file"``, ``"image file"``).
+
+    Returns
+    -------
+    pathlib.Path
+        The file path, ``~`` expanded.
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If `path` is a folder, or its folder cannot be created or written into.
+    """
+    from .errors import RunError
+
+    path = user_path(path)
+    if path.is_dir():
+        raise RunError(f"{path}: the {what} is a folder; give a file name")
+    output_folder(path.parent, what=f"folder of the {what}")
+    return path

@@ -1,8 +1,16 @@
 """The ``gliseg-nb`` command line.
 
-Each subcommand is a small function ``_cmd_<name>(args)`` that calls the library; the
-argument definitions live in ``build_parser``. Heavy imports (TensorFlow) happen inside the
-commands that need them, so ``gliseg-nb --help`` and ``gliseg-nb cases`` stay fast.
+Each subcommand is a small function ``_cmd_<name>(args)`` that reads the parsed options,
+calls a library function with keyword arguments and prints the result; the argument
+definitions live in `build_parser`. The library never sees an argparse Namespace and never
+prints a result table itself. Heavy imports (TensorFlow) happen inside the commands that
+need them, so ``gliseg-nb --help`` and ``gliseg-nb cases`` stay fast.
+
+Errors: the library raises `gliseg_nb.GlisegError` (`DataError`, `ConfigError`,
+`RunError`) for anything a user can fix, with a message naming the file and the problem.
+`main` prints that message as one line, ``gliseg-nb <command>: error: <message>``, and
+exits with status 2; ``--debug`` shows the traceback instead. Any other exception is a bug
+and keeps its traceback.
 
 Subcommands
 -----------
@@ -18,27 +26,51 @@ tour      execute every notebook of the course and write HTML pages
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
+from .errors import ConfigError, GlisegError
 
 
-class CommandError(Exception):
-    """An error the command reports as one line (no traceback)."""
+@contextlib.contextmanager
+def _warnings_as_lines(command):
+    """Print the library's warnings as one line each, like the errors.
+
+    Python's own format (``file:line: UserWarning: ...`` and the source line) says nothing a
+    user needs. The lines are printed when the command succeeds; when it fails, its error
+    is the one line printed.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        warnings.simplefilter("always", RuntimeWarning)
+        yield
+    for warning in caught:
+        print(f"gliseg-nb {command}: warning: {warning.message}", file=sys.stderr)
+
+
+def _at_least(name, value, minimum):
+    """A numeric option checked by the command line: ConfigError naming the option."""
+    if value is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
 
 
 # -- data ------------------------------------------------------------------------------
 def _cmd_synth(args):
     """Write ``args.cases`` synthetic cases (seed ``args.seed``) into ``args.out``."""
+    from ._io import output_folder
     from .data import synthesize
 
-    if args.workers is not None and args.workers < 1:
-        raise CommandError(f"--workers must be at least 1, got {args.workers}")
-    paths = synthesize(args.out, n_cases=args.cases, seed=args.seed, progress=not args.quiet,
+    _at_least("--cases", args.cases, 1)
+    _at_least("--workers", args.workers, 1)
+    out = output_folder(args.out, what="output folder")
+    paths = synthesize(out, n_cases=args.cases, seed=args.seed, progress=not args.quiet,
                        workers=args.workers)
-    print(f"Wrote {len(paths)} synthetic case(s) to {args.out} "
+    print(f"Wrote {len(paths)} synthetic case(s) to {out} "
           f"(grades in name_mapping.csv, parameters in synthetic_parameters.json)")
     return 0
 
@@ -46,19 +78,13 @@ def _cmd_synth(args):
 def _cmd_cases(args):
     """List the cases below ``args.data``: a table, or JSON objects with ``--json``.
 
-    A folder without cases, or a broken case folder, raises `DataError` (a ValueError),
-    which `main` prints as one line.
+    A folder without cases, or a broken case folder, raises `DataError`, which `main`
+    prints as one line; warnings (an incomplete copy) are one line each.
     """
-    import warnings
-
     from .data import find_cases, format_case_table
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
+    with _warnings_as_lines("cases"):
         cases = find_cases(args.data)
-    for warning in caught:
-        # One line each, like the errors, rather than Python's file:line warning format.
-        print(f"gliseg-nb cases: warning: {warning.message}", file=sys.stderr)
     if args.json:
         # One object per case: case_id, layout, modalities, channels, seg, grade.
         print(json.dumps([case.to_dict() for case in cases], indent=2))
@@ -71,35 +97,96 @@ def _cmd_show(args):
     """Draw one case's four modalities and labels (``plot_case``) into ``args.out``."""
     from .plotting import save_case_figure
 
-    path = save_case_figure(args.data, args.out, case_id=args.case, slice_index=args.slice)
+    with _warnings_as_lines("show"):
+        path = save_case_figure(args.data, args.out, case_id=args.case, slice_index=args.slice)
     print(f"Wrote {path}")
     return 0
 
 
 # -- training and inference ------------------------------------------------------------
 def _cmd_train(args):
-    from .train import main_train
+    """Train into ``args.out`` (`gliseg_nb.train.train_run`), which prints its progress."""
+    from .train import parse_overrides, train_run
 
-    return main_train(args)
+    overrides = parse_overrides(args.overrides)
+    train_run(args.data, args.out, preset=args.preset, overrides=overrides)
+    return 0
 
 
 def _cmd_predict(args):
-    from .predict import main_predict
+    """Segment the cases of ``args.data`` into ``args.out`` (`gliseg_nb.predict.predict_folder`)."""
+    from ._io import user_path
+    from .predict import predict_folder
 
-    return main_predict(args)
+    with _warnings_as_lines("predict"):
+        written = predict_folder(
+            args.model,
+            args.data,
+            args.out,
+            config=args.config,
+            label_convention=args.labels,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            min_et_voxels=args.min_et_voxels,
+            min_component_voxels=args.min_component_voxels,
+            cases=args.case,
+            nan_policy=args.nan_policy,
+            overwrite=args.overwrite,
+        )
+    print(f"Wrote {len(written)} prediction(s) to {user_path(args.out)}")
+    return 0
 
 
 def _cmd_evaluate(args):
-    from .metrics import main_evaluate
+    """Score ``args.predictions`` (`gliseg_nb.metrics.evaluate_folder`) and print the tables."""
+    from ._io import output_file
+    from .metrics.evaluation import (
+        evaluate_folder,
+        format_case_table,
+        format_summary_table,
+        summarize_scores,
+        write_scores_csv,
+    )
 
-    return main_evaluate(args)
+    # Checked before scoring: a CSV path that cannot be written fails now.
+    csv_path = output_file(args.csv, what="CSV file") if args.csv is not None else None
+    with _warnings_as_lines("evaluate"):
+        rows = evaluate_folder(
+            args.predictions,
+            args.data,
+            label_convention=args.labels,
+            progress=not args.json,
+            case_ids=args.case,
+            lesion_wise=args.lesion_wise,
+        )
+    summary = summarize_scores(rows)
+    if csv_path is not None:
+        write_scores_csv(rows, csv_path)
+    if args.json:
+        print(json.dumps({"cases": rows, "summary": summary}, indent=2))
+        return 0
+    shown = ("dice", "hd95", "sensitivity", "specificity")
+    if args.lesion_wise:
+        shown = ("dice", "hd95", "lesion_dice", "lesion_hd95", "lesions_missed", "false_positive_lesions")
+    print(format_case_table(rows, metrics=shown))
+    print()
+    print(f"Summary over {len(rows)} case(s) (HD95 and volumes in mm and mL):")
+    print(format_summary_table(summary))
+    if csv_path is not None:
+        print(f"\nWrote per-case scores to {csv_path}")
+    return 0
 
 
 def _cmd_tour(args):
     """Execute every notebook headless into ``args.out`` (executed .ipynb + HTML); 1 on failure."""
     from .tour import run_tour
 
-    return run_tour(args)
+    return run_tour(args.out, notebooks=args.notebooks, timeout=args.timeout, keep_going=args.keep_going)
+
+
+def _add_debug(parser, default):
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the full traceback of an error instead of one line")
 
 
 def build_parser():
@@ -109,6 +196,7 @@ def build_parser():
         description="Glioma segmentation in brain MRI with a U-Net: a Jupyter-first course.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_debug(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -171,6 +259,11 @@ def build_parser():
     p.add_argument("--min-component-voxels", type=int, default=0,
                    help="erase tumour components smaller than this many voxels, except the "
                         "largest (default: 0, off)")
+    p.add_argument("--nan-policy", choices=("raise", "zero"), default="raise",
+                   help="NaN or infinite voxels in an image: stop with an error naming the file, "
+                        "or set them to 0 with a warning (default: raise)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the predictions of another model found in --out (default: refuse)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions by region",
@@ -195,20 +288,42 @@ def build_parser():
 
     add_tour_arguments(p)
     p.set_defaults(func=_cmd_tour)
+    for subparser in sub.choices.values():
+        # Also accepted after the command; SUPPRESS keeps a --debug given before it.
+        _add_debug(subparser, default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv=None):
-    """Entry point of the ``gliseg-nb`` command."""
+    """Entry point of the ``gliseg-nb`` command.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        The arguments; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for an error a user can fix (one line on stderr),
+        130 when interrupted (Ctrl-C), or what the command returns (1: ``tour`` failures).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    # nibabel logs a header problem (to stderr, through logging's last resort) and then
+    # raises it; the library turns the exception into the one error line, which is enough.
+    logging.getLogger("nibabel").setLevel(logging.CRITICAL)
     try:
         return args.func(args) or 0
-    except (CommandError, ValueError, FileNotFoundError) as error:
+    except GlisegError as error:
+        if args.debug:
+            raise
         # Library errors name the file and the problem; a traceback would only hide that.
         print(f"gliseg-nb {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print(f"gliseg-nb {args.command}: interrupted", file=sys.stderr)
         return 130
 

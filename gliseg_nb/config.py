@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import math
+import numbers
 from dataclasses import dataclass
-from pathlib import Path
+
+from ._io import atomic_write, user_path
+from .errors import ConfigError
 
 from .labels import MODALITIES
 
@@ -24,6 +27,9 @@ LOSSES = ("categorical_crossentropy", "dice", "ce+dice", "ce+region_dice")
 @dataclass(frozen=True)
 class Config:
     """Settings for the whole pipeline. Defaults are the report's choices.
+
+    Every field is checked on construction: a value of the wrong kind or out of range
+    raises `gliseg_nb.ConfigError` (a ValueError) naming the field.
 
     Parameters
     ----------
@@ -119,29 +125,80 @@ class Config:
     jit_compile: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.preset, (str, type(None))) and callable(self.preset):
+            # The classmethod `preset` below shadows this field's default in the class body,
+            # so ``Config()`` (and a saved file without "preset") would get the method.
+            object.__setattr__(self, "preset", "report")
         # Lists arrive from JSON; keep tuples so the object stays hashable and comparable.
         for name in ("modalities", "split", "class_weights"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        self._check_types()
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
-            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+            raise ConfigError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"modalities must not repeat, got {self.modalities}")
         if self.normalization not in ("zscore", "max"):
-            raise ValueError(f"normalization must be 'zscore' or 'max', got {self.normalization!r}")
+            raise ConfigError(f"normalization must be 'zscore' or 'max', got {self.normalization!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) < 0:
-            raise ValueError(f"split must be three non-negative fractions summing to 1, got {self.split}")
+            raise ConfigError(f"split must be three non-negative fractions summing to 1, got {self.split}")
+        for name in ("n_slices", "slice_step", "image_size", "batch_size", "epochs", "base_filters", "depth",
+                     "shuffle_buffer", "n_classes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_classes < 2:
+            raise ConfigError(f"n_classes must be at least 2, got {self.n_classes}")
         if self.image_size % (2**self.depth):
-            raise ValueError(
+            raise ConfigError(
                 f"image_size ({self.image_size}) must be divisible by 2**depth ({2**self.depth})"
             )
-        for name in ("n_slices", "slice_step", "image_size", "batch_size", "epochs", "base_filters", "depth"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.slice_start < 0:
-            raise ValueError(f"slice_start must be >= 0, got {self.slice_start}")
+            raise ConfigError(f"slice_start must be >= 0, got {self.slice_start}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch must be at least 1 or None, got {self.steps_per_epoch}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.class_weights is not None:
+            weights = self.class_weights
+            if len(weights) != self.n_classes:
+                raise ConfigError(
+                    f"class_weights needs one weight per class ({self.n_classes}), got {len(weights)}"
+                )
+            if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
+                raise ConfigError(f"class_weights must be non-negative with at least one positive, got {weights}")
+
+    def _check_types(self):
+        """Each field has its declared kind (a JSON file or a caller may pass anything)."""
+        integer = (numbers.Integral,)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            kind = str(field.type)  # the annotation as written: "int", "tuple | None", ...
+            if value is None and "None" in kind:
+                continue
+            if kind.startswith("bool"):
+                ok = isinstance(value, bool)
+            elif kind.startswith("int"):
+                ok = isinstance(value, integer) and not isinstance(value, bool)
+            elif kind.startswith("float"):
+                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            elif kind.startswith("str"):
+                ok = isinstance(value, str)
+            else:  # tuples: of numbers (split, class_weights) or of modality names
+                ok = isinstance(value, tuple)
+                if ok and field.name in ("split", "class_weights"):
+                    ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+                elif ok:
+                    ok = all(isinstance(v, str) for v in value)
+            if not ok:
+                raise ConfigError(f"{field.name} must be {kind.replace(' | None', ' or None')}, got {value!r}")
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -161,12 +218,20 @@ class Config:
         """
         try:
             fields = PRESETS[name]
-        except KeyError:
-            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        except KeyError as error:
+            raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}") from error
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"Unknown Config field(s): {unknown}")
         return cls(**{**fields, "preset": name, **overrides})
 
     def replace(self, **changes):
         """A copy with some fields changed."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"Unknown Config field(s): {unknown}")
         return dataclasses.replace(self, **changes)
 
     # -- derived values -----------------------------------------------------------------
@@ -195,27 +260,36 @@ class Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown Config field(s): {unknown}")
+            raise ConfigError(f"Unknown Config field(s): {unknown}")
         return cls(**values)
 
     def save(self, path):
-        """Write the settings as JSON (atomically: temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        """Write the settings as JSON (atomically: `gliseg_nb._io.atomic_write`)."""
+        path = user_path(path)
+        with atomic_write(path) as handle:
+            handle.write(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
     def load(cls, path):
-        """Read settings written by `save`."""
-        path = Path(path)
+        """Read settings written by `save`.
+
+        Raises `gliseg_nb.ConfigError` naming the file if it cannot be read, is not JSON
+        or holds an invalid setting.
+        """
+        path = user_path(path)
         try:
-            values = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: cannot read settings ({error})") from None
-        return cls.from_dict(values)
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise ConfigError(f"{path}: settings file not found") from error
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read settings ({error})") from error
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: not a settings file (expected a JSON object)")
+        try:
+            return cls.from_dict(values)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from error
 
 
 PRESETS = {

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError, DataError
+
 __all__ = [
     "MODALITIES",
     "MODALITY_TITLES",
@@ -127,9 +129,9 @@ def convention_for_layout(layout):
         return layout
     try:
         return LAYOUT_CONVENTION[layout]
-    except KeyError:
+    except KeyError as error:
         known = ", ".join(sorted(set(LAYOUT_CONVENTION) | set(CONVENTIONS)))
-        raise ValueError(f"Unknown layout or label convention {layout!r}; known: {known}") from None
+        raise ConfigError(f"Unknown layout or label convention {layout!r}; known: {known}") from error
 
 
 def _lookup_table(mapping):
@@ -158,22 +160,23 @@ def to_internal(seg, layout, source=None):
 
     Raises
     ------
-    ValueError
-        If `seg` holds a label that the release does not use (for example 3 in BraTS 2020).
+    gliseg_nb.DataError
+        (a ValueError) If `seg` holds a label that the release does not use (for example 3
+        in BraTS 2020), or values that are not whole numbers.
     """
     convention = convention_for_layout(layout)
     mapping = CONVENTIONS[convention]
     seg = np.asarray(seg)
     if seg.dtype.kind == "f":
         if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
-            raise ValueError(f"{source or 'segmentation'}: labels are not whole numbers")
+            raise DataError(f"{source or 'segmentation'}: labels are not whole numbers")
         if seg.size and (seg.min() < np.iinfo(np.int16).min or seg.max() > np.iinfo(np.int16).max):
             _raise_unexpected(np.unique(seg), mapping, convention, source)
         seg = seg.astype(np.int16)
     elif seg.dtype.kind == "b":
         seg = seg.view(np.uint8)
     elif seg.dtype.kind not in "iu":
-        raise ValueError(f"{source or 'segmentation'}: labels must be integers, got {seg.dtype}")
+        raise DataError(f"{source or 'segmentation'}: labels must be integers, got {seg.dtype}")
     if seg.dtype.itemsize > 2:
         lowest, highest = (int(seg.min()), int(seg.max())) if seg.size else (0, 0)
         if lowest < np.iinfo(np.int16).min or highest > np.iinfo(np.int16).max:
@@ -201,7 +204,7 @@ _UNEXPECTED = 255
 
 def _raise_unexpected(values, mapping, convention, source):
     unexpected = sorted(int(v) for v in values if int(v) not in mapping)
-    raise ValueError(
+    raise DataError(
         f"{source or 'segmentation'}: unexpected label value(s) {unexpected} for the "
         f"{convention!r} convention (allowed: {sorted(mapping)})"
     )
@@ -246,8 +249,8 @@ def region_mask(labels, region):
     """
     try:
         classes = REGIONS[region]
-    except KeyError:
-        raise ValueError(f"Unknown region {region!r}; expected one of {list(REGIONS)}") from None
+    except KeyError as error:
+        raise ConfigError(f"Unknown region {region!r}; expected one of {list(REGIONS)}") from error
     return np.isin(np.asarray(labels), classes)
 
 

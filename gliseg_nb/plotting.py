@@ -10,13 +10,14 @@ necrotic core red.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from . import labels as _labels
 from ._boxes import bounding_box
+from ._io import atomic_write, output_file
+from .errors import ConfigError, DataError, RunError
 from .orientation import axial_display  # re-exported: the static figures' orientation
 
 __all__ = ["plot_case", "save_case_figure", "axial_display"]
@@ -60,13 +61,13 @@ def plot_case(case_data_or_case, slice_index=None, axes=None):
         raise TypeError(f"plot_case expects a CaseData or a Case, got {type(case_data).__name__}")
     images = case_data.images
     if not images:
-        raise ValueError(f"{case_data.case.case_id}: no modality loaded, nothing to draw")
+        raise DataError(f"{case_data.case.case_id}: no modality loaded, nothing to draw")
     labels = case_data.labels
     depth = next(iter(images.values())).shape[2]
     if slice_index is None:
         slice_index = _tumour_slice(labels, images)
     if not 0 <= slice_index < depth:
-        raise ValueError(f"{case_data.case.case_id}: slice {slice_index} outside 0-{depth - 1}")
+        raise ConfigError(f"{case_data.case.case_id}: slice {slice_index} outside 0-{depth - 1}")
 
     order = [m for m in _labels.MODALITIES if m in images]
     n_panels = len(order) + (labels is not None)
@@ -138,12 +139,19 @@ def save_case_figure(data_dir, out_path, case_id=None, slice_index=None):
     Returns
     -------
     pathlib.Path
-        `out_path`.
+        `out_path`, ``~`` expanded.
+
+    Raises
+    ------
+    gliseg_nb.DataError
+        If `data_dir` holds no case, or no case `case_id`.
+    gliseg_nb.RunError
+        If `out_path` is a folder or cannot be written.
     """
     # Matplotlib falls back to its Agg backend by itself where there is no display.
     import matplotlib.pyplot as plt
 
-    from .data import DataError, find_cases
+    from .data import find_cases
 
     cases = find_cases(data_dir)
     if case_id is None:
@@ -154,19 +162,26 @@ def save_case_figure(data_dir, out_path, case_id=None, slice_index=None):
             known = ", ".join(c.case_id for c in cases[:5]) + (", ..." if len(cases) > 5 else "")
             raise DataError(f"{data_dir}: no case {case_id!r} (found: {known})")
         case = matches[0]
+    # Checked before drawing: a path that cannot be written fails at once, naming it.
+    out_path = output_file(out_path, what="image file")
     figure = plot_case(case, slice_index=slice_index)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target then rename, so a reader never sees half an image.
-    tmp = out_path.with_name(f".{out_path.stem}.{uuid.uuid4().hex[:8]}{out_path.suffix}")
     try:
-        figure.savefig(tmp, dpi=110)
-        os.replace(tmp, out_path)
+        _save_figure(figure, out_path)
     finally:
         plt.close(figure)
-        if tmp.exists():
-            tmp.unlink()
     return out_path
+
+
+def _save_figure(figure, path):
+    """``figure.savefig`` atomically: a reader never sees half an image, an error leaves none."""
+    path = output_file(path, what="image file")
+    try:
+        # The temporary name keeps the extension: matplotlib picks the format from it.
+        with atomic_write(path, mode=None, suffix=path.suffix) as tmp:
+            figure.savefig(tmp, dpi=110)
+    except OSError as error:
+        raise RunError(f"{path}: cannot write the image ({error.strerror or error})") from error
+    return path
 
 
 # -- training curves (report figure 7.1) ---------------------------------------------------------
@@ -246,7 +261,7 @@ def plot_history(history, axes=None, path=None):
                 ax.legend(fontsize=8)
     figure.tight_layout()
     if path is not None:
-        figure.savefig(path, dpi=110)
+        _save_figure(figure, path)
     return figure
 
 

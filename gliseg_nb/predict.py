@@ -21,18 +21,32 @@ predict_case(model, case, config)        label volume (uint8, internal 0-3), ori
 write_prediction(labels, case, out_dir)  ``<case_id>.nii.gz`` in the release's labels
 remove_small_enhancing(labels, n)        ET -> necrosis when the total ET is under n voxels
 load_trained(path)                       (model, config) from a ``.keras`` file or run folder
-main_predict(args)                       the ``gliseg-nb predict`` command
+predict_folder(model, data, out)         every case of a folder, with a manifest (``gliseg-nb predict``)
+read_manifest(folder)                    which model wrote the predictions of a folder
+
+The manifest
+------------
+`predict_folder` writes ``predictions.json`` (`MANIFEST_FILE`) into its output folder: the
+model file and its SHA-256, its settings, the options that change the labels, the date, the
+cases it writes and whether it finished. Predicting into a folder that holds another
+model's predictions is refused unless ``overwrite=True`` (which first removes them), so a
+folder never mixes two models; `gliseg_nb.metrics.evaluate_folder` reads the manifest and
+refuses to score a mix.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import datetime
+import hashlib
+import json
+import zipfile
 
 import numpy as np
 
+from ._io import atomic_write, output_folder, user_path
 from ._preprocess import resize_images, resize_weights
 from .config import Config
+from .errors import ConfigError, DataError, RunError
 from .labels import from_internal
 
 __all__ = [
@@ -42,9 +56,15 @@ __all__ = [
     "remove_small_components",
     "load_trained",
     "find_model_file",
-    "main_predict",
+    "predict_folder",
+    "read_manifest",
+    "MANIFEST_FILE",
     "MODEL_FILE_NAMES",
 ]
+
+#: The manifest `predict_folder` writes beside its predictions.
+MANIFEST_FILE = "predictions.json"
+_MANIFEST_FORMAT = "gliseg-nb predictions 1"
 
 #: Model files looked for in a run folder, in order of preference (`gliseg_nb.train`
 #: writes ``best.keras`` and ``last-epoch-NNN.keras`` checkpoints).
@@ -152,7 +172,7 @@ def remove_small_enhancing(labels, min_voxels, replacement=1):
         `labels` itself when nothing changes, else a relabelled copy.
     """
     if min_voxels < 0:
-        raise ValueError(f"min_voxels must be >= 0, got {min_voxels}")
+        raise ConfigError(f"min_voxels must be >= 0, got {min_voxels}")
     enhancing = labels == 3
     count = int(np.count_nonzero(enhancing))
     if count == 0 or count >= min_voxels:
@@ -192,7 +212,7 @@ def remove_small_components(labels, min_voxels):
     from scipy import ndimage
 
     if min_voxels < 0:
-        raise ValueError(f"min_voxels must be >= 0, got {min_voxels}")
+        raise ConfigError(f"min_voxels must be >= 0, got {min_voxels}")
     if min_voxels == 0:
         return labels
     structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
@@ -262,18 +282,18 @@ def predict_case(
         Only with ``return_probabilities=True``.
     """
     if not isinstance(config, Config):
-        raise ValueError(f"config must be a gliseg_nb.Config, got {type(config).__name__}")
+        raise ConfigError(f"config must be a gliseg_nb.Config, got {type(config).__name__}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     case_data = case if hasattr(case, "images") else _load_full_case(case, config)
     case_id = case_data.case.case_id
     missing = [m for m in config.modalities if m not in case_data.images]
     if missing:
-        raise ValueError(f"case {case_id}: modalities {missing} were not loaded")
+        raise DataError(f"case {case_id}: modalities {missing} were not loaded")
     stack = np.stack([case_data.images[m] for m in config.modalities], axis=-1)
     full_depth = case_data.shape[2] if len(case_data.shape) > 2 else stack.shape[2]
     if stack.shape[2] != full_depth:
-        raise ValueError(
+        raise DataError(
             f"case {case_id}: predict_case needs every axial slice, but only "
             f"{stack.shape[2]} of {full_depth} were loaded"
         )
@@ -295,7 +315,7 @@ def predict_case(
             images = resize_images(normalized[:, :, indices], config.image_size)
             small = _predict_probabilities(model, images, batch_size, tta_flips)
             if small.shape[1:3] != images.shape[1:3]:
-                raise ValueError(
+                raise DataError(
                     f"model output {small.shape[1:]} does not match its input "
                     f"{images.shape[1:]}; is this a segmentation model for image_size "
                     f"{config.image_size}?"
@@ -352,12 +372,12 @@ def write_prediction(labels, case, out_dir, label_convention="release"):
 
     case = getattr(case, "case", case)
     if label_convention not in ("release", "internal"):
-        raise ValueError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
+        raise ConfigError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
     reference, reference_path = _reference_image(case)
     grid = tuple(reference.shape[:3])
     labels = np.asarray(labels)
     if labels.shape != grid:
-        raise ValueError(
+        raise DataError(
             f"case {case.case_id}: labels of shape {labels.shape} do not match the grid "
             f"{grid} of {reference_path}"
         )
@@ -370,13 +390,13 @@ def write_prediction(labels, case, out_dir, label_convention="release"):
     header.set_slope_inter(None, None)
     header["cal_min"], header["cal_max"] = 0, int(data.max(initial=0))
     image = nib.Nifti1Image(data, reference.affine, header)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{case.case_id}.nii.gz"
-    # The temporary name must end in .nii.gz too: nibabel picks compression by extension.
-    tmp = out_dir / f".{case.case_id}.partial.nii.gz"
-    nib.save(image, str(tmp))
-    os.replace(tmp, path)
+    path = user_path(out_dir) / f"{case.case_id}.nii.gz"
+    try:
+        # The temporary name must end in .nii.gz too: nibabel picks compression by extension.
+        with atomic_write(path, mode=None, suffix=".nii.gz") as tmp:
+            nib.save(image, str(tmp))
+    except OSError as error:
+        raise RunError(f"{path}: cannot write the prediction ({error.strerror or error})") from error
     return path
 
 
@@ -396,8 +416,13 @@ def find_model_file(run_dir):
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If the folder holds no model file, or several without a preferred one.
     """
-    run_dir = Path(run_dir)
+    run_dir = user_path(run_dir)
     for name in MODEL_FILE_NAMES:
         if (run_dir / name).is_file():
             return run_dir / name
@@ -408,9 +433,9 @@ def find_model_file(run_dir):
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise FileNotFoundError(f"{run_dir}: no .keras model file in this run folder")
+        raise RunError(f"{run_dir}: no .keras model file in this run folder")
     names = ", ".join(path.name for path in candidates)
-    raise ValueError(f"{run_dir}: several model files ({names}); pass the one to use")
+    raise RunError(f"{run_dir}: several model files ({names}); pass the one to use")
 
 
 def load_trained(path, config_path=None):
@@ -429,10 +454,16 @@ def load_trained(path, config_path=None):
     -------
     model : keras.Model
     config : gliseg_nb.Config
-    """
-    from . import load_model
 
-    path = Path(path)
+    Raises
+    ------
+    gliseg_nb.DataError
+        If the model file is missing, truncated, corrupt or not a Keras model, has no
+        settings, or does not take the inputs its settings describe.
+    gliseg_nb.ConfigError
+        If the settings file cannot be read or holds an invalid setting.
+    """
+    path = user_path(path)
     if path.is_dir():
         model_path = find_model_file(path)
         search = [path / "config.json"]
@@ -440,74 +471,265 @@ def load_trained(path, config_path=None):
         model_path = path
         search = [path.parent / "config.json", path.parent.parent / "config.json"]
     else:
-        raise FileNotFoundError(f"{path}: no such model file or run folder")
+        raise DataError(f"{path}: no such model file or run folder")
     if config_path is None:
         found = [candidate for candidate in search if candidate.is_file()]
         if not found:
-            raise ValueError(
+            raise DataError(
                 f"{model_path}: no config.json next to the model, so the modalities, image "
                 "size and normalisation it expects are unknown (pass --config FILE)"
             )
         config_path = found[0]
-    config = Config.load(config_path)
-    try:
-        model = load_model(model_path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad or foreign file
-        raise ValueError(f"{model_path}: cannot load the model ({error})") from None
+    config = Config.load(user_path(config_path))
+    model = _load_model_file(model_path)
     expected = (config.image_size, config.image_size, config.n_channels)
     if tuple(model.input_shape[1:]) != expected:
-        raise ValueError(
+        raise DataError(
             f"{model_path}: model input {tuple(model.input_shape[1:])} does not match "
             f"{config_path} (image_size={config.image_size}, modalities={list(config.modalities)})"
         )
     return model, config
 
 
-def main_predict(args):
-    """The ``gliseg-nb predict MODEL DATA --out DIR`` command.
+def _load_model_file(model_path):
+    """`gliseg_nb.load_model` with an error naming the file when it is not a usable model.
+
+    A ``.keras`` file is a zip archive; Keras reports a truncated one as "File not found"
+    (for a file that exists), so the archive is checked first.
+    """
+    import keras
+
+    from . import load_model
+
+    if model_path.suffix != ".keras":
+        raise DataError(f"{model_path}: not a .keras model file (gliseg-nb saves models as .keras)")
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            damaged = archive.testzip()
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(
+            f"{model_path}: not a complete .keras file (truncated or corrupt: {error}); "
+            "train again or copy the file again"
+        ) from error
+    if damaged is not None:
+        raise DataError(f"{model_path}: corrupt .keras file ({damaged} fails its checksum)")
+    if "config.json" not in names:
+        raise DataError(f"{model_path}: not a Keras model file (no config.json inside the archive)")
+    try:
+        return load_model(model_path, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        # What a well-formed archive that Keras cannot rebuild raises (foreign layers, other
+        # Keras versions, weights of another shape).
+        raise DataError(
+            f"{model_path}: cannot load the model ({type(error).__name__}: {error}; "
+            f"Keras {keras.__version__})"
+        ) from error
+
+
+def _sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder):
+    """The manifest (``predictions.json``) of a predictions folder, or None if it has none.
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``model`` (``.keras`` file or run folder), ``data`` (BraTS folder), ``out``
-        (output folder), and optionally ``config`` (default None), ``labels``
-        (``"release"`` or ``"internal"``, default ``"release"``), ``batch_size``
-        (default 32), ``tta`` (default False), ``min_et_voxels`` (default 0),
-        ``min_component_voxels`` (default 0) and ``case`` (case ids to predict, default all).
+    folder : str or pathlib.Path
+        A folder written by `predict_folder` (or ``gliseg-nb predict``).
 
     Returns
     -------
-    int
-        The exit status, 0 on success.
+    dict or None
+        ``model`` (``path``, ``sha256``), ``config``, ``options`` (labels, tta,
+        min_et_voxels, min_component_voxels, nan_policy), ``created``, ``files``
+        (``{case_id: file name}`` of every case the run set out to write) and ``complete``
+        (False when the run was interrupted). None when the folder has no manifest (older
+        versions, or predictions from elsewhere).
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If the manifest exists but cannot be read.
+    """
+    path = user_path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{path}: cannot read the predictions manifest ({error})") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != _MANIFEST_FORMAT:
+        raise RunError(f"{path}: not a gliseg-nb predictions manifest")
+    return manifest
+
+
+def _write_manifest(folder, manifest):
+    with atomic_write(folder / MANIFEST_FILE) as handle:
+        handle.write(json.dumps(manifest, indent=2) + "\n")
+
+
+def _prediction_files(folder):
+    """The prediction-like files in `folder` (``*.nii.gz``, ``*.nii``; hidden files skipped)."""
+    return sorted(path for pattern in ("*.nii.gz", "*.nii") for path in folder.glob(pattern)
+                  if path.is_file() and not path.name.startswith("."))
+
+
+def _describe_writer(manifest):
+    return f"{manifest['model']['path']} on {manifest.get('created', '?')}"
+
+
+def _claim_folder(out_dir, identity, overwrite):
+    """Make `out_dir` hold only predictions of the model `identity` describes.
+
+    Returns the case files an earlier run of the same model and options recorded (kept),
+    after removing another model's files when `overwrite` is set.
+    """
+    manifest = read_manifest(out_dir)
+    existing = _prediction_files(out_dir)
+    same = manifest is not None and all(manifest.get(key) == value for key, value in identity.items())
+    if same:
+        listed = set(manifest.get("files", {}).values())
+        strays = [path for path in existing if path.name not in listed]
+        if not strays:
+            return dict(manifest.get("files", {}))  # the same model again: resume or add cases
+        # Files its manifest does not list were put there by someone else.
+        other = f"{len(strays)} prediction file(s) its {MANIFEST_FILE} does not list ({strays[0].name}, ...)"
+        stale = strays
+    elif manifest is not None:
+        other = f"predictions of another model or options ({_describe_writer(manifest)})"
+        listed = [out_dir / name for name in manifest.get("files", {}).values()]
+        stale = [path for path in listed if path.is_file()]
+        stale += [path for path in existing if path not in listed]
+    elif existing:
+        other = f"{len(existing)} prediction file(s) without a {MANIFEST_FILE} (older or foreign)"
+        stale = existing
+    else:
+        return {}
+    if not overwrite:
+        raise RunError(
+            f"{out_dir}: holds {other}; pass --overwrite (overwrite=True) to replace them, "
+            "or choose another output folder"
+        )
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if same:
+        return dict(manifest.get("files", {}))
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    return {}
+
+
+def predict_folder(model, data, out, *, config=None, label_convention="release", batch_size=32,
+                   tta=False, min_et_voxels=0, min_component_voxels=0, cases=None,
+                   nan_policy="raise", overwrite=False, progress=True):
+    """Segment every case of a BraTS folder into ``out/<case_id>.nii.gz`` (``gliseg-nb predict``).
+
+    The output folder is checked (created, writable, not a file) before any case is
+    predicted, and gets a manifest (``predictions.json``, see the module docstring) naming
+    the model that wrote its files. Each file is written atomically.
+
+    Parameters
+    ----------
+    model : str or pathlib.Path
+        A trained model (``.keras``) or a run folder (`load_trained`).
+    data : str or pathlib.Path
+        Folder of BraTS cases in any layout (`gliseg_nb.data.find_cases`).
+    out : str or pathlib.Path
+        Output folder (``~`` expanded; created if missing).
+    config : str or pathlib.Path or None, default=None
+        The settings the model was trained with; None: the run's ``config.json``.
+    label_convention : {"release", "internal"}, default="release"
+        Labels written (`write_prediction`).
+    batch_size : int, default=32
+        Slices per forward pass; at least 1.
+    tta : bool, default=False
+        Average over the four in-plane flips (`predict_case`'s ``tta_flips``).
+    min_et_voxels, min_component_voxels : int, default=0
+        Post-processing of `predict_case` (0: off); not negative.
+    cases : sequence of str or None, default=None
+        Case ids to predict; None predicts every case.
+    nan_policy : {"raise", "zero"}, default="raise"
+        What to do with NaN or infinite voxels in a float image (`gliseg_nb.data.load_case`).
+    overwrite : bool, default=False
+        Replace predictions of another model (or of unknown origin) found in `out`;
+        without it such a folder is refused.
+    progress : bool, default=True
+        Show a progress bar over cases.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, one per case.
+
+    Raises
+    ------
+    gliseg_nb.ConfigError
+        For a non-positive `batch_size`, negative post-processing thresholds or an unknown
+        `label_convention` / `nan_policy`.
+    gliseg_nb.DataError
+        If the model or data cannot be read, or a case id in `cases` is not in `data`.
+    gliseg_nb.RunError
+        If `out` cannot be written, or holds another model's predictions (without
+        `overwrite`).
     """
     from tqdm.auto import tqdm
 
-    from .data import find_cases
+    from . import __version__
+    from .data import find_cases, load_case
 
-    model, config = load_trained(args.model, getattr(args, "config", None))
-    cases = find_cases(args.data)
-    wanted = getattr(args, "case", None)
-    if wanted:
-        known = {case.case_id for case in cases}
-        unknown = [case_id for case_id in wanted if case_id not in known]
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_count("min_et_voxels", min_et_voxels, minimum=0)
+    _check_count("min_component_voxels", min_component_voxels, minimum=0)
+    if label_convention not in ("release", "internal"):
+        raise ConfigError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
+    if nan_policy not in ("raise", "zero"):
+        raise ConfigError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
+    model_path = user_path(model)
+    loaded, config = load_trained(model_path, config)
+    if model_path.is_dir():
+        model_path = find_model_file(model_path)
+    found = find_cases(data)
+    if cases:
+        known = {case.case_id for case in found}
+        unknown = [case_id for case_id in cases if case_id not in known]
         if unknown:
-            raise ValueError(f"{args.data}: no case(s) {', '.join(unknown)}")
-        cases = [case for case in cases if case.case_id in set(wanted)]
-    if not cases:
-        raise ValueError(f"{args.data}: no BraTS case found")
+            raise DataError(f"{data}: no case(s) {', '.join(unknown)}")
+        found = [case for case in found if case.case_id in set(cases)]
+    if not found:
+        raise DataError(f"{data}: no BraTS case found")
+    # Checked before any case is predicted: a folder we cannot write fails now.
+    out_dir = output_folder(out, what="predictions folder")
+    identity = {
+        "format": _MANIFEST_FORMAT,
+        "model": {"path": str(model_path.resolve()), "sha256": _sha256(model_path)},
+        "config": config.to_dict(),
+        "options": {"labels": label_convention, "tta": bool(tta), "min_et_voxels": int(min_et_voxels),
+                    "min_component_voxels": int(min_component_voxels), "nan_policy": nan_policy},
+    }
+    identity = json.loads(json.dumps(identity))  # as read back from the manifest (lists, not tuples)
+    files = _claim_folder(out_dir, identity, overwrite)
+    files.update({case.case_id: f"{case.case_id}.nii.gz" for case in found})
+    manifest = {**identity, "gliseg_nb_version": __version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "files": dict(sorted(files.items())), "complete": False}
+    # Written before the first prediction: an interrupted run leaves complete=False.
+    _write_manifest(out_dir, manifest)
     written = []
-    for case in tqdm(cases, desc="predict", unit="case"):
-        labels = predict_case(
-            model,
-            case,
-            config,
-            batch_size=getattr(args, "batch_size", 32) or 32,
-            tta_flips=bool(getattr(args, "tta", False)),
-            min_et_voxels=getattr(args, "min_et_voxels", 0) or 0,
-            min_component_voxels=getattr(args, "min_component_voxels", 0) or 0,
-        )
-        written.append(
-            write_prediction(labels, case, args.out, label_convention=getattr(args, "labels", "release"))
-        )
-    print(f"Wrote {len(written)} prediction(s) to {args.out}")
-    return 0
+    for case in tqdm(found, desc="predict", unit="case", disable=not progress):
+        case_data = load_case(case, modalities=list(config.modalities), nan_policy=nan_policy)
+        labels = predict_case(loaded, case_data, config, batch_size=batch_size, tta_flips=bool(tta),
+                              min_et_voxels=min_et_voxels, min_component_voxels=min_component_voxels)
+        written.append(write_prediction(labels, case, out_dir, label_convention=label_convention))
+    manifest["complete"] = True
+    _write_manifest(out_dir, manifest)
+    return written
+
+
+def _check_count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from ._io import output_folder, user_path
+from .errors import DataError, GlisegError
+
 __all__ = [
     "TourError",
     "default_notebook_dir",
@@ -21,7 +24,7 @@ __all__ = [
 ]
 
 
-class TourError(RuntimeError):
+class TourError(GlisegError, RuntimeError):
     """A notebook of the tour failed; the message names the notebook and the cell."""
 
 
@@ -54,9 +57,9 @@ def find_notebooks(notebook_dir):
     -------
     list of pathlib.Path
     """
-    notebook_dir = Path(notebook_dir)
+    notebook_dir = user_path(notebook_dir)
     if not notebook_dir.is_dir():
-        raise FileNotFoundError(
+        raise DataError(
             f"{notebook_dir}: no notebook folder here; pass --notebooks DIR (the repository's "
             "notebooks/ folder)"
         )
@@ -64,7 +67,7 @@ def find_notebooks(notebook_dir):
         path for path in notebook_dir.glob("*.ipynb") if not path.name.startswith(("_", "."))
     )
     if not notebooks:
-        raise FileNotFoundError(f"{notebook_dir}: no .ipynb notebooks found")
+        raise DataError(f"{notebook_dir}: no .ipynb notebooks found")
     return notebooks
 
 
@@ -187,15 +190,19 @@ def static_html(notebook):
     return body
 
 
-def run_tour(args):
+def run_tour(out="tour", *, notebooks=None, timeout=600, keep_going=False):
     """Execute every notebook in order and write executed notebooks and HTML pages.
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``out`` (build folder), and optionally ``notebooks`` (folder; default
-        `default_notebook_dir`), ``timeout`` (seconds per cell, default 600) and
-        ``keep_going`` (run the remaining notebooks after a failure, default False).
+    out : str or pathlib.Path, default="tour"
+        Build folder (``~`` expanded; created if missing).
+    notebooks : str or pathlib.Path or None, default=None
+        Folder of notebooks; None: `default_notebook_dir`.
+    timeout : int, default=600
+        Seconds any one cell may run; at least 1.
+    keep_going : bool, default=False
+        Run the remaining notebooks after a failure.
 
     Returns
     -------
@@ -204,11 +211,12 @@ def run_tour(args):
     """
     from tqdm.auto import tqdm
 
-    notebook_dir = getattr(args, "notebooks", None) or default_notebook_dir()
-    timeout = getattr(args, "timeout", None) or 600
-    keep_going = bool(getattr(args, "keep_going", False))
-    out_dir = Path(args.out)
-    notebooks = find_notebooks(notebook_dir)
+    from .errors import ConfigError
+
+    if timeout is None or timeout < 1:
+        raise ConfigError(f"timeout must be at least 1 second, got {timeout}")
+    notebooks = find_notebooks(notebooks or default_notebook_dir())
+    out_dir = output_folder(out, what="build folder")
 
     failures = []
     timings = []
@@ -249,4 +257,6 @@ def add_arguments(parser):
 if __name__ == "__main__":  # pragma: no cover
     parser = argparse.ArgumentParser(prog="python -m gliseg_nb.tour")
     add_arguments(parser)
-    sys.exit(run_tour(parser.parse_args()))
+    options = parser.parse_args()
+    sys.exit(run_tour(options.out, notebooks=options.notebooks, timeout=options.timeout,
+                      keep_going=options.keep_going))

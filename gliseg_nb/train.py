@@ -35,11 +35,13 @@ from pathlib import Path
 
 import keras
 
+from ._io import output_folder, user_path
 from .config import Config
+from .errors import ConfigError, DataError
 
 __all__ = [
     "fit",
-    "main_train",
+    "train_run",
     "choose_strategy",
     "parse_overrides",
     "read_history",
@@ -299,6 +301,11 @@ def parse_overrides(pairs):
     Returns
     -------
     dict
+
+    Raises
+    ------
+    gliseg_nb.ConfigError
+        For a pair without ``=``, an unknown field or a value that cannot be converted.
     """
     import dataclasses
 
@@ -309,16 +316,16 @@ def parse_overrides(pairs):
         name, separator, text = pair.partition("=")
         name, text = name.strip(), text.strip()
         if not separator or not name:
-            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
+            raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
         if name not in fields or name == "preset":
-            raise ValueError(f"--set: unknown setting {name!r}; known: {', '.join(sorted(set(fields) - {'preset'}))}")
+            raise ConfigError(f"--set: unknown setting {name!r}; known: {', '.join(sorted(set(fields) - {'preset'}))}")
         field_type = str(fields[name].type)
         default = getattr(defaults, name)
         if text.lower() in ("none", "null") and "None" in field_type:
             overrides[name] = None
         elif isinstance(default, bool):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"--set {name}: expected true or false, got {text!r}")
+                raise ConfigError(f"--set {name}: expected true or false, got {text!r}")
             overrides[name] = text.lower() in ("true", "1", "yes")
         elif field_type.startswith("tuple"):
             items = [item.strip() for item in text.split(",") if item.strip()]
@@ -326,15 +333,15 @@ def parse_overrides(pairs):
             for item in items:
                 try:
                     converted.append(float(item) if name in ("split", "class_weights") else item)
-                except ValueError:
-                    raise ValueError(f"--set {name}: {item!r} is not a number") from None
+                except ValueError as error:
+                    raise ConfigError(f"--set {name}: {item!r} is not a number") from error
             overrides[name] = tuple(converted)
         else:
             kind = int if isinstance(default, int) or field_type.startswith("int") else type(default)
             try:
                 overrides[name] = kind(text)
-            except ValueError:
-                raise ValueError(f"--set {name}: cannot read {text!r} as {kind.__name__}") from None
+            except ValueError as error:
+                raise ConfigError(f"--set {name}: cannot read {text!r} as {kind.__name__}") from error
     return overrides
 
 
@@ -612,8 +619,8 @@ def region_dice(model, cases, config, batch_size=None):
 
 
 # -- the command -------------------------------------------------------------------------------------
-def main_train(args):
-    """``gliseg-nb train [DATA] --out RUN --preset quick --set field=value``.
+def train_run(data_dir=None, out="runs/quick", *, preset="quick", overrides=None):
+    """Train on a BraTS folder the way ``gliseg-nb train`` does, printing its progress.
 
     Splits the cases 68/20/12 by patient (`gliseg_nb.split.split_cases`, saved as
     ``split.json``; a resumed run reuses the saved split), trains with `fit`, then prints the
@@ -621,26 +628,44 @@ def main_train(args):
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``data`` (folder or None for the synthetic dataset), ``out``, ``preset``,
-        ``overrides`` (list of ``FIELD=VALUE``).
+    data_dir : str or pathlib.Path or None, default=None
+        BraTS folder in any layout; None uses the embedded synthetic dataset.
+    out : str or pathlib.Path, default="runs/quick"
+        The run folder (``~`` expanded). Run the same call again to resume.
+    preset : {"quick", "report"}, default="quick"
+        Settings preset (`gliseg_nb.Config.preset`).
+    overrides : dict or None, default=None
+        Config fields to change, e.g. ``{"epochs": 3}`` (`parse_overrides` reads them from
+        ``FIELD=VALUE`` strings).
 
     Returns
     -------
-    int
-        0 on success.
+    pathlib.Path
+        The run folder.
+
+    Raises
+    ------
+    gliseg_nb.ConfigError
+        For an unknown preset or an invalid setting.
+    gliseg_nb.DataError
+        If `data_dir` holds fewer than two cases with segmentations.
+    gliseg_nb.RunError
+        If `out` cannot be used as a run folder (a file, or not writable).
     """
     import time
 
     from .data import find_cases, get_data_dir
     from .split import load_split, select_cases, split_cases
 
-    config = Config.preset(args.preset, **parse_overrides(args.overrides))
-    data_dir = get_data_dir(args.data)
+    config = Config.preset(preset, **dict(overrides or {}))
+    if data_dir is not None and user_path(data_dir).is_file():
+        raise DataError(f"{user_path(data_dir)}: is a file; train needs the folder holding the BraTS cases")
+    data_dir = get_data_dir(data_dir)
     cases = [case for case in find_cases(data_dir) if case.seg is not None]
     if len(cases) < 2:
-        raise ValueError(f"{data_dir}: training needs at least 2 cases with segmentations, found {len(cases)}")
-    out_dir = Path(args.out)
+        raise DataError(f"{data_dir}: training needs at least 2 cases with segmentations, found {len(cases)}")
+    # Checked before any work: a run folder that cannot be written fails now, not after an epoch.
+    out_dir = output_folder(out, what="run folder")
     split_path = out_dir / SPLIT_FILE
     split = load_split(split_path, cases) if split_path.is_file() else split_cases(cases, config)
     train_cases, val_cases = select_cases(cases, split["train"]), select_cases(cases, split["val"])
@@ -659,4 +684,4 @@ def main_train(args):
     print("Validation Dice of the best model: "
           + ", ".join(f"{region} {scores[region]:.3f}" for region in ("WT", "TC", "ET")))
     print(f"Best model: {best_path}; history: {out_dir / HISTORY_FILE}")
-    return 0
+    return out_dir

@@ -1,5 +1,9 @@
 """Shared test fixtures: a seeded random generator, a non-interactive matplotlib, and a
-small synthetic dataset written once per test session."""
+small synthetic dataset written once per test session.
+
+The session's private, empty ``GLISEG_NB_CACHE`` is set by the repository's root
+``conftest.py`` (it applies to the notebooks too).
+"""
 
 import os
 
@@ -25,7 +29,7 @@ def synthetic_dataset(tmp_path_factory):
     """Three synthetic BraTS 2020-layout cases (seed 0), written once per test session.
 
     Case 003 is low-grade-like (no enhancement); 001 and 002 are high-grade with necrosis.
-    Takes a few seconds per case.
+    Takes a few seconds per case: tests that use it are marked ``slow``.
     """
     from gliseg_nb.data import synthesize
 

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gliseg_nb.cli import main
 from layout_fixtures import write_layout
 
@@ -63,6 +65,7 @@ def test_missing_modality_is_one_line_naming_the_folder(tmp_path, capsys):
     assert "BraTS19_" in err
 
 
+@pytest.mark.slow
 def test_installed_command_runs(tmp_path):
     write_layout(tmp_path, "brats2023-gli", n_cases=2, with_seg=False)
     command = Path(sys.executable).with_name("gliseg-nb")
@@ -76,6 +79,7 @@ def test_installed_command_runs(tmp_path):
     assert all(r["seg"] is None and r["layout"] == "brats2023-gli" for r in records)
 
 
+@pytest.mark.slow
 def test_installed_command_error_has_no_traceback(tmp_path):
     command = Path(sys.executable).with_name("gliseg-nb")
 

@@ -38,6 +38,7 @@ def first_run(dataset):
     return load_or_train(dataset, verbose=0, **TINY)
 
 
+@pytest.mark.slow
 def test_trains_into_the_cache(first_run, cache):
     assert not first_run.reused
     assert first_run.run_dir.parent == cache / "cache" / "runs"
@@ -56,6 +57,7 @@ def test_trains_into_the_cache(first_run, cache):
         first_run.cases_of("validation")
 
 
+@pytest.mark.slow
 def test_a_second_call_reuses_the_run_without_training(first_run, dataset):
     modified = (first_run.run_dir / "best.keras").stat().st_mtime_ns
     second = load_or_train(dataset, verbose=0, **TINY)
@@ -66,6 +68,7 @@ def test_a_second_call_reuses_the_run_without_training(first_run, dataset):
     assert (second.run_dir / "best.keras").stat().st_mtime_ns == modified
 
 
+@pytest.mark.slow
 def test_other_settings_or_changed_data_mean_another_run_folder(first_run, dataset):
     config = Config.preset("quick", **TINY)
     cases = find_cases(dataset)
@@ -80,6 +83,7 @@ def test_other_settings_or_changed_data_mean_another_run_folder(first_run, datas
         os.utime(seg, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_resumed_not_restarted(dataset):
     from gliseg_nb.split import select_cases, split_cases
     from gliseg_nb.train import fit
@@ -120,6 +124,7 @@ def test_too_few_cases_is_a_clear_error(tmp_path):
         load_or_train(data, cache_dir=tmp_path / "runs", verbose=0, **TINY)
 
 
+@pytest.mark.slow
 def test_retrain_trains_again_from_scratch(first_run, dataset):
     before = (first_run.run_dir / "best.keras").stat().st_mtime_ns
     again = load_or_train(dataset, verbose=0, retrain=True, **TINY)
@@ -129,9 +134,11 @@ def test_retrain_trains_again_from_scratch(first_run, dataset):
     assert (again.run_dir / "best.keras").stat().st_mtime_ns != before
 
 
-def test_quiet_tensorflow_returns_the_module():
+def test_quiet_tensorflow_returns_the_module(monkeypatch):
     from gliseg_nb.course import quiet_tensorflow
 
+    # conftest.py sets this variable for the whole suite: remove it to see quiet_tensorflow set it.
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     tf = quiet_tensorflow()
     assert hasattr(tf, "constant")
-    assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") is not None
+    assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2"

@@ -192,19 +192,17 @@ def test_spacing_must_fit_the_volume(spacing):
         evaluate_case(volume, volume, spacing=spacing)
 
 
-def test_evaluate_case_is_fast_on_a_brats_sized_volume(rng):
-    # A loose guard (the benchmark measures properly): a whole case well under 10 s.
-    import time
-
+def test_evaluate_case_on_a_brats_sized_volume(rng):
+    # Correctness on the full 240 x 240 x 155 grid (the bounding-box crop at work); its speed
+    # is measured by the benchmark, not asserted here (a loaded machine would fail it).
     truth = np.zeros((240, 240, 155), dtype=np.uint8)
     truth[80:160, 70:150, 40:110] = 2
     truth[100:140, 90:130, 60:90] = 1
     truth[110:130, 100:120, 65:85] = 3
     pred = np.roll(truth, 3, axis=0)
-    start = time.perf_counter()
     scores = evaluate_case(pred, truth)
-    assert time.perf_counter() - start < 10
     assert scores["WT"]["hd95"] == pytest.approx(3.0)
+    assert scores["WT"]["dice"] == pytest.approx(1 - 3 / 80)  # 3 of 80 rows shifted out
 
 
 def test_summarize_scores_statistics():
@@ -340,9 +338,11 @@ def test_evaluate_folder_errors_name_the_problem(scored_folder):
 
     root, truths, pred_dir = scored_folder
     first, second = sorted(truths)
-    (pred_dir / f"{second}.nii.gz").unlink()
-    with pytest.raises(ValueError, match=second):
+    for path in pred_dir.iterdir():
+        path.unlink()
+    with pytest.raises(ValueError, match="no prediction .* for any of the 2 case"):
         evaluation.evaluate_folder(pred_dir, root / "data")
+    _write_predictions(root, truths)
     truth, affine = truths[second]
     nib.save(nib.Nifti1Image(truth[:-1], affine), pred_dir / f"{second}.nii.gz")
     with pytest.raises(ValueError, match="shape"):
@@ -432,15 +432,32 @@ def test_cli_evaluate_table_json_csv(scored_folder, capsys):
     assert 0.0 < report["summary"]["WT"]["dice"]["mean"] < 1.0
 
 
-def test_cli_evaluate_missing_prediction_is_one_line(scored_folder, capsys):
+def test_cli_evaluate_scores_the_predicted_cases_and_names_the_missing_ones(scored_folder, capsys):
     from gliseg_nb.cli import main
 
     root, truths, pred_dir = scored_folder
-    missing = sorted(truths)[0]
+    missing, kept = sorted(truths)
     (pred_dir / f"{missing}.nii.gz").unlink()
+    assert main(["evaluate", str(pred_dir), str(root / "data"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [row["case_id"] for row in json.loads(captured.out)["cases"]] == [kept]
+    lines = captured.err.strip().splitlines()
+    # One line for the folder without a manifest, one naming the missing case and the count.
+    assert len(lines) == 2 and all(line.startswith("gliseg-nb evaluate: warning: ") for line in lines)
+    assert "no predictions.json" in lines[0]
+    assert f"no prediction for 1 of 2 case(s), not scored: {missing}" in lines[1]
+
+
+def test_cli_evaluate_without_any_prediction_is_one_line_suggesting_case(scored_folder, capsys):
+    from gliseg_nb.cli import main
+
+    root, truths, pred_dir = scored_folder
+    for path in pred_dir.iterdir():
+        path.unlink()
     assert main(["evaluate", str(pred_dir), str(root / "data")]) == 2
-    error = capsys.readouterr().err.strip()
-    assert missing in error and len(error.splitlines()) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("gliseg-nb evaluate: error: ")
+    assert str(pred_dir) in error[0] and "--case" in error[0]
 
 
 def test_evaluate_only_some_cases(scored_folder, capsys):

@@ -67,3 +67,23 @@ def test_error_hierarchy_keeps_valueerror_for_bad_input():
     from gliseg_nb.data import DataError as reexported
 
     assert reexported is DataError
+
+
+
+def test_output_folder_is_created_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _io.output_folder("~/a/b") == tmp_path / "a" / "b"
+    assert (tmp_path / "a" / "b").is_dir() and list((tmp_path / "a" / "b").iterdir()) == []  # probe removed
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="file: the run folder is a file, not a folder"):
+        _io.output_folder(tmp_path / "file", what="run folder")
+    with pytest.raises(RunError, match="cannot create the output folder: a path above it is a file"):
+        _io.output_folder(tmp_path / "file" / "below")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_output_file_refuses_a_folder(tmp_path):
+    assert _io.output_file(tmp_path / "new" / "s.csv", what="CSV file") == tmp_path / "new" / "s.csv"
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "s.csv").exists()
+    with pytest.raises(RunError, match="new: the CSV file is a folder"):
+        _io.output_file(tmp_path / "new", what="CSV file")

@@ -73,12 +73,19 @@ def _readme_commands():
 
 
 def test_ci_runs_the_readme_test_command():
+    # The README's one command installs, then `pytest` runs both testpaths; CI runs the same
+    # install, then the same two testpaths as two steps (unit tests, then the notebooks).
     readme, blocks = _readme_commands()
     test_blocks = [b for b in blocks if "pytest" in b and "pip install" in b]
     assert test_blocks, "README must show one command that installs and runs the tests"
-    ci = (ROOT / ".ci" / "run").read_text()
     command = test_blocks[0].strip().splitlines()[-1].strip()
-    assert command in ci, f"CI does not call the README's test command {command!r}"
+    install, _, run = command.rpartition(" && ")
+    assert run == "pytest", f"the README's command should end with a plain `pytest`: {command!r}"
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert install in ci_lines, f"CI does not install as the README does ({install!r})"
+    testpaths = _pyproject()["tool"]["pytest"]["ini_options"]["testpaths"]
+    steps = [line.split("||")[0].strip() for line in ci_lines if line.startswith("pytest")]
+    assert steps == [f"pytest {path}" for path in testpaths]
 
 
 def test_readme_main_command_runs_the_tour():

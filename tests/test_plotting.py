@@ -57,6 +57,7 @@ def test_plot_case_draws_four_modalities_and_labels_on_the_tumour_slice(case_dat
         plt.close(figure)
 
 
+@pytest.mark.slow
 def test_plot_case_accepts_a_case_and_given_axes(synthetic_dataset):
     case = find_cases(synthetic_dataset)[2]
     figure, axes = plt.subplots(2, 3)
@@ -74,6 +75,7 @@ def test_plot_case_rejects_a_slice_outside_the_volume(case_data):
         plot_case(case_data, slice_index=155)
 
 
+@pytest.mark.slow
 def test_save_case_figure_writes_a_png(synthetic_dataset, tmp_path):
     out = save_case_figure(synthetic_dataset, tmp_path / "figures" / "case.png",
                            case_id="BraTS20_Training_002")
@@ -82,11 +84,13 @@ def test_save_case_figure_writes_a_png(synthetic_dataset, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["case.png"]  # no temporary file
 
 
+@pytest.mark.slow
 def test_save_case_figure_names_an_unknown_case(synthetic_dataset, tmp_path):
     with pytest.raises(DataError, match="no case 'BraTS20_Training_999'"):
         save_case_figure(synthetic_dataset, tmp_path / "x.png", case_id="BraTS20_Training_999")
 
 
+@pytest.mark.slow
 def test_show_command(synthetic_dataset, tmp_path, capsys):
     out = tmp_path / "show.png"
     assert main(["show", str(synthetic_dataset), "--out", str(out), "--slice", "70"]) == 0

@@ -34,6 +34,7 @@ def _read(path):
 
 
 # -- format ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_writes_brats2020_layout_with_grades_and_parameters(synthetic_dataset):
     cases = find_cases(synthetic_dataset)
     assert [c.case_id for c in cases] == [f"BraTS20_Training_{i:03d}" for i in (1, 2, 3)]
@@ -52,6 +53,7 @@ def test_writes_brats2020_layout_with_grades_and_parameters(synthetic_dataset):
                                       "README.txt"])
 
 
+@pytest.mark.slow
 def test_files_have_brats_shape_types_labels_and_affine(synthetic_dataset):
     case_dir = synthetic_dataset / "BraTS20_Training_001"
     for modality in MODALITIES:
@@ -70,6 +72,7 @@ def test_files_have_brats_shape_types_labels_and_affine(synthetic_dataset):
     assert set(np.unique(np.asanyarray(seg.dataobj))) == {0, 1, 2, 4}
 
 
+@pytest.mark.slow
 def test_brain_is_the_same_in_every_modality_and_holds_the_labels(synthetic_dataset):
     data = load_case(find_cases(synthetic_dataset)[0])
     brains = [data.images[m] > 0 for m in MODALITIES]
@@ -84,6 +87,7 @@ def test_brain_is_the_same_in_every_modality_and_holds_the_labels(synthetic_data
     assert 22 <= centre <= 121
 
 
+@pytest.mark.slow
 def test_tumour_sizes_are_realistic(synthetic_dataset):
     for case in find_cases(synthetic_dataset):
         labels = load_case(case, modalities=[]).labels
@@ -94,6 +98,7 @@ def test_tumour_sizes_are_realistic(synthetic_dataset):
 
 
 # -- determinism -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_same_seed_gives_identical_voxels_whatever_the_number_of_cases(synthetic_dataset,
                                                                        case_with_maps):
     images, seg, _, _ = case_with_maps  # case index 1 generated alone
@@ -104,6 +109,7 @@ def test_same_seed_gives_identical_voxels_whatever_the_number_of_cases(synthetic
     np.testing.assert_array_equal(seg, _read(case_dir / "BraTS20_Training_002_seg.nii.gz"))
 
 
+@pytest.mark.slow
 def test_another_seed_gives_another_case(synthetic_dataset):
     images, seg, _ = synthesize_case(seed=1, index=0)
     written = _read(synthetic_dataset / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii.gz")
@@ -172,6 +178,7 @@ def test_confounders_are_bright_outside_the_tumour(case_with_maps):
     assert not np.any(seg[box][maps["confounders"]["wml"]])
 
 
+@pytest.mark.slow
 def test_low_grade_cases_have_no_enhancement(synthetic_dataset):
     cases = find_cases(synthetic_dataset)
     grades = {c.case_id: c.grade for c in cases}
@@ -184,6 +191,7 @@ def test_low_grade_cases_have_no_enhancement(synthetic_dataset):
             assert np.any(labels == 1)  # a non-enhancing core
 
 
+@pytest.mark.slow
 def test_scanner_variation_changes_intensity_scale_between_cases(synthetic_dataset):
     medians = []
     for case in find_cases(synthetic_dataset):
@@ -193,6 +201,7 @@ def test_scanner_variation_changes_intensity_scale_between_cases(synthetic_datas
 
 
 # -- difficulty ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_flair_threshold_baseline_is_in_the_calibrated_range(synthetic_dataset):
     result = threshold_baseline(synthetic_dataset)
     assert 0.6 <= result["mean_dice"] <= 0.8, result

@@ -34,6 +34,7 @@ def test_default_folder_is_the_repository_notebooks():
     assert default_notebook_dir() == Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@pytest.mark.slow
 def test_tour_writes_executed_notebooks_and_html(notebook_dir, tmp_path, capsys):
     build = tmp_path / "build"
     assert main(["tour", "--out", str(build), "--notebooks", str(notebook_dir)]) == 0
@@ -49,6 +50,7 @@ def test_tour_writes_executed_notebooks_and_html(notebook_dir, tmp_path, capsys)
     assert "All 2 notebooks ran" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_tour_names_the_failing_notebook_and_cell(tmp_path, capsys):
     folder = tmp_path / "notebooks"
     folder.mkdir()

@@ -69,6 +69,7 @@ def test_parse_overrides_converts_to_the_field_types():
 
 
 # -- run folder, resume with more epochs, checks ----------------------------------------------------
+@pytest.mark.slow
 def test_fit_writes_the_run_folder(tmp_path, rng):
     import tensorflow as tf
 
@@ -169,6 +170,7 @@ RESUME_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_repeating_epochs(tmp_path):
     data = write_layout(tmp_path / "data", "brats2020", n_cases=4, shape=(32, 32, 12))
     out, cache = tmp_path / "run", tmp_path / "cache"
@@ -225,6 +227,7 @@ MULTI_DEVICE_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_two_logical_cpus_train_the_same_model_with_a_mirrored_strategy(tmp_path):
     script = tmp_path / "multi.py"
     script.write_text(textwrap.dedent(MULTI_DEVICE_SCRIPT.format(tiny=repr(TINY))))
@@ -241,9 +244,15 @@ def test_two_logical_cpus_train_the_same_model_with_a_mirrored_strategy(tmp_path
 
 
 def test_one_device_uses_the_default_strategy():
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1 or len(tf.config.list_logical_devices("CPU")) > 1:
+        pytest.skip("several devices: choose_strategy picks MirroredStrategy (tested above)")
     strategy, description = choose_strategy()
     assert strategy.num_replicas_in_sync == 1
-    assert description == "default (1 CPU)"
+    # The machine decides the kind: a GPU machine (Colab, CI with an accelerator) has one GPU.
+    assert description == f"default (1 {'GPU' if gpus else 'CPU'})"
 
 
 
@@ -257,6 +266,7 @@ def test_models_compile_their_step_on_jax_whatever_the_xla_setting(monkeypatch, 
     assert train._jit_compile(Config.preset("quick", jit_compile=jit_setting)) is expected
 
 # -- learning, through the command line ---------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_train_learns_on_easy_data(tmp_path, capsys):
     from gliseg_nb.cli import main
 

@@ -17,7 +17,6 @@ from .evaluation import (  # noqa: E402  (NumPy only: no TensorFlow import here)
     hd95,
     keras_meaniou_as_fed,
     lesion_wise_scores,
-    main_evaluate,
     report_metrics,
     summarize_scores,
 )

@@ -20,23 +20,22 @@ format_case_table / format_summary_table    plain-text tables of those
 write_scores_csv(rows, path)                one CSV line per case, written atomically
 report_metrics(pred, truth, probabilities)  the report's accuracy / Dice / MeanIoU
 background_everywhere_scores(truth)         what predicting background everywhere scores
-main_evaluate(args)                         the ``gliseg-nb evaluate`` command
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from .._boxes import bounding_box, grow, union
-from ..errors import DataError
+from .._io import atomic_write, output_file, user_path
+from ..errors import ConfigError, DataError, RunError
 from ..labels import REGIONS, to_internal
 
 __all__ = [
@@ -56,7 +55,6 @@ __all__ = [
     "report_metrics",
     "keras_meaniou_as_fed",
     "background_everywhere_scores",
-    "main_evaluate",
 ]
 
 #: HD95 given when exactly one of the two masks is empty: the diagonal of the BraTS volume
@@ -441,13 +439,19 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
                     lesion_wise=False):
     """Score every prediction in a folder against the ground truth of the matching cases.
 
+    Cases without a prediction file are left out with a warning that names them (predict
+    only some cases, score those); it is an error only when no case has one. A folder
+    written by `gliseg_nb.predict.predict_folder` holds a manifest (``predictions.json``)
+    naming the model that wrote it: a file the manifest does not list comes from another
+    model, and the folder is refused rather than scored as a mix. A folder without a
+    manifest (older versions, other tools) is scored, with one warning saying so.
+
     Parameters
     ----------
     pred_dir : str or pathlib.Path
-        Folder of ``<case_id>.nii.gz`` (or ``.nii``) prediction files.
+        Folder of ``<case_id>.nii.gz`` (or ``.nii``) prediction files (``~`` expanded).
     data : str or pathlib.Path
-        Folder of BraTS data in any layout `gliseg_nb.data.find_cases` recognises. Every
-        case that has a segmentation must have a prediction.
+        Folder of BraTS data in any layout `gliseg_nb.data.find_cases` recognises.
     label_convention : {"release", "internal"}, default="release"
         Labels of the prediction files: ``"release"`` means each case's own release
         (4 = enhancing for BraTS 2019-2021, 3 for 2023, MSD's order for MSD), as
@@ -456,42 +460,80 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         Show a progress bar over cases.
     case_ids : sequence of str or None, default=None
         Score only these cases (for example the test split); None scores every case of
-        `data` that has a segmentation.
+        `data` that has a segmentation and a prediction.
     lesion_wise : bool, default=False
         Add the BraTS 2023 lesion-wise scores (see `evaluate_case`).
 
     Returns
     -------
     list of dict
-        One row per case: ``case_id``, ``prediction`` (path) and ``scores`` (the dict of
-        `evaluate_case`).
+        One row per scored case: ``case_id``, ``prediction`` (path) and ``scores`` (the
+        dict of `evaluate_case`).
+
+    Warns
+    -----
+    UserWarning
+        Once for the cases without a prediction (named, with their count), once for a folder
+        without a manifest, once for a manifest of an interrupted ``predict``.
 
     Raises
     ------
-    ValueError
-        If no case has a segmentation, a prediction is missing (the case is named), or a
-        prediction differs from its ground truth in shape or affine.
+    gliseg_nb.DataError
+        If no case has a segmentation, none of them has a prediction, a case id is unknown,
+        or a prediction differs from its ground truth in shape, affine or labels.
+    gliseg_nb.RunError
+        If the folder holds predictions of more than one model (by its manifest).
     """
     from ..data import find_cases, load_case
+    from ..predict import MANIFEST_FILE, read_manifest
 
     if label_convention not in ("release", "internal"):
-        raise ValueError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
-    pred_dir = Path(pred_dir)
+        raise ConfigError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
+    pred_dir = user_path(pred_dir)
     if not pred_dir.is_dir():
-        raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
+        if pred_dir.exists():
+            raise DataError(f"{pred_dir}: the predictions folder is a file, not a folder")
+        raise DataError(f"{pred_dir}: prediction folder not found")
     cases = [case for case in find_cases(data) if case.seg is not None]
     if case_ids is not None:
         known = {case.case_id for case in cases}
         unknown = [case_id for case_id in case_ids if case_id not in known]
         if unknown:
-            raise ValueError(f"{data}: no case with a segmentation named {', '.join(unknown)}")
+            raise DataError(f"{data}: no case with a segmentation named {', '.join(unknown)}")
         cases = [case for case in cases if case.case_id in set(case_ids)]
     if not cases:
-        raise ValueError(f"{data}: no case with a ground-truth segmentation to evaluate against")
+        raise DataError(f"{data}: no case with a ground-truth segmentation to evaluate against")
+
     missing = [case.case_id for case in cases if _prediction_path(pred_dir, case.case_id) is None]
+    if len(missing) == len(cases):
+        raise DataError(
+            f"{pred_dir}: no prediction <case_id>.nii.gz for any of the {len(cases)} case(s) with a "
+            f"segmentation in {data}; predict them first, or pick cases with --case (case_ids=)"
+        )
+    manifest = read_manifest(pred_dir)
+    if manifest is None:
+        warnings.warn(f"{pred_dir}: no {MANIFEST_FILE}, so which model wrote these predictions "
+                      "cannot be checked (older or foreign folder); scoring them as they are",
+                      UserWarning, stacklevel=2)
+    else:
+        listed = set(manifest.get("files", {}).values())
+        foreign = [path.name for pattern in ("*.nii.gz", "*.nii") for path in sorted(pred_dir.glob(pattern))
+                   if not path.name.startswith(".") and path.name not in listed]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise RunError(
+                f"{pred_dir}: holds predictions of more than one model: {shown} not written by "
+                f"{manifest['model']['path']} (its {MANIFEST_FILE}); predict again into an empty folder"
+            )
+        if not manifest.get("complete", False):
+            warnings.warn(f"{pred_dir / MANIFEST_FILE}: the predict run that wrote this folder did not "
+                          "finish; scoring the predictions it wrote", UserWarning, stacklevel=2)
+
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ValueError(f"{pred_dir}: no prediction <case_id>.nii.gz for case(s) {shown}")
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        warnings.warn(f"{pred_dir}: no prediction for {len(missing)} of {len(cases)} case(s), not scored: "
+                      f"{shown}", UserWarning, stacklevel=2)
+        cases = [case for case in cases if case.case_id not in set(missing)]
 
     iterator = cases
     if progress:
@@ -506,13 +548,13 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         truth, truth_affine, zooms = truth_data.labels, truth_data.affine, truth_data.zooms
         pred_raw, pred_affine, _ = _read_labels(pred_path)
         if pred_raw.shape != truth.shape:
-            raise ValueError(
+            raise DataError(
                 f"{pred_path}: shape {pred_raw.shape} differs from the ground truth "
                 f"{case.seg} {truth.shape}"
             )
         # Written affines are float32 in the header: compare to a tenth of a micrometre.
         if not np.allclose(pred_affine, truth_affine, atol=1e-4):
-            raise ValueError(
+            raise DataError(
                 f"{pred_path}: affine differs from the ground truth {case.seg} "
                 "(the prediction is not on the case's grid)"
             )
@@ -658,22 +700,26 @@ def write_scores_csv(rows, path):
     """Write one CSV line per case (columns ``case_id``, ``WT_dice``, ... ``ET_volume_truth_ml``,
     then the lesion-wise columns when they were computed).
 
-    The file is written to a temporary name and renamed, so an interrupted run never
-    leaves a half-written table.
+    The file is written atomically (`gliseg_nb._io.atomic_write`), so an interrupted run
+    never leaves a half-written table, and an error leaves nothing behind.
 
     Parameters
     ----------
     rows : list of dict
         Rows of `evaluate_folder`.
     path : str or pathlib.Path
-        The CSV file.
+        The CSV file (``~`` expanded; its folder is created).
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If `path` is a folder or cannot be written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_file(path, what="CSV file")
     buffer = io.StringIO()
     metrics = _metrics_of([row["scores"] for row in rows])
     fields = ["case_id"] + [f"{region}_{metric}" for region in REGIONS for metric in metrics]
@@ -681,54 +727,12 @@ def write_scores_csv(rows, path):
     writer.writeheader()
     for row in rows:
         writer.writerow(_flat_row(row, metrics))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, newline="") as handle:
+            handle.write(buffer.getvalue())
+    except OSError as error:
+        raise RunError(f"{path}: cannot write the CSV file ({error.strerror or error})") from error
     return path
-
-
-def main_evaluate(args):
-    """The ``gliseg-nb evaluate PRED_DIR DATA [--labels L] [--lesion-wise] [--json] [--csv FILE]`` command.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        ``predictions`` (folder), ``data`` (folder), ``json`` (bool), ``csv`` (path or
-        None), ``labels`` (``"release"`` or ``"internal"``; default ``"release"``) and
-        ``case`` (case ids to score; default None, every case with a segmentation) and
-        ``lesion_wise`` (bool; default False).
-
-    Returns
-    -------
-    int
-        The exit status, 0 on success.
-    """
-    label_convention = getattr(args, "labels", "release") or "release"
-    rows = evaluate_folder(
-        args.predictions,
-        args.data,
-        label_convention=label_convention,
-        progress=not args.json,
-        case_ids=getattr(args, "case", None),
-        lesion_wise=bool(getattr(args, "lesion_wise", False)),
-    )
-    summary = summarize_scores(rows)
-    csv_path = getattr(args, "csv", None)
-    if csv_path is not None:
-        write_scores_csv(rows, csv_path)
-    if args.json:
-        print(json.dumps({"cases": rows, "summary": summary}, indent=2))
-        return 0
-    shown = ("dice", "hd95", "sensitivity", "specificity")
-    if getattr(args, "lesion_wise", False):
-        shown = ("dice", "hd95", "lesion_dice", "lesion_hd95", "lesions_missed", "false_positive_lesions")
-    print(format_case_table(rows, metrics=shown))
-    print()
-    print(f"Summary over {len(rows)} case(s) (HD95 and volumes in mm and mL):")
-    print(format_summary_table(summary))
-    if csv_path is not None:
-        print(f"\nWrote per-case scores to {csv_path}")
-    return 0
 
 
 # -- the report's numbers --------------------------------------------------------------
