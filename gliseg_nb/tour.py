@@ -14,7 +14,14 @@ from pathlib import Path
 from ._io import output_folder, user_path
 from .errors import DataError, GlisegError
 
-__all__ = ["TourError", "default_notebook_dir", "find_notebooks", "execute_notebook", "run_tour"]
+__all__ = [
+    "TourError",
+    "default_notebook_dir",
+    "find_notebooks",
+    "execute_notebook",
+    "static_html",
+    "run_tour",
+]
 
 
 class TourError(GlisegError, RuntimeError):
@@ -138,11 +145,49 @@ def _failed_cell_number(notebook):
 
 def _write_outputs(notebook, ipynb_path):
     import nbformat
-    from nbconvert import HTMLExporter
 
     nbformat.write(notebook, ipynb_path)
-    body, _ = HTMLExporter().from_notebook_node(notebook)
-    ipynb_path.with_suffix(".html").write_text(body, encoding="utf-8")
+    ipynb_path.with_suffix(".html").write_text(static_html(notebook), encoding="utf-8")
+
+
+def static_html(notebook):
+    """An HTML page of an executed notebook that needs no script and no network.
+
+    A widget on such a page would be dead controls at best (they need a kernel), and an
+    empty box offline (the widget manager comes from a CDN). So every output that also
+    carries a picture shows the picture (the course's viewers send a PNG of their current
+    view with their widget), and the page loads no widget scripts. Other outputs keep
+    nbconvert's order of preference.
+
+    Parameters
+    ----------
+    notebook : nbformat.NotebookNode
+        The executed notebook; it is not modified.
+
+    Returns
+    -------
+    str
+        The HTML page.
+    """
+    import copy
+
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    # nbconvert's own order, with the widget view moved from first to last but text: any
+    # picture or HTML that comes with a widget wins, and the text is the last resort.
+    widget_view = "application/vnd.jupyter.widget-view+json"
+    priority = [m for m in HTMLExporter().config.NbConvertBase.display_data_priority
+                if m != widget_view]
+    at = priority.index("text/plain") if "text/plain" in priority else len(priority)
+    config = Config()
+    config.NbConvertBase.display_data_priority = priority[:at] + [widget_view] + priority[at:]
+    exporter = HTMLExporter(config=config)
+    page = copy.deepcopy(notebook)
+    # Without widget state in the metadata, nbconvert adds no widget-manager script.
+    page.metadata.pop("widgets", None)
+    body, _ = exporter.from_notebook_node(page)
+    return body
 
 
 def run_tour(out="tour", *, notebooks=None, timeout=600, keep_going=False):

@@ -199,7 +199,8 @@ for name in fields:
 #
 # Here is the first case: FLAIR, one of the four MRI contrasts, with the expert labels laid
 # over it in the report's colours (red necrotic core, green edema, yellow enhancing tumour).
-# Notebook 1 explains the viewer; for now, if your Jupyter shows widgets, drag the slider.
+# Notebook 1 explains the viewer; for now, if your Jupyter shows widgets, drag the slider
+# or click a picture.
 # Below it, the same view as a plain picture, for places where widgets do not run (a
 # static web page, GitHub).
 

@@ -250,8 +250,12 @@ plt.show()
 # %% [markdown]
 # ## The interactive viewer
 #
-# `CaseViewer` lets you move through a case: choose the plane (axial, coronal,
-# sagittal), the slice, the contrast, and whether the labels are drawn and how opaquely.
+# `CaseViewer` shows a case as neuroimaging viewers do (ITK-SNAP, NiiVue): three linked
+# planes, axial, coronal and sagittal, all through one point marked by a crosshair. Click
+# a picture to move that point; with the mouse over a picture, the arrow keys (or j/k)
+# step through its slices. The slider moves through the plane chosen above it (framed);
+# the line under the pictures gives the voxel's intensity in each contrast and its label.
+# You can also choose the contrast, and whether the labels are drawn and how opaquely.
 # If your Jupyter shows widgets (JupyterLab, Notebook, Colab, Binder), try it below.
 
 # %%
@@ -267,6 +271,9 @@ viewer
 # The viewer draws like nilearn, in the neurological convention (patient's left on the
 # left). Radiologists read scans the other way round, as if facing the patient:
 # `viewer.state.convention = "radiological"` swaps the sides (the letters L and R follow).
+#
+# For a 3-D look, `gliseg_nb.viewers.view_3d(case_data)` opens the case in NiiVue, a WebGL
+# viewer, once its optional package is installed (`pip install "gliseg-nb[3d]"`).
 
 # %%
 viewer.state.set_plane("coronal")

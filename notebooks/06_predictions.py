@@ -137,9 +137,11 @@ for class_id in (1, 2, 3):
 #
 # `ComparisonViewer` shows the expert's labels and the model's next to each other, on
 # the same slice, with the same controls as the viewer of notebook 1: plane, slice,
-# modality, label overlay and its opacity. Both panels move together. If your Jupyter
-# shows widgets, explore the case: where does the model disagree with the expert, at the
-# borders or in whole regions? In which plane is it easiest to see?
+# modality, label overlay and its opacity. Both pictures move together: click either to
+# move the cursor, step through slices with the arrow keys over it, and read both labels
+# of the voxel under the cursor below the pictures. If your Jupyter shows widgets,
+# explore the case: where does the model disagree with the expert, at the borders or in
+# whole regions? In which plane is it easiest to see?
 
 # %%
 viewer = ComparisonViewer(case_data, prediction)

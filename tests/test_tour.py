@@ -70,3 +70,23 @@ def test_tour_names_the_failing_notebook_and_cell(tmp_path, capsys):
 def test_missing_folder_is_one_clear_line(tmp_path, capsys):
     assert main(["tour", "--out", str(tmp_path / "b"), "--notebooks", str(tmp_path / "nope")]) == 2
     assert "no notebook folder here" in capsys.readouterr().err
+
+
+def test_static_page_shows_the_picture_of_a_widget_and_loads_no_widget_script():
+    import base64
+
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from gliseg_nb.tour import static_html
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 16).decode()
+    widget_view = {"version_major": 2, "version_minor": 0, "model_id": "abc123"}
+    notebook = new_notebook(cells=[new_code_cell("viewer", outputs=[new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": widget_view,
+                              "image/png": png, "text/plain": "CaseViewer of c"})])])
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "version_major": 2, "version_minor": 0, "state": {}}}
+    page = static_html(notebook)
+    assert f'src="data:image/png;base64,{png}"' in page
+    assert "abc123" not in page and "html-manager" not in page
+    assert "widgets" in notebook.metadata          # the notebook itself is left as it was

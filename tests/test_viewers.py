@@ -142,6 +142,83 @@ def test_display_range_covers_the_brain(case):
     assert 60 < low < 100 < high < 140
 
 
+# -- linked planes: the cursor seen from each plane, clicks and keys ----------------------------
+PLANE_NAMES = ("axial", "coronal", "sagittal")
+
+
+@pytest.mark.parametrize("convention", ["neurological", "radiological"])
+@pytest.mark.parametrize("plane", PLANE_NAMES)
+def test_a_click_moves_the_cursor_to_the_voxel_drawn_there(rng, plane, convention):
+    # Every voxel distinct, so reading the picture back identifies the voxel exactly.
+    volume = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    state = ViewerState(images={"flair": volume}, cursor=(4, 5, 6), convention=convention)
+    before = state.slice_index_in(plane)
+    picture = state.image_slice(plane=plane)
+    for row, column in [(0, 0), (picture.shape[0] - 1, 2), (3, picture.shape[1] - 1)]:
+        cursor = state.move_to(plane, row, column)
+        assert volume[cursor] == picture[row, column]
+        assert state.slice_index_in(plane) == before          # the clicked plane stays put
+        assert state.cursor_in_plane(plane) == (row, column)  # and the crosshair is there
+
+
+def test_planes_are_linked_through_the_cursor(case):
+    state = ViewerState.from_case(case)
+    state.move_to("axial", row=1, column=8)        # axial rows run A->P: y = 12 - 1 - 1
+    assert state.cursor == (8, 10, 2)
+    assert state.slice_index_in("sagittal") == 8   # the other planes now go through it
+    assert state.slice_index_in("coronal") == 10
+    # In the coronal picture, the cursor sits at column x and row (top = superior) Z-1-z.
+    assert state.cursor_in_plane("coronal") == (SHAPE[2] - 1 - 2, 8)
+    assert state.cursor_in_plane("sagittal") == (SHAPE[2] - 1 - 2, 10)
+
+
+def test_a_click_outside_the_picture_is_clamped(case):
+    state = ViewerState.from_case(case)
+    assert state.move_to("sagittal", row=-4, column=500) == (state.cursor[0], SHAPE[1] - 1, SHAPE[2] - 1)
+
+
+def test_key_steps_stop_at_the_ends(case):
+    state = ViewerState.from_case(case)
+    assert state.step(1) == 3                       # axial from z = 2
+    assert state.step(100) == SHAPE[2] - 1
+    assert state.step(-100) == 0
+    assert state.step(-1) == 0
+    assert state.step(2, plane="sagittal") == 5     # x from 3, the axial slice unchanged
+    assert state.slice_index == 0
+
+
+def test_voxel_values_and_readout_under_the_cursor(rng):
+    case = make_case(rng, affine=np.diag([-1.0, -1.0, 1.0, 1.0]))
+    prediction = np.zeros(SHAPE, np.uint8)
+    state = ViewerState.from_case(case, prediction=prediction)
+    state.cursor = (SHAPE[0] - 1 - 3, SHAPE[1] - 1 - 7, 2)   # the enhancing voxel, flipped to RAS
+    values = state.voxel_values()
+    assert values["labels"] == 3 and values["prediction"] == 0
+    assert values["images"]["t1ce"] == pytest.approx(float(case.images["t1ce"][3, 7, 2]))
+    assert state.file_voxel() == (3, 7, 2)          # named as indexed in the file
+    line = state.readout()
+    assert "(3, 7, 2)" in line and "label 3 (enhancing tumour)" in line
+    assert "predicted 0 (not tumour)" in line
+    assert f"FLAIR {case.images['flair'][3, 7, 2]:.4g}" in line
+
+
+def test_picture_has_the_crosshair_with_a_gap_at_the_cursor(case):
+    from gliseg_nb.viewers import CROSSHAIR_COLOR, plane_picture
+
+    state = ViewerState.from_case(case, overlay=False)
+    picture = plane_picture(state, "coronal", pixels_per_mm=10)
+    assert picture.shape == (SHAPE[2] * 10, SHAPE[0] * 10, 3)
+    row, column = state.cursor_in_plane("coronal")
+    y, x = row * 10 + 5, column * 10 + 5
+    cyan = np.array(CROSSHAIR_COLOR) * 255
+    # Far from the cursor, on its row and on its column: mostly crosshair colour.
+    for pixel in (picture[y, 0], picture[y, -1], picture[0, x], picture[-1, x]):
+        assert np.abs(pixel.astype(float) - cyan).max() < 0.35 * 255
+    assert not np.array_equal(picture[y, x], picture[y, 0])   # the voxel itself is left clear
+    plain = plane_picture(state, "coronal", pixels_per_mm=10, crosshair=False)
+    assert (plain[:, :, 0] == plain[:, :, 2]).all()            # grey only: no overlay, no cross
+
+
 # -- the widgets ----------------------------------------------------------------------------------
 def test_controls_write_into_the_state_and_redraw(case):
     viewer = CaseViewer(case)
@@ -168,15 +245,35 @@ def test_plane_dropdown_resizes_the_slider_with_one_redraw(case):
     assert viewer.redraw_count == before + 1
 
 
-def test_static_figure_draws_image_and_overlay(case):
+def test_static_figure_draws_the_overlay_and_a_legend_that_fits(case):
     viewer = CaseViewer(case)
     figure = viewer.static_figure()
-    axes = figure.axes[0]
-    assert len(axes.images) == 2                     # the MRI and the labels over it
+    (ax,) = figure.axes
+    with_labels = ax.images[0].get_array().copy()
     viewer.overlay_checkbox.value = False
-    assert len(viewer.static_figure().axes[0].images) == 1
+    without_labels = viewer.static_figure().axes[0].images[0].get_array()
+    assert with_labels.shape == without_labels.shape
+    assert (with_labels != without_labels).any()     # the tumour is tinted, or not
     assert "case_001" in figure._suptitle.get_text()
-    assert [t.get_text() for t in figure.legends[0].get_texts()][0].startswith("1:")
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts[0].startswith("1:") and texts[-1] == "3: enhancing tumour"
+    # The legend must fit in the picture at the dpi the notebooks save and show.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure.set_dpi(80)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    box = figure.legends[0].get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.width
+
+
+def test_static_figure_of_all_planes_has_a_panel_each(case):
+    viewer = CaseViewer(case)
+    figure = viewer.static_figure("all")
+    titles = [ax.get_title() for ax in figure.axes]
+    assert [t.split()[0] for t in titles] == ["axial", "coronal", "sagittal"]
+    with pytest.raises(ValueError, match="plane"):
+        viewer.static_figure(["oblique"])
 
 
 def test_comparison_viewer_shares_one_state(case):
@@ -191,9 +288,12 @@ def test_comparison_viewer_shares_one_state(case):
         ComparisonViewer(case)
 
 
-def test_text_fallback_names_the_viewer(case):
-    bundle = CaseViewer(case)._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+def test_display_bundle_has_the_widget_a_picture_and_text(case):
+    viewer = CaseViewer(case)
+    bundle = viewer._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == viewer.widget.model_id
+    # Static pages show this picture of the current view instead of dead controls.
+    assert bundle["image/png"].startswith(b"\x89PNG")
     assert bundle["text/plain"].startswith("CaseViewer of case_001: an interactive view")
 
 
@@ -212,8 +312,8 @@ def test_redraw_after_code_changes_brings_the_controls_in_line(case):
     assert viewer.opacity_slider.value == pytest.approx(0.2)
 
 
-def test_viewer_draws_into_its_output_widget_in_a_real_kernel(tmp_path, monkeypatch):
-    """In a kernel, the controls redraw and the Output widget holds one fresh PNG."""
+def test_viewer_draws_its_pictures_in_a_real_kernel(tmp_path, monkeypatch):
+    """In a kernel, the controls redraw and the display carries a PNG for static pages."""
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -237,7 +337,120 @@ def test_viewer_draws_into_its_output_widget_in_a_real_kernel(tmp_path, monkeypa
     ])
     NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True).execute()
     assert notebook.cells[1].outputs[0]["text"] == "3 sagittal 3\n"
+    # The displayed output carries the widget view and a PNG for static pages.
+    assert {"application/vnd.jupyter.widget-view+json", "image/png"} <= set(
+        notebook.cells[0].outputs[0]["data"])
     widget_state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    (output_model,) = [m for m in widget_state.values() if m["model_name"] == "OutputModel"]
-    # clear_output(wait=True) before each draw: one picture, not one per redraw.
-    assert [list(o["data"]) for o in output_model["state"]["outputs"]] == [["image/png", "text/plain"]]
+    images = [m for m in widget_state.values() if m["model_name"] == "ImageModel"]
+    assert len(images) == 3                          # axial, coronal, sagittal
+
+
+def _click_event(viewer, panel, row, column):
+    """The event ipyevents sends for a click on the centre of slice pixel (row, column)."""
+    height, width = panel.picture_shape
+    n_rows, n_columns = viewer.state.slice_shape(panel.plane or viewer.state.plane)
+    return {"type": "click", "dataX": (column + 0.5) * width / n_columns,
+            "dataY": (row + 0.5) * height / n_rows}
+
+
+def test_case_viewer_shows_three_planes_filling_its_width(case):
+    viewer = CaseViewer(case, width=600)
+    assert [panel.plane for panel in viewer.panels] == list(PLANE_NAMES)
+    widths = [panel.picture_shape[1] for panel in viewer.panels]
+    assert 600 - 40 <= sum(widths) <= 600
+    assert viewer.slice_slider.continuous_update is True
+
+
+def test_clicking_a_picture_moves_the_cursor_and_makes_its_plane_current(case):
+    viewer = CaseViewer(case)
+    sagittal = viewer.panels[2]
+    before = viewer.redraw_count
+    assert viewer.handle_event(sagittal, _click_event(viewer, sagittal, row=1, column=4))
+    assert viewer.state.cursor == (3, 4, SHAPE[2] - 1 - 1)
+    assert viewer.state.plane == "sagittal"
+    assert (viewer.plane_dropdown.value, viewer.slice_slider.value) == ("sagittal", 3)
+    assert viewer.redraw_count == before + 1
+    assert "(3, 4, 6)" in viewer.readout.value
+
+
+def test_keys_step_the_picture_under_the_mouse(case):
+    viewer = CaseViewer(case)
+    coronal = viewer.panels[1]
+    assert viewer.handle_event(coronal, {"type": "keydown", "key": "ArrowUp"})
+    assert viewer.state.plane == "coronal" and viewer.state.cursor[1] == 8
+    viewer.handle_event(coronal, {"type": "keydown", "key": "j"})
+    viewer.handle_event(coronal, {"type": "keydown", "key": "j"})
+    assert viewer.slice_slider.value == 6
+    viewer.handle_event(coronal, {"type": "keydown", "key": "PageUp"})
+    assert viewer.state.cursor[1] == SHAPE[1] - 1
+    before = viewer.redraw_count
+    assert not viewer.handle_event(coronal, {"type": "keydown", "key": "q"})
+    assert viewer.redraw_count == before
+
+
+def test_each_redraw_changes_the_pictures(case):
+    viewer = CaseViewer(case)
+    first = [panel.image.value for panel in viewer.panels]
+    viewer.slice_slider.value = 0                    # axial slice 2 -> 0
+    second = [panel.image.value for panel in viewer.panels]
+    # The axial picture shows another slice; the other two move their crosshair.
+    assert all(a != b for a, b in zip(first, second))
+
+
+def test_comparison_viewer_follows_the_plane_and_reads_both_labels(case):
+    prediction = np.zeros(SHAPE, np.uint8)
+    viewer = ComparisonViewer(case, prediction)
+    assert [panel.heading for panel in viewer.panels] == ["ground truth", "prediction"]
+    viewer.plane_dropdown.value = "coronal"
+    assert all(panel.picture_shape[0] < panel.picture_shape[1] for panel in viewer.panels)
+    truth = viewer.panels[0]
+    viewer.handle_event(truth, _click_event(viewer, truth, row=SHAPE[2] - 1 - 2, column=3))
+    assert viewer.state.cursor == (3, 7, 2)
+    assert "label 3" in viewer.readout.value and "predicted 0" in viewer.readout.value
+
+
+def test_view_3d_says_what_to_install_without_ipyniivue(case, monkeypatch):
+    import sys
+
+    from gliseg_nb.viewers import view_3d
+
+    monkeypatch.setitem(sys.modules, "ipyniivue", None)     # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'gliseg-nb\[3d\]'"):
+        view_3d(case)
+
+
+def test_view_3d_loads_the_image_the_labels_and_the_prediction(case):
+    import nibabel as nib  # ipyniivue itself comes with the test extra
+
+    from gliseg_nb.viewers import view_3d
+
+    case.slices = slice(5, 5 + SHAPE[2])
+    prediction = np.zeros(SHAPE, np.uint8)
+    viewer = view_3d(case, prediction=prediction, modality="t1ce")
+    assert [v.name for v in viewer.volumes] == ["t1ce.nii", "labels.nii", "prediction.nii"]
+    labels = nib.Nifti1Image.from_bytes(viewer.volumes[1].data)
+    np.testing.assert_array_equal(np.asarray(labels.dataobj), case.labels)
+    assert labels.affine[2, 3] == pytest.approx(5.0)           # origin moved to the first loaded slice
+    assert viewer.volumes[1].colormap_label.labels[3] == "enhancing tumour"
+    with pytest.raises(ValueError, match="modality"):
+        view_3d(case, modality="dwi")
+
+
+def test_without_ipyevents_the_controls_still_work_and_say_what_is_missing(case, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipyevents", None)     # as if not installed
+    viewer = CaseViewer(case)
+    assert viewer.events_available is False
+    assert "pip install ipyevents" in viewer.widget.children[-1].value
+    viewer.slice_slider.value = 0
+    assert viewer.state.slice_index == 0
+
+
+def test_pictures_listen_to_clicks_and_keys(case):
+    viewer = CaseViewer(case)
+    assert viewer.events_available is True
+    for panel in viewer.panels:
+        watched = sorted(event for e in panel.events for event in e.watched_events)
+        assert watched == ["click", "keydown"]
+        assert all(e.source is panel.image for e in panel.events)
