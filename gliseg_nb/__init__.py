@@ -9,6 +9,7 @@ import importlib
 
 from .config import Config
 from .errors import ConfigError, DataError, GlisegError, RunError
+from .runs import RunFolder
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ _LAZY_SUBMODULES = (
     "metrics",
     "train",
     "predict",
+    "runs",
     "plotting",
     "viewers",
 )
@@ -31,6 +33,7 @@ __all__ = [
     "DataError",
     "ConfigError",
     "RunError",
+    "RunFolder",
     "__version__",
     "load_model",
     *_LAZY_SUBMODULES,
