@@ -89,7 +89,7 @@ def _windows_pid_alive(pid):
         kernel32.CloseHandle(handle)
 
 
-def remove_stale_temporaries(folder, max_age=STALE_TEMPORARY_SECONDS, recursive=False):
+def remove_stale_temporaries(folder, max_age=STALE_TEMPORARY_SECONDS, recursive=False, same_host_tag=None):
     """Delete temporary files and folders that killed processes left in `folder`.
 
     A temporary (a name holding `gliseg_nb._io.TEMPORARY_MARK`, as `gliseg_nb._io.atomic_write`
@@ -103,6 +103,12 @@ def remove_stale_temporaries(folder, max_age=STALE_TEMPORARY_SECONDS, recursive=
         Seconds after which any temporary is considered abandoned.
     recursive : bool, default=False
         Look in sub-folders too.
+    same_host_tag : str, optional
+        Default=None: the process-id rule applies to every temporary (right where a lock
+        guarantees no other machine writes in `folder`). When given, it applies only to
+        names holding ``-<same_host_tag>-`` (temporaries written on this machine); others
+        are removed by age only, so a live process on another machine sharing the folder
+        is never taken for a dead one here.
 
     Returns
     -------
@@ -126,7 +132,8 @@ def remove_stale_temporaries(folder, max_age=STALE_TEMPORARY_SECONDS, recursive=
             age = now - path.lstat().st_mtime
         except OSError:
             continue
-        dead = pid is not None and pid != os.getpid() and not pid_alive(pid)
+        ours = same_host_tag is None or f"-{same_host_tag}-" in name
+        dead = pid is not None and ours and pid != os.getpid() and not pid_alive(pid)
         if dead or age > max_age:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
