@@ -43,6 +43,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import threading
 import uuid
 import warnings
@@ -304,6 +305,8 @@ def _remove_stale_entries(path, source):
     """
     folder = path.parent
     remove_stale_temporaries(folder, same_host_tag=_HOST_TAG)
+    if sys.platform == "win32":
+        return  # msvcrt has no shared locks: whether anyone reads cannot be told, so keep them
     readers = FileLock(folder / READERS_LOCK)
     try:
         readers.acquire()  # exclusive, without waiting: fails while anyone reads here

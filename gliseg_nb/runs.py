@@ -31,7 +31,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
 import time
 import zipfile

@@ -3,10 +3,10 @@
 `fit` trains the model `gliseg_nb.model.build_unet` describes, with the report's optimiser
 and schedule (Adam, learning rate divided by 5 when the validation loss stalls for 2 epochs,
 down to 1e-6), early stopping, and the epoch-accumulated metrics of
-`gliseg_nb.metrics.keras_metrics`. Everything goes into one run folder, laid out and locked by `gliseg_nb.runs.RunFolder`:
-``config.json``, ``split.json``, ``run.json``, ``history.csv``, ``best.keras``,
-``last-epoch-NNN.keras`` and ``state.json``. One process trains into a folder at a time; a
-second one gets a `gliseg_nb.RunError` naming the first.
+`gliseg_nb.metrics.keras_metrics`. Everything goes into one run folder, laid out and
+locked by `gliseg_nb.runs.RunFolder`: ``config.json``, ``split.json``, ``run.json``,
+``history.csv``, ``best.keras``, ``last-epoch-NNN.keras`` and ``state.json``. One process
+trains into a folder at a time; a second one gets a `gliseg_nb.RunError` naming the first.
 
 **Resume.** ``state.json`` is the commit point of an epoch: it names the checkpoint of the
 last finished epoch and holds the state of the callbacks (learning-rate schedule, early
@@ -29,17 +29,9 @@ import keras
 from .config import Config
 from .errors import ConfigError, RunError
 
-__all__ = [
-    "fit",
-    "main_train",
-    "choose_strategy",
-    "parse_overrides",
-    "read_history",
-    "region_dice",
-    "RunCheckpoint",
-]
-
-from .runs import (  # noqa: E402  (the run folder's layout has one owner: gliseg_nb.runs)
+# The run folder's layout has one owner, gliseg_nb.runs; the file names stay importable from
+# here for code written against earlier versions.
+from .runs import (  # noqa: F401
     BEST_MODEL_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
@@ -49,7 +41,17 @@ from .runs import (  # noqa: E402  (the run folder's layout has one owner: glise
     RunFolder,
     read_history,
 )
-from .runs import truncate_history as _truncate_history  # noqa: E402,F401  (kept for older imports)
+from .runs import truncate_history as _truncate_history  # noqa: F401
+
+__all__ = [
+    "fit",
+    "main_train",
+    "choose_strategy",
+    "parse_overrides",
+    "read_history",
+    "region_dice",
+    "RunCheckpoint",
+]
 
 #: Metric that picks the best checkpoint (mean Dice of the tumour classes on validation).
 BEST_MONITOR = "val_dice_mean"
@@ -471,6 +473,14 @@ def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto",
         The model after the last epoch (``best.keras`` holds the best one).
     history : dict
         Every epoch of the run, resumed sessions included (`read_history`).
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If another process is training into `out_dir` (its lock, `gliseg_nb.runs.RunFolder`,
+        is held), or the checkpoint a resume needs is missing, empty or truncated.
+    gliseg_nb.ConfigError
+        If `out_dir` holds a run with other settings.
     """
     from .pipeline import make_dataset
 
