@@ -52,9 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import TEMPORARY_MARK, cache_root, fsync_dir
+from ._io import TEMPORARY_MARK, cache_root, fsync_dir, user_path
 from ._locking import FileLock, LockHeld, remove_stale_temporaries
 from ._threads import map_in_threads
+from .errors import DataError, RunError
 
 #: Bump when the cache's content or layout changes; older entries are then ignored.
 #: 3: meta.json records each array file's size and CRC-32; sources keyed by full path.
@@ -123,7 +124,7 @@ def source_identity(case, config):
         try:
             stat = os.stat(path)
         except OSError as error:
-            raise ValueError(f"{path}: cannot read source file of case {case.case_id} ({error})") from None
+            raise DataError(f"{path}: cannot read source file of case {case.case_id} ({error.strerror or error})") from error
         identity.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
     return {
         "case_id": case.case_id,
@@ -346,7 +347,7 @@ def build_entry(case, config, cache_dir):
                       stacklevel=2)
     x, y, slices, has_brain = preprocess_arrays(load_selection(case, config), config, copy=False)
     if y is None:
-        raise ValueError(f"case {case.case_id} has no segmentation; it cannot be used for training")
+        raise DataError(f"case {case.case_id} has no segmentation; it cannot be used for training")
     if config.brain_slices_only:
         x, y, slices = x[has_brain], y[has_brain], slices[has_brain]
     meta = {"case_id": case.case_id, "slices": [int(s) for s in slices], "source": identity}
@@ -357,20 +358,20 @@ def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
     """Build the missing entries of `cases` (see `gliseg_nb.pipeline.build_cache`)."""
     from tqdm.auto import tqdm
 
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = user_path(cache_dir) if cache_dir is not None else default_cache_dir()
     cases = list(cases)
-    paths = [None] * len(cases)
-    missing = []
-    for index, case in enumerate(cases):
-        path, identity = entry_dir(cache_dir, case, config)
-        if read_entry(path, identity) is not None:
-            paths[index] = path
-        else:
-            missing.append(index)
     if workers is None:
         # Measured on 16 cores: 1.9x the one-thread speed with 2 threads, 3.4x with 4,
         # 4.9x with 8 and 5.5x with 16 (docs/benchmarks.md); beyond 8 little is gained.
         workers = min(8, os.cpu_count() or 1)
+
+    def valid_entry(case):
+        path, identity = entry_dir(cache_dir, case, config)
+        return path if read_entry(path, identity) is not None else None
+
+    # Checking an entry reads all of it (CRC-32, in zlib, which releases the GIL): threads.
+    paths = map_in_threads(valid_entry, cases, max(1, min(workers, len(cases))), name="gliseg-cache-check")
+    missing = [index for index, path in enumerate(paths) if path is None]
     workers = max(1, min(workers, len(missing)))
     with tqdm(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
               disable=not progress) as bar:
@@ -390,7 +391,7 @@ def _npy_data_offset(path, expected_dtype):
         else:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
         if fortran_order or dtype != np.dtype(expected_dtype):
-            raise ValueError(f"{path}: unexpected cache file layout ({dtype}, fortran={fortran_order})")
+            raise RunError(f"{path}: unexpected cache file layout ({dtype}, fortran={fortran_order}); delete this cache entry")
         return handle.tell()
 
 
@@ -440,7 +441,7 @@ class SliceReader:
                 # Rows of a C-ordered batch array are contiguous: read straight into them.
                 view = memoryview(destination[row]).cast("B")
                 if handle.readinto(view) != slice_bytes:
-                    raise ValueError(f"{path}: cache file is shorter than its header says")
+                    raise RunError(f"{path}: cache file is shorter than its header says (changed while training?); delete this cache entry")
 
     def close(self):
         """Release the readers' locks (the reader can still be called afterwards)."""
