@@ -13,7 +13,7 @@ report      the report's generator, rebuilt here as the baseline: for every batc
             reloads whole volumes with ``nib.load(...).get_fdata()``, resizes every slice
             (bilinear, as cv2.resize), one-hot encodes the full-size labels, resizes the
             one-hot masks and divides by one shared maximum.
-sequence    `gliseg_nb.pipeline.SliceSequence` (one pass over its batches).
+sequence    `gliseg_nb.sequence.SliceSequence` (one pass over its batches).
 fast-first  `make_dataset` with an empty cache: building the cache plus the first epoch.
 fast-later  `make_dataset` once the cache exists: the mean of two further epochs.
 train-step  the report's U-Net (`gliseg_nb.model.build_unet`) training on in-memory
@@ -123,7 +123,9 @@ def run_method(method, data_dir, n_cases, cache_dir, train_steps):
 
     from gliseg_nb import Config
     from gliseg_nb.data import find_cases
-    from gliseg_nb.pipeline import SliceSequence, load_arrays, make_dataset
+    from gliseg_nb.dataset import make_dataset
+    from gliseg_nb.preprocessing import load_arrays
+    from gliseg_nb.sequence import SliceSequence
 
     config = Config.preset("report")
     cases = find_cases(data_dir)[:n_cases]

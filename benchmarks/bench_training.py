@@ -8,9 +8,9 @@ Usage::
 For each preset it trains the U-Net `gliseg_nb.model.build_unet` describes, compiled as
 `gliseg_nb.train.fit` compiles it (Adam, the preset's loss, the epoch-accumulated metrics):
 
-memory      plain ``model.fit`` on NumPy arrays already in memory (`pipeline.load_arrays`):
+memory      plain ``model.fit`` on NumPy arrays already in memory (`preprocessing.load_arrays`):
             the speed of the model alone, what the data pipeline must keep up with.
-pipeline    ``model.fit`` on `gliseg_nb.pipeline.make_dataset` (on-disk slice cache built
+pipeline    ``model.fit`` on `gliseg_nb.dataset.make_dataset` (on-disk slice cache built
             beforehand, shuffling, augmentation as the preset says, one-hot, prefetch).
 
 On a GPU each preset is also run with mixed precision and XLA compilation on and off
@@ -51,7 +51,8 @@ def run_one(preset, mode, mixed_precision, xla, steps, warmup, data, cache_dir):
     from gliseg_nb import Config
     from gliseg_nb.data import find_cases, get_data_dir
     from gliseg_nb.model import build_unet
-    from gliseg_nb.pipeline import load_arrays, make_dataset
+    from gliseg_nb.dataset import make_dataset
+    from gliseg_nb.preprocessing import load_arrays
     from gliseg_nb.train import _compile
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -149,7 +150,7 @@ def main(argv=None):
     # Build the slice caches once, outside the timed children.
     from gliseg_nb import Config
     from gliseg_nb.data import find_cases, get_data_dir
-    from gliseg_nb.pipeline import build_cache
+    from gliseg_nb.dataset import build_cache
 
     cases = [case for case in find_cases(get_data_dir(args.data)) if case.seg is not None]
     rows = []

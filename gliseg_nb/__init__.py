@@ -1,8 +1,8 @@
 """gliseg-nb: a Jupyter-first course on glioma segmentation in brain MRI with a U-Net.
 
-The light parts (labels, settings, data) import quickly; the TensorFlow parts (pipeline,
-model, losses, metrics, train, predict) are imported on first use, so ``gliseg-nb cases``
-does not pay for TensorFlow.
+The light parts (labels, settings, data, preprocessing, split, orientation) import quickly;
+the TensorFlow parts (sequence, dataset, model, losses, metrics, train, predict) are
+imported on first use, so ``gliseg-nb cases`` does not pay for TensorFlow.
 """
 
 import importlib
@@ -16,7 +16,12 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = (
     "data",
     "labels",
+    "preprocessing",
+    "split",
+    "sequence",
+    "dataset",
     "pipeline",
+    "orientation",
     "model",
     "losses",
     "metrics",

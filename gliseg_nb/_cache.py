@@ -1,4 +1,4 @@
-"""The on-disk slice cache behind `gliseg_nb.pipeline.make_dataset`.
+"""The on-disk slice cache behind `gliseg_nb.dataset.make_dataset`.
 
 Layout::
 
@@ -355,7 +355,7 @@ def build_entry(case, config, cache_dir):
 
 
 def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
-    """Build the missing entries of `cases` (see `gliseg_nb.pipeline.build_cache`)."""
+    """Build the missing entries of `cases` (see `gliseg_nb.dataset.build_cache`)."""
     from tqdm.auto import tqdm
 
     cache_dir = user_path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .labels import MODALITIES
+
 __all__ = ["Config", "PRESETS"]
 
-MODALITIES = ("flair", "t1", "t1ce", "t2")
 LOSSES = ("categorical_crossentropy", "dice", "ce+dice", "ce+region_dice")
 
 
@@ -246,3 +247,11 @@ PRESETS = {
         shuffle_buffer=512,
     ),
 }
+
+
+def _check_config(config):
+    """Raise `ConfigError` unless `config` is a `Config` (the library's functions take one)."""
+    if not isinstance(config, Config):
+        from .errors import ConfigError
+
+        raise ConfigError(f"config must be a gliseg_nb.Config, got {type(config).__name__}")

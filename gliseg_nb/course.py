@@ -87,7 +87,7 @@ class TrainedRun:
         The run folder (`gliseg_nb.train.fit`'s layout).
     config : Config
         The settings the model was trained with.
-    split : gliseg_nb.pipeline.CaseSplit
+    split : gliseg_nb.split.CaseSplit
         The case ids of the training, validation and test sets (``split.json``).
     history : dict
         The training log, one list per column of ``history.csv``.
@@ -119,7 +119,7 @@ class TrainedRun:
         -------
         list of gliseg_nb.data.Case
         """
-        from .pipeline import select_cases
+        from .split import select_cases
 
         if subset not in ("train", "val", "test"):
             raise ValueError(f"subset must be 'train', 'val' or 'test', got {subset!r}")
@@ -176,7 +176,7 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
     The run folder is ``<cache_dir>/<preset>-<key>``, the key made from every setting and
     from the identity of the data (see `run_key`). If that folder holds a finished run, its
     best model is loaded (a few seconds); otherwise the cases are split 68/20/12 by patient
-    (`gliseg_nb.pipeline.split_cases`) and `gliseg_nb.train.fit` trains the model, resuming
+    (`gliseg_nb.split.split_cases`) and `gliseg_nb.train.fit` trains the model, resuming
     an interrupted run where it stopped. Either way the notebooks get the same model, the
     same split and the same settings.
 
@@ -217,7 +217,7 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
     again from scratch, with a warning.
     """
     from .data import find_cases, get_data_dir
-    from .pipeline import load_split, select_cases, split_cases
+    from .split import load_split, select_cases, split_cases
     from .predict import load_trained
     from .train import fit
 

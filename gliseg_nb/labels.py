@@ -1,6 +1,7 @@
 """Label conventions: the report's classes, each BraTS release's labels, regions, colours.
 
-Every other module asks this one what a label means. Internally the package always uses
+Every other module asks this one what a label means, and what the modalities and the
+dataset layouts are called (`MODALITIES`, `LAYOUTS`). Internally the package always uses
 the report's four classes:
 
 ====  ===================================  ==========
@@ -28,6 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "MODALITIES",
+    "MODALITY_TITLES",
+    "LAYOUTS",
     "CLASS_NAMES",
     "CLASS_COLORS",
     "REGIONS",
@@ -42,6 +46,16 @@ __all__ = [
     "label_colormap",
     "legend_handles",
 ]
+
+#: The four MRI contrasts, under the names the package uses everywhere (whatever a release
+#: calls them in its file names: BraTS 2023's t2f, t1n, t1c, t2w are these four).
+MODALITIES = ("flair", "t1", "t1ce", "t2")
+
+#: How figures and viewers title each modality.
+MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
+
+#: Every dataset layout `gliseg_nb.data.find_cases` recognises (``Case.layout``).
+LAYOUTS = ("brats2019", "brats2020-kaggle", "brats2020", "brats2021", "brats2023-gli", "msd")
 
 #: The report's classes (``SEGMENT_CLASSES`` in its source notebook), by internal code.
 CLASS_NAMES = {
@@ -84,7 +98,8 @@ CONVENTIONS = {
     "internal": {0: 0, 1: 1, 2: 2, 3: 3},
 }
 
-#: Which labelling convention each data layout uses (layouts are named by gliseg_nb.data).
+#: Which labelling convention each data layout of `LAYOUTS` uses (and ``"internal"``, the
+#: package's own files).
 LAYOUT_CONVENTION = {
     "brats2019": "brats",
     "brats2020": "brats",

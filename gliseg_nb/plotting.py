@@ -16,54 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from . import labels as _labels
+from ._boxes import bounding_box
+from .orientation import axial_display  # re-exported: the static figures' orientation
 
 __all__ = ["plot_case", "save_case_figure", "axial_display"]
 
-_MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
-
-
-def axial_display(slice_2d, affine=None):
-    """Turn an axial slice ``volume[:, :, k]`` into display order (rows, columns).
-
-    Parameters
-    ----------
-    slice_2d : numpy.ndarray
-        A 2-D axial slice as stored (first two voxel axes).
-    affine : numpy.ndarray or None, default=None
-        The volume's 4x4 affine. None assumes the BraTS orientation (LPS).
-
-    Returns
-    -------
-    numpy.ndarray
-        The slice with anterior at the top (row 0) and the patient's right on the left
-        (column 0), ready for ``imshow``.
-    """
-    import nibabel as nib
-
-    codes = ("L", "P", "S") if affine is None else nib.aff2axcodes(affine)
-    image = np.asarray(slice_2d)
-    if codes[0] in ("L", "R"):
-        # columns follow axis 0, rows follow axis 1
-        if codes[0] == "R":
-            image = image[::-1, :]
-        if codes[1] == "A":
-            image = image[:, ::-1]
-        return image.T
-    # axis 0 runs front-back: rows follow axis 0, columns axis 1
-    if codes[0] == "A":
-        image = image[::-1, :]
-    if codes[1] == "R":
-        image = image[:, ::-1]
-    return image
-
-
-def _bounding_box(mask_2d, margin=4):
-    """Slices of the smallest rectangle holding `mask_2d`, plus a margin (all if empty)."""
-    rows, columns = np.nonzero(mask_2d)
-    if rows.size == 0:
-        return (slice(None), slice(None))
-    return (slice(max(rows.min() - margin, 0), rows.max() + margin + 1),
-            slice(max(columns.min() - margin, 0), columns.max() + margin + 1))
+_MODALITY_TITLES = _labels.MODALITY_TITLES
 
 
 def _tumour_slice(labels, images):
@@ -110,7 +68,7 @@ def plot_case(case_data_or_case, slice_index=None, axes=None):
     if not 0 <= slice_index < depth:
         raise ValueError(f"{case_data.case.case_id}: slice {slice_index} outside 0-{depth - 1}")
 
-    order = [m for m in ("flair", "t1", "t1ce", "t2") if m in images]
+    order = [m for m in _labels.MODALITIES if m in images]
     n_panels = len(order) + (labels is not None)
     if axes is None:
         import matplotlib.pyplot as plt
@@ -128,7 +86,7 @@ def plot_case(case_data_or_case, slice_index=None, axes=None):
     # Zoom on the brain: its bounding box over all slices, so every slice of a case is framed
     # alike (BraTS volumes are mostly background).
     footprint = axial_display(np.any(images[order[0]] != 0, axis=2), affine)
-    frame = _bounding_box(footprint, margin=4)
+    frame = bounding_box(footprint, margin=4) or (slice(None), slice(None))
     for axis, modality in zip(axes, order):
         picture = axial_display(images[modality][:, :, slice_index], affine)[frame]
         brain = picture[picture > 0]

@@ -71,7 +71,7 @@ def _brain_mask(stack):
 def _normalize_like_training(stack, config):
     """Normalise a ``(X, Y, Z, C)`` case as training did, on every axial slice.
 
-    `gliseg_nb.pipeline.preprocess_case` normalises the slab of slices it trains on
+    `gliseg_nb.preprocessing.preprocess_case` normalises the slab of slices it trains on
     (``slice_start`` to the last selected slice) with the statistics of that slab. Here the
     statistics come from the very same function on the same slab, and are then applied to
     every slice with the same float32 operations: the training slices get bit for bit the
@@ -314,13 +314,10 @@ def predict_case(
 # -- writing ---------------------------------------------------------------------------
 def _reference_image(case):
     """The image whose affine and header a prediction copies: the case's first modality."""
-    import nibabel as nib
+    from .data._nifti import open_nifti
 
     path = next(iter(case.modalities.values()))
-    try:
-        return nib.load(str(path)), path
-    except Exception as error:  # nibabel raises several types for unreadable files
-        raise ValueError(f"{path}: cannot read as NIfTI ({error})") from None
+    return open_nifti(path), path
 
 
 def write_prediction(labels, case, out_dir, label_convention="release"):

@@ -5,7 +5,7 @@ and `gliseg_nb.plotting` read it. `RunFolder` is the one place that knows its la
 
 ==========================  ==============================================================
 ``config.json``             the settings (`gliseg_nb.Config.save`)
-``split.json``              the case ids of each set (`gliseg_nb.pipeline.save_split`)
+``split.json``              the case ids of each set (`gliseg_nb.split.save_split`)
 ``run.json``                the versions of gliseg-nb, TensorFlow and Keras, the strategy
 ``history.csv``             one row per finished epoch: losses, metrics, learning rate
 ``best.keras``              the model of the best epoch (highest validation mean Dice)

@@ -298,7 +298,7 @@ def _write_run_info(run, strategy_description, resumed_at):
 
 
 def _record_split(run, split, train_cases, val_cases):
-    from .pipeline import load_split, save_split
+    from .split import load_split, save_split
 
     path = run.split_path
     if split is None:
@@ -458,11 +458,11 @@ def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto",
         training resumes after its last finished epoch; ``epochs`` may be raised to train a
         finished run further. Other settings raise ValueError.
     cache_dir : str or pathlib.Path, optional
-        Slice cache of `gliseg_nb.pipeline.make_dataset`; default=None uses its default.
+        Slice cache of `gliseg_nb.dataset.make_dataset`; default=None uses its default.
     verbose : "auto", 0, 1 or 2, default="auto"
         Keras' progress display: a bar per epoch (1 or "auto"), a line per epoch (2), none (0).
     split : dict, optional
-        A split (`gliseg_nb.pipeline.split_cases`) to save as ``split.json``; default=None
+        A split (`gliseg_nb.split.split_cases`) to save as ``split.json``; default=None
         records the case ids of `train_cases` and `val_cases`.
     callbacks : list of keras.callbacks.Callback, optional
         Extra callbacks, run before the checkpoint of each epoch. Default=None.
@@ -482,7 +482,7 @@ def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto",
     gliseg_nb.ConfigError
         If `out_dir` holds a run with other settings.
     """
-    from .pipeline import make_dataset
+    from .dataset import make_dataset
 
     train_cases, val_cases = list(train_cases), list(val_cases)
     if not train_cases or not val_cases:
@@ -530,7 +530,7 @@ def region_dice(model, cases, config, batch_size=None):
 
     from .labels import REGIONS
     from .metrics.evaluation import dice_score
-    from .pipeline import preprocess_case
+    from .preprocessing import preprocess_case
 
     per_case = {}
     for case in cases:
@@ -550,7 +550,7 @@ def region_dice(model, cases, config, batch_size=None):
 def main_train(args):
     """``gliseg-nb train [DATA] --out RUN --preset quick --set field=value``.
 
-    Splits the cases 68/20/12 by patient (`gliseg_nb.pipeline.split_cases`, saved as
+    Splits the cases 68/20/12 by patient (`gliseg_nb.split.split_cases`, saved as
     ``split.json``; a resumed run reuses the saved split), trains with `fit`, then prints the
     validation Dice per region of the best model.
 
@@ -568,7 +568,7 @@ def main_train(args):
     import time
 
     from .data import find_cases, get_data_dir
-    from .pipeline import load_split, select_cases, split_cases
+    from .split import load_split, select_cases, split_cases
 
     config = Config.preset(args.preset, **parse_overrides(args.overrides))
     data_dir = get_data_dir(args.data)

@@ -15,7 +15,8 @@ Two layers, kept apart on purpose:
 Orientation
 -----------
 `ViewerState.from_case` flips the arrays (never permutes them) so that the voxel axes point
-to the patient's Right, Anterior and Superior (RAS+), using the image affine. Slices are
+to the patient's Right, Anterior and Superior (RAS+), using the image affine
+(`gliseg_nb.orientation`, which also owns the display conventions). Slices are
 then returned as ``(rows, columns)`` arrays for ``imshow(..., origin="upper")``:
 
 ==========  ===========  ===============================  ============================
@@ -38,41 +39,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import CLASS_COLORS, CLASS_NAMES, label_colormap
+from ._boxes import bounding_box
+from ._boxes import centre as box_centre
+from .labels import CLASS_COLORS, CLASS_NAMES, MODALITIES, MODALITY_TITLES, label_colormap
+from .orientation import DISPLAY_CONVENTIONS as CONVENTIONS
+from .orientation import PLANES, display_slice, flip_to_ras, ras_flips
 
 __all__ = ["PLANES", "CONVENTIONS", "ViewerState", "CaseViewer", "ComparisonViewer", "draw_view"]
 
-#: Viewing planes and the volume axis each one holds fixed.
-PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
 
-#: Left-right display conventions for the axial and coronal planes.
-CONVENTIONS = ("neurological", "radiological")
-
-_MODALITY_ORDER = ("flair", "t1", "t1ce", "t2")
-_MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce (contrast)", "t2": "T2"}
-
-
-def _ras_flips(affine):
-    """Which voxel axes must be reversed to point Right, Anterior, Superior.
-
-    Returns a tuple of three booleans, or None when the affine permutes the axes (an
-    oblique or transposed volume): then the arrays are shown as stored.
-    """
-    import nibabel as nib
-
-    codes = nib.aff2axcodes(np.asarray(affine))
-    expected_pairs = (("L", "R"), ("P", "A"), ("I", "S"))
-    if any(code not in pair for code, pair in zip(codes, expected_pairs)):
-        return None
-    return tuple(code in ("L", "P", "I") for code in codes)
-
-
-def _flip(volume, flips):
-    if volume is None or flips is None:
-        return volume
-    axes = tuple(axis for axis, flip in enumerate(flips) if flip)
-    # np.flip returns a view: no copy of a 35 MB volume just to look at it.
-    return np.flip(volume, axis=axes) if axes else volume
+_MODALITY_ORDER = MODALITIES
+_MODALITY_TITLES = MODALITY_TITLES
 
 
 @dataclass(eq=False)
@@ -164,9 +141,9 @@ class ViewerState:
         -------
         ViewerState
         """
-        flips = _ras_flips(case_data.affine)
+        flips = ras_flips(case_data.affine)
         images = {
-            name: _flip(case_data.images[name], flips)
+            name: flip_to_ras(case_data.images[name], flips)
             for name in sorted(case_data.images, key=_modality_sort_key)
         }
         slices = getattr(case_data, "slices", None)
@@ -179,8 +156,8 @@ class ViewerState:
         options.setdefault("name", getattr(case, "case_id", ""))
         return cls(
             images=images,
-            labels=_flip(case_data.labels, flips),
-            prediction=_flip(None if prediction is None else np.asarray(prediction), flips),
+            labels=flip_to_ras(case_data.labels, flips),
+            prediction=flip_to_ras(None if prediction is None else np.asarray(prediction), flips),
             zooms=tuple(float(z) for z in case_data.zooms[:3]),
             axial_offset=offset,
             **options,
@@ -248,14 +225,9 @@ class ViewerState:
         """
         for volume in (self.labels, self.prediction):
             if volume is not None:
-                tumour = np.asarray(volume) > 0
-                if tumour.any():
-                    centre = []
-                    for axis in range(3):
-                        other_axes = tuple(a for a in range(3) if a != axis)
-                        present = np.flatnonzero(tumour.any(axis=other_axes))
-                        centre.append((present[0] + present[-1]) // 2)
-                    return tuple(int(c) for c in centre)
+                box = bounding_box(np.asarray(volume) > 0)
+                if box is not None:
+                    return tuple(int(c) for c in box_centre(box))
         return tuple(n // 2 for n in self.shape)
 
     def set_plane(self, plane, recentre=False):
@@ -288,11 +260,7 @@ class ViewerState:
             plane = volume[:, index, :]
         else:
             plane = volume[index, :, :]
-        # plane is (columns, rows-from-bottom): transpose, then put anterior/superior on top.
-        display = np.asarray(plane).T[::-1, :]
-        if self.convention == "radiological" and self.plane in ("axial", "coronal"):
-            display = display[:, ::-1]
-        return display
+        return display_slice(plane, self.plane, self.convention)
 
     def image_slice(self, modality=None):
         """The current slice of an image, as a (rows, columns) array for display.

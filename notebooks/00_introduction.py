@@ -14,8 +14,8 @@
 # # 0. Introduction: finding a glioma in an MRI, voxel by voxel
 #
 # This course teaches you to segment brain tumours in magnetic resonance images (MRI) with
-# a U-Net, one notebook at a time. It follows the report *Glioma segmentation with a U-Net*
-# chapter by chapter, keeps its good ideas, and fixes the places where it goes wrong.
+# a U-Net, one notebook at a time. It follows the report *Segmentation of Gliomas in
+# Pre-Operative MRI Scans using U-Net Architecture* chapter by chapter, keeps its good ideas, and fixes the places where it goes wrong.
 #
 # After this notebook you will be able to:
 #
@@ -84,9 +84,10 @@ print("gliseg-nb", gliseg_nb.__version__)
 # others. A **glioma** is a tumour with glial features. Gliomas are the most common
 # malignant primary brain tumours in adults, roughly four in five of them.
 #
-# Gliomas are graded by how aggressive they look, from 1 (slow) to 4. Since 2021 the World
+# Gliomas are graded by how aggressive they look, from 1 (slow) to 4. Since 2016 the World
 # Health Organization also uses molecular markers (such as a mutation of the *IDH* gene)
-# to classify them. The grade 4 tumour without that mutation, **glioblastoma**, is the most
+# to classify them, and its 2021 edition made them part of the definitions. The grade 4
+# tumour without that mutation, **glioblastoma**, is the most
 # common and the most aggressive: it grows fast and sends cells into the surrounding brain,
 # so even after surgery, radiotherapy and chemotherapy (temozolomide) most patients live
 # little more than a year. BraTS 2019 and 2020 sort their cases into *HGG* (high-grade,
@@ -181,8 +182,8 @@ cases = find_cases(data_dir)
 print(f"{len(cases)} cases, layout {cases[0].layout}")
 
 # %% [markdown]
-# The presets differ in image size, slices, network width and training length. This table
-# is checked when the course is tested, so it always tells the truth about the code:
+# The presets differ in image size, slices, network width and training length, side by
+# side:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -232,3 +233,16 @@ viewer.static_figure()
 #    (Hint: think of what a sharp border looks like in each.)
 # 4. Set `DATA_DIR` to an empty folder of yours and run the notebook again. Is the
 #    error message clear? Put it back to `None` afterwards.
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * S. Bakas et al., "Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels and radiomic features", *Scientific Data* 4, 170117, 2017.
+# * S. Bakas et al., "Identifying the best machine learning algorithms for brain tumor segmentation, progression assessment, and overall survival prediction in the BRATS challenge", arXiv:1811.02629, 2018.
+# * D. N. Louis et al., "The 2016 World Health Organization Classification of Tumors of the Central Nervous System: a summary", *Acta Neuropathologica* 131, 803-820, 2016; and "The 2021 WHO Classification of Tumors of the Central Nervous System: a summary", *Neuro-Oncology* 23(8), 1231-1251, 2021.
+# * O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015, LNCS 9351, 234-241.
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021.
+# * B. Billot et al., "SynthSeg: Segmentation of brain MRI scans of any contrast and resolution without retraining", *Medical Image Analysis* 86, 102789, 2023 (the idea behind the synthetic data's randomisation).
+# * Data: BraTS 2020 on Kaggle (<https://www.kaggle.com/datasets/awsaf49/brats20-dataset-training-validation>), BraTS 2019 on Kaggle (<https://www.kaggle.com/datasets/aryashah2k/brain-tumor-segmentation-brats-2019>), the BraTS challenges (<https://www.synapse.org/brats>), the Medical Segmentation Decathlon (<http://medicaldecathlon.com>). BraTS data use requires citing Menze et al. 2015 and Bakas et al. 2017/2018.

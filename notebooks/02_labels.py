@@ -148,6 +148,33 @@ assert np.array_equal(labels, to_internal(raw_labels, first.layout))
 # ever sees classes 0-3.
 
 # %% [markdown]
+# ### One file with an odd name: case 355
+#
+# In the Kaggle copy of BraTS 2020 the report's source notebook used, every case folder
+# holds `<id>_seg.nii`, except case 355, whose segmentation is called
+# `W39_1998.09.19_Segm.nii`. The source notebook drops that patient. The loader reads it:
+# its names are checked against what each release really holds, and that one known
+# exception is accepted. To see it, write a copy of the first case in the Kaggle layout,
+# uncompressed `.nii` files under case 355's names:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import tempfile
+from pathlib import Path
+
+kaggle_root = Path(tempfile.mkdtemp()) / "MICCAI_BraTS2020_TrainingData"
+case_355 = kaggle_root / "BraTS20_Training_355"
+case_355.mkdir(parents=True)
+for modality, path in first.modalities.items():
+    nib.save(nib.load(path), case_355 / f"BraTS20_Training_355_{modality}.nii")
+nib.save(nib.load(first.seg), case_355 / "W39_1998.09.19_Segm.nii")
+
+(found,) = find_cases(kaggle_root)
+print(f"{found.case_id}: layout {found.layout}, segmentation file {found.seg.name}")
+same = np.array_equal(load_case(found).labels, load_case(first).labels)
+print("labels read from the odd file equal the original's:", same)
+
+# %% [markdown]
 # ## Regions: what BraTS scores
 #
 # A segmentation has four classes, but BraTS does not score the classes one by one. It
@@ -304,3 +331,12 @@ for case in cases[:6]:
 #    tumour still lie within the report's slice window?
 # 5. A rater labels a voxel 3 in a BraTS 2020 file. What does `load_case` do, and why is that
 #    better than carrying on?
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * S. Bakas et al., "Identifying the best machine learning algorithms for brain tumor segmentation, progression assessment, and overall survival prediction in the BRATS challenge", arXiv:1811.02629, 2018.
+# * M. Antonelli et al., "The Medical Segmentation Decathlon", *Nature Communications* 13, 4128, 2022 (Task01 is BraTS data).
+# * Data: BraTS 2020 on Kaggle (<https://www.kaggle.com/datasets/awsaf49/brats20-dataset-training-validation>), BraTS 2019 on Kaggle (<https://www.kaggle.com/datasets/aryashah2k/brain-tumor-segmentation-brats-2019>), the BraTS challenges (<https://www.synapse.org/brats>), the Medical Segmentation Decathlon (<http://medicaldecathlon.com>). BraTS data use requires citing Menze et al. 2015 and Bakas et al. 2017/2018.

@@ -367,9 +367,47 @@ print(f"  the raw volumes as float64: {raw_bytes / 1e9:.0f} GB")
 # trains; in Keras 3 the `workers` and `use_multiprocessing` settings belong to the
 # dataset's constructor (`fit` no longer accepts them).
 #
-# `SliceSequence` is the report's generator, done right: it reads only the selected
-# slices (`img.dataobj[..., a:b]`), applies `preprocess_case` (z-score, smooth resizing,
-# nearest-neighbour labels) and one-hot encodes the labels. One batch:
+# A generator is short enough to write from scratch. This one is the report's design:
+# batch `i` holds every selected slice of patient `i`, read from disk, preprocessed with
+# `preprocess_case` (the steps above) and one-hot encoded, only when Keras asks for it:
+
+# %%
+import keras
+
+
+class MinimalSliceDataset(keras.utils.PyDataset):
+    """The report's generator from scratch: one patient per batch, loaded on demand."""
+
+    def __init__(self, cases, config, **kwargs):
+        super().__init__(**kwargs)  # Keras 3: workers= and use_multiprocessing= go here
+        self.cases, self.config = list(cases), config
+
+    def __len__(self):  # batches per epoch
+        return len(self.cases)
+
+    def __getitem__(self, index):  # batch `index`: read, z-score, resize, one-hot
+        x, labels = preprocess_case(self.cases[index], self.config)
+        return x, np.eye(self.config.n_classes, dtype="float32")[labels]
+
+# %% [markdown]
+# The library's `SliceSequence` is the same idea, done for real training: it shuffles the
+# patients and the slices at every epoch (`on_epoch_end`), takes any batch size (a batch
+# may span two patients), keeps the last two patients in memory so that consecutive
+# batches do not re-read them, and checks its input. With one patient per batch and no
+# shuffling it gives exactly the batches of the 15 lines above:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+minimal = MinimalSliceDataset(select_cases(cases, split["train"]), config)
+one_patient_per_batch = config.replace(batch_size=len(config.slice_indices))
+library = SliceSequence(minimal.cases, one_patient_per_batch, shuffle=False)
+x_minimal, y_minimal = minimal[1]
+x_library, y_library = library[1]
+print(f"{len(minimal)} batches each; batch 1: x {x_minimal.shape}, y {y_minimal.shape}")
+print("same inputs:", np.array_equal(x_minimal, x_library), "| same targets:", np.array_equal(y_minimal, y_library))
+
+# %% [markdown]
+# With the preset's own batch size and shuffling, one batch of `SliceSequence`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -421,20 +459,24 @@ dataset = make_dataset(train_cases, config, training=True)
 print(dataset.element_spec)
 
 # %% [markdown]
-# A rough timing of a few batches from each feed on this machine (the numbers vary from
-# run to run, and with the load of the machine):
+# How fast is each feed? A fair comparison times both over the same work: one whole epoch
+# of the training patients, the same number of batches of the same size, each feed
+# starting from nothing held in memory (a fresh `SliceSequence`; the cache is built, as it
+# is from the second epoch on). Timing only a few batches would mislead: a
+# `SliceSequence` batch from a patient it has just read costs almost nothing, so its first
+# batches look fast. The numbers vary with the machine and its load:
 
 # %%
-def slices_per_second(batches, n_batches):
+def slices_per_second(batches):
     started = time.perf_counter()
-    n_slices = 0
-    for _, (x, _y) in zip(range(n_batches), batches):
-        n_slices += len(x)
+    n_slices = sum(len(x) for x, _y in batches)
     return n_slices / (time.perf_counter() - started)
 
 
-sequence_speed = slices_per_second((sequence[i] for i in range(len(sequence))), 4)
-cached_speed = slices_per_second(iter(dataset), len(sequence))
+fresh_sequence = SliceSequence(train_cases, config, shuffle=True)
+sequence_speed = slices_per_second(fresh_sequence[i] for i in range(len(fresh_sequence)))
+cached_speed = slices_per_second(iter(dataset))
+print(f"one epoch, {len(fresh_sequence)} batches of {config.batch_size} slices each way:")
 print(f"SliceSequence (reads and preprocesses cases): {sequence_speed:8.0f} slices/s")
 print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices/s")
 
@@ -469,5 +511,13 @@ print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices
 #    the number of blended pixels change, and why?
 # 4. Split the 369 BraTS 2020 ids with seeds 0 to 9. How often does a given patient land
 #    in the test set?
-# 5. Build a `SliceSequence` with `workers=2` and time 4 batches again. Does it help on
+# 5. Build a `SliceSequence` with `workers=2` and time an epoch again. Does it help on
 #    your machine? Why might processes (`use_multiprocessing=True`) help more than threads?
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * F. Chollet et al., Keras (<https://keras.io>): `keras.utils.PyDataset`, `Model.fit`, the Keras 3 saving format.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * Data: BraTS 2020 on Kaggle (<https://www.kaggle.com/datasets/awsaf49/brats20-dataset-training-validation>), BraTS 2019 on Kaggle (<https://www.kaggle.com/datasets/aryashah2k/brain-tumor-segmentation-brats-2019>), the BraTS challenges (<https://www.synapse.org/brats>), the Medical Segmentation Decathlon (<http://medicaldecathlon.com>). BraTS data use requires citing Menze et al. 2015 and Bakas et al. 2017/2018.

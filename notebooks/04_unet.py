@@ -192,7 +192,9 @@ print(f"{'total':15s} {sum(counts.values()):10,d}")
 # %% [markdown]
 # Almost half of them sit in the bottleneck, where the images are smallest: the cost of a
 # convolution's weights grows with its channels, not with the image size. (The *compute*
-# is the other way round: the full-size levels dominate the time.)
+# is spread evenly instead: one level down, a convolution sees a quarter of the pixels
+# but twice the input and twice the output channels, four times the work per pixel, so
+# every level costs about the same number of multiplications.)
 #
 # The library's `build_unet` is the same network, with names on its layers and the
 # variants of report section 4.5 behind options (batch normalisation, residual blocks,
@@ -260,8 +262,9 @@ print({subset: len(ids) for subset, ids in run.split.items()}, "patients in trai
 # %% [markdown]
 # How long does real training take? The report trained its network for 35 epochs on BraTS
 # 2020: about 250 training patients x 100 slices = 25,000 slices per epoch at 128 pixels.
-# This 2-core CPU trains that network at about 6 slices per second, so a single epoch
-# would take over an hour and the 35 epochs about two days. A GPU changes the picture: on
+# This 2-core CPU trains that network at about 8 slices per second (`docs/benchmarks.md`,
+# Training, measured at a quiet moment; under load it drops to 4-6), so a single epoch
+# would take almost an hour (25,000 / 8 = 3,125 s) and the 35 epochs over a day. A GPU changes the picture: on
 # an NVIDIA H100 the same network trained at about 3,600 slices per second in float32 and
 # 6,300-7,000 with mixed precision (measured through Keras' JAX backend; the table is in
 # `docs/benchmarks.md`), that is seconds per epoch. Colab's GPUs are several times slower
@@ -368,3 +371,12 @@ plt.show()
 #    (Dice per class), instead of `"ce+region_dice"`. Which region suffers most, and why?
 # 5. In the prediction figure, find a pixel the model gets wrong. Is it at a border or inside
 #    a region? What does that suggest about the errors that matter?
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015, LNCS 9351, 234-241.
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021.
+# * F. Chollet et al., Keras (<https://keras.io>): `keras.utils.PyDataset`, `Model.fit`, the Keras 3 saving format.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.

@@ -197,6 +197,59 @@ for dice in (0.62, 0.80, 0.90, 0.947, 1.0):
 print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {by_hand['iou']:.4f}")
 
 # %% [markdown]
+# This identity holds for two *hard* masks (every pixel 0 or 1). The report's Dice is
+# something else: a *soft* Dice computed on probabilities, averaged over batches and over
+# four classes with background, so its 0.62 cannot be turned into an IoU this way either.
+#
+# ## The soft Dice a network trains on
+#
+# A network outputs probabilities, not a mask, and a loss must be differentiable, so
+# training uses a **soft Dice**: the same formula with probabilities $p$ in place of the
+# predicted mask, $\text{soft Dice} = \dfrac{2 \sum p\,t}{\sum p + \sum t}$. The report's
+# figure 5.2 works the numerator out on a 4 x 4 example: the probabilities times the target,
+# summed, give $|A \cap B| = 7.41$. From scratch, with the numbers of that figure:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+probabilities = np.array([  # the "prediction" matrix of the report's figure 5.2
+    [0.01, 0.03, 0.02, 0.02],
+    [0.05, 0.12, 0.09, 0.07],
+    [0.89, 0.85, 0.88, 0.91],
+    [0.99, 0.97, 0.95, 0.97],
+])
+target = np.array([[0] * 4, [0] * 4, [1] * 4, [1] * 4], dtype=float)
+
+
+def soft_dice(p, t, smooth=0.0):
+    intersection = np.sum(p * t)  # element-wise multiply, then sum: figure 5.2
+    return (2 * intersection + smooth) / (np.sum(p) + np.sum(t) + smooth)
+
+
+print(f"|A n B| = {np.sum(probabilities * target):.2f}, |A| = {probabilities.sum():.2f}, |B| = {target.sum():.0f}")
+print(f"soft Dice from scratch:     {soft_dice(probabilities, target):.4f}")
+print(f"soft Dice loss = 1 - Dice:  {1 - soft_dice(probabilities, target):.4f}")
+
+# %% [markdown]
+# The library's loss (`gliseg_nb.losses`, what `PRESET`'s training uses) computes the same
+# quantity per class on one-hot tensors; as two classes (background, tumour) of one image,
+# with no smoothing term it gives the same number. By default it adds `smooth = 1` to the
+# numerator and the denominator, so that a class absent from both masks scores 1 instead
+# of 0/0: a small shift here, a large one for a tiny class.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from gliseg_nb.losses import DICE_SMOOTH, soft_dice_per_class
+
+one_hot_target = np.stack([1 - target, target], axis=-1)[None].astype("float32")  # (1, 4, 4, 2)
+one_hot_probabilities = np.stack([1 - probabilities, probabilities], axis=-1)[None].astype("float32")
+library = keras.ops.convert_to_numpy(soft_dice_per_class(one_hot_target, one_hot_probabilities, smooth=0.0))
+print(f"library, tumour class, smooth=0:  {library[1]:.4f}")
+print(f"library, tumour class, smooth={DICE_SMOOTH:g}:  "
+      f"{keras.ops.convert_to_numpy(soft_dice_per_class(one_hot_target, one_hot_probabilities))[1]:.4f}"
+      f"  (from scratch: {soft_dice(probabilities, target, smooth=DICE_SMOOTH):.4f})")
+assert abs(library[1] - soft_dice(probabilities, target)) < 1e-6
+
+# %% [markdown]
 # So the report's "Dice 0.62" and "IoU 0.9" cannot describe the same masks: a Dice of 0.62
 # means an IoU of 0.45, and an IoU of 0.9 would need a Dice of 0.947. Both numbers came out
 # of Keras metrics, so one of them does not measure what its name says. We come back to
@@ -214,8 +267,34 @@ print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {b
 # away. HD95 measures distance: for every point on the border of one mask, the distance to
 # the nearest border point of the other mask, in both directions; HD95 is the 95th
 # percentile of those distances, in millimetres (using the voxel size), so that a few
-# outlying voxels do not dominate as they would with the maximum. Two small examples on a
-# 1 mm grid:
+# outlying voxels do not dominate as they would with the maximum.
+#
+# A distance transform does the work: `scipy.ndimage.distance_transform_edt` gives every
+# voxel its distance (in mm, with `sampling` = the voxel size) to the nearest voxel of a
+# set. Computed to the *border* of one mask and read on the border of the other, it gives
+# all the border-to-border distances at once. From scratch:
+
+# %%
+from scipy import ndimage
+
+
+def border(mask):
+    """Voxels of the mask with at least one face neighbour outside it."""
+    return mask & ~ndimage.binary_erosion(mask)
+
+
+def hd95_from_scratch(pred, truth, spacing=(1.0, 1.0, 1.0)):
+    pred_border, truth_border = border(pred), border(truth)
+    # distance of every voxel to the nearest border voxel of the other mask
+    to_truth = ndimage.distance_transform_edt(~truth_border, sampling=spacing)
+    to_pred = ndimage.distance_transform_edt(~pred_border, sampling=spacing)
+    distances = np.concatenate([to_truth[pred_border], to_pred[truth_border]])
+    return np.percentile(distances, 95)
+
+# %% [markdown]
+# The library's `hd95` is the same computation, restricted to the box around the two
+# masks (distance transforms cost time in proportion to the volume) and with the BraTS
+# conventions for empty masks. On two small examples on a 1 mm grid, both agree:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -223,11 +302,13 @@ cube = np.zeros((40, 40, 40), dtype=bool)
 cube[10:20, 10:20, 10:20] = True  # a 1 cm cube of "tumour"
 shifted = np.roll(cube, 3, axis=0)  # the same cube, 3 mm further along x
 print(f"cube shifted 3 mm:          Dice {dice_score(shifted, cube):.3f}, HD95 {hd95(shifted, cube):5.2f} mm")
+assert np.isclose(hd95_from_scratch(shifted, cube), hd95(shifted, cube))
 for size in (2, 4):
     with_blob = cube.copy()
     with_blob[30 : 30 + size, 30 : 30 + size, 30 : 30 + size] = True  # a false tumour far away
     print(f"cube + far {size}x{size}x{size} blob:    Dice {dice_score(with_blob, cube):.3f}, "
           f"HD95 {hd95(with_blob, cube):5.2f} mm")
+    assert np.isclose(hd95_from_scratch(with_blob, cube), hd95(with_blob, cube))
 empty = np.zeros_like(cube)
 print(f"both empty:                 Dice {dice_score(empty, empty):.3f}, HD95 {hd95(empty, empty):5.2f} mm")
 print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd95(empty, cube):5.2f} mm")
@@ -240,7 +321,8 @@ print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd
 # deliberate tolerance for isolated stray voxels. BraTS reports both Dice and HD95 for
 # this reason. The last two lines are the BraTS conventions for empty masks: a case
 # without enhancing tumour scores Dice 1 and HD95 0 if the model predicts none, but Dice 0
-# and HD95 373.13 mm (the diagonal of the volume) if it predicts even one voxel of it.
+# and HD95 373.13 mm (the diagonal of the 240 x 240 x 155 mm volume,
+# $\sqrt{240^2 + 240^2 + 155^2}$) if it predicts even one voxel of it.
 #
 # ## Lesion by lesion: the BraTS 2023 scores
 #
@@ -250,7 +332,8 @@ print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd
 # **lesion-wise**: the ground truth is cut into lesions (connected components; lesions
 # closer than a few voxels count as one), each lesion gets its own Dice and HD95 against
 # the predicted components that reach it, a missed lesion and every predicted component
-# that reaches no lesion (a false positive) score Dice 0 and HD95 374 mm, lesions of at
+# that reaches no lesion (a false positive) score Dice 0 and HD95 374 mm (the 2023
+# evaluation code rounds the 373.13 mm diagonal up to a round number), lesions of at
 # most 50 mm³ are left out, and the case's score is the mean over lesions and false
 # positives. Every lesion counts the same, whatever its size:
 
@@ -450,3 +533,13 @@ print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
 #    than 100 voxels (`scipy.ndimage.label` numbers the components, `np.bincount` counts
 #    their voxels). How do the whole-volume and the lesion-wise Dice change? Compare with
 #    `gliseg_nb.predict.remove_small_components`.
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
+# * L. Maier-Hein, A. Reinke et al., "Metrics reloaded: recommendations for image analysis validation", *Nature Methods* 21, 195-212, 2024.
+# * A. A. Taha, A. Hanbury, "Metrics for evaluating 3D medical image segmentation: analysis, selection, and tool", *BMC Medical Imaging* 15, 29, 2015.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * S. Bakas et al., "Identifying the best machine learning algorithms for brain tumor segmentation, progression assessment, and overall survival prediction in the BRATS challenge", arXiv:1811.02629, 2018.
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021.

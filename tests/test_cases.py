@@ -307,3 +307,80 @@ def test_renamed_case_folders_keep_their_label_convention(tmp_path, layout, expe
 
     assert case.case_id == "patient_a"
     assert case.layout == expected
+
+
+# -- which file is the ground truth ------------------------------------------------------
+@pytest.mark.parametrize("name", ["BraTS2021_00001_brain_segmentation_mask.nii.gz",
+                                  "BraTS2021_00001_flair_seg.nii.gz",
+                                  "my_seg.nii.gz"])
+def test_a_file_that_merely_says_seg_is_not_the_ground_truth(tmp_path, name):
+    dataset = write_layout(tmp_path, "brats2021", n_cases=1, with_seg=False)
+    folder = dataset / "BraTS2021_00001"
+    write_nifti(folder / name, np.zeros((24, 24, 16), np.uint8))
+
+    with pytest.warns(UserWarning, match=rf"BraTS2021_00001: ignored {name}.*"
+                                         r"BraTS2021_00001_seg\.nii\.gz.*without segmentation"):
+        (case,) = find_cases(tmp_path)
+
+    assert case.seg is None
+
+
+def test_a_seg_like_file_beside_the_ground_truth_is_named_and_ignored(tmp_path):
+    dataset = write_layout(tmp_path, "brats2023-gli", n_cases=1)
+    folder = dataset / "BraTS-GLI-00001-000"
+    write_nifti(folder / "BraTS-GLI-00001-000-segmentation-v2.nii.gz",
+                np.zeros((24, 24, 16), np.uint8))
+
+    with pytest.warns(UserWarning, match=r"ignored BraTS-GLI-00001-000-segmentation-v2\.nii\.gz"
+                                         r".*BraTS-GLI-00001-000-seg\.nii\.gz.*the segmentation "
+                                         r"is BraTS-GLI-00001-000-seg\.nii\.gz"):
+        (case,) = find_cases(tmp_path)
+
+    assert case.seg == folder / "BraTS-GLI-00001-000-seg.nii.gz"
+
+
+def test_case_355_name_is_accepted_without_a_warning(tmp_path):
+    write_layout(tmp_path, "brats2020-kaggle", n_cases=2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cases = {case.case_id: case for case in find_cases(tmp_path)}
+
+    assert cases["BraTS20_Training_355"].seg.name == "W39_1998.09.19_Segm.nii"
+
+
+def test_files_of_two_cases_in_one_folder_are_reported(tmp_path):
+    dataset = write_layout(tmp_path, "brats2021", n_cases=2)
+    folder = dataset / "BraTS2021_00001"
+    (folder / "BraTS2021_00001_t2.nii.gz").unlink()
+    (dataset / "BraTS2021_00002" / "BraTS2021_00002_t2.nii.gz").rename(
+        folder / "BraTS2021_00002_t2.nii.gz")
+
+    with pytest.raises(DataError, match=r"BraTS2021_00001: the modality files name several "
+                                        r"cases \(BraTS2021_00001, BraTS2021_00002\)"):
+        find_cases(folder)
+
+
+# -- folders reached through symbolic links ---------------------------------------------
+def test_case_folders_that_are_symlinks_are_found(tmp_path):
+    dataset = write_layout(tmp_path / "storage", "brats2021", n_cases=2)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for case_folder in sorted(dataset.iterdir()):
+        (linked / case_folder.name).symlink_to(case_folder, target_is_directory=True)
+
+    cases = find_cases(linked)
+
+    assert [case.case_id for case in cases] == ["BraTS2021_00001", "BraTS2021_00002"]
+    assert cases[0].modalities["flair"] == linked / "BraTS2021_00001" / \
+        "BraTS2021_00001_flair.nii.gz"
+
+
+def test_a_symlink_cycle_ends_and_each_case_is_found_once(tmp_path):
+    dataset = write_layout(tmp_path, "brats2021", n_cases=2)
+    (dataset / "BraTS2021_00001" / "back_up").symlink_to(dataset, target_is_directory=True)
+    (tmp_path / "same_data").symlink_to(dataset, target_is_directory=True)
+
+    cases = find_cases(tmp_path)
+
+    assert [case.case_id for case in cases] == ["BraTS2021_00001", "BraTS2021_00002"]

@@ -85,7 +85,7 @@ def test_other_settings_or_changed_data_mean_another_run_folder(first_run, datas
 
 
 def test_an_interrupted_run_is_resumed_not_restarted(dataset):
-    from gliseg_nb.pipeline import select_cases, split_cases
+    from gliseg_nb.split import select_cases, split_cases
     from gliseg_nb.train import fit
 
     # The run folder load_or_train will look in, holding only the first of its 2 epochs, as

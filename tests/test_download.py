@@ -148,8 +148,18 @@ def test_missing_file_on_the_server_is_an_error(tmp_path, serve):
         ("Task01_BrainTumour/evil_link", {"type": tarfile.SYMTYPE, "linkname": "../../evil.txt"}),
         ("Task01_BrainTumour/evil_link", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}),
         ("Task01_BrainTumour/evil_hard", {"type": tarfile.LNKTYPE, "linkname": "../evil.txt"}),
+        # Links that stay inside are refused too: Task01 holds none, and a link's target read
+        # as text says nothing about links unpacked before it.
+        ("Task01_BrainTumour/imagesTr/evil_alias",
+         {"type": tarfile.SYMTYPE, "linkname": "BRATS_001.nii.gz"}),
+        ("Task01_BrainTumour/evil_copy",
+         {"type": tarfile.LNKTYPE, "linkname": "Task01_BrainTumour/dataset.json"}),
+        ("Task01_BrainTumour/evil_fifo", {"type": tarfile.FIFOTYPE}),
+        ("Task01_BrainTumour/evil_device", {"type": tarfile.CHRTYPE, "devmajor": 1,
+                                            "devminor": 3}),
     ],
-    ids=["parent", "nested-parent", "absolute", "symlink-up", "symlink-absolute", "hardlink"],
+    ids=["parent", "nested-parent", "absolute", "symlink-up", "symlink-absolute", "hardlink",
+         "symlink-inside", "hardlink-inside", "fifo", "device"],
 )
 def test_hostile_member_is_refused_and_nothing_is_unpacked(tmp_path, serve, member, attributes):
     archive = _msd_archive(tmp_path, serve.folder)
@@ -184,3 +194,58 @@ def test_incomplete_existing_folder_is_reported(tmp_path):
 
     with pytest.raises(DataError, match=r"Task01_BrainTumour.*not a complete"):
         download_msd(tmp_path, url="http://127.0.0.1:9/never-contacted.tar", progress=False)
+
+
+def _add_link_chain_escape(tar, dest, outside_name, content):
+    """The CVE-2025-4517 pattern: a chain of symlinks through long folder names, so that
+    ``os.path.realpath`` gives up (PATH_MAX) and Python's ``data`` filter (before 3.11.13)
+    sees the link as inside; a hard link through it, then a regular file written into the
+    hard link, overwrites `outside_name` two folders above the unpacking folder."""
+    # The unpacking folder is dest/.msd-unpack-XXXXXXXX: size the names so that the deepest
+    # folder still fits in PATH_MAX but its resolved path plus one more name does not.
+    prefix = len(str(dest)) + len("/.msd-unpack-xxxxxxxx/")
+    steps = "abcdefghijklmnop"
+    component = "d" * min(254, (4096 - prefix - 100) // len(steps) - 1)
+    path = ""
+    for step in steps:
+        folder = tarfile.TarInfo(f"{path}{component}")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        link = tarfile.TarInfo(f"{path}{step}")
+        link.type = tarfile.SYMTYPE
+        link.linkname = component
+        tar.addfile(link)
+        path += component + "/"
+    long_link = "/".join(steps) + "/" + "l" * 254
+    link = tarfile.TarInfo(long_link)
+    link.type = tarfile.SYMTYPE
+    link.linkname = "../" * len(steps)
+    tar.addfile(link)
+    escape = tarfile.TarInfo("escape")
+    escape.type = tarfile.SYMTYPE
+    escape.linkname = long_link + "/../.."  # as text: inside; on disk: two folders up
+    tar.addfile(escape)
+    hard = tarfile.TarInfo("flaglink")
+    hard.type = tarfile.LNKTYPE
+    hard.linkname = f"escape/{outside_name}"
+    tar.addfile(hard)
+    _add_bytes(tar, "flaglink", content)
+
+
+def test_symlink_chain_with_a_hard_link_cannot_write_outside(tmp_path, serve):
+    # Task01 holds no link at all: every link member is refused before anything is unpacked.
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"original")
+    dest = tmp_path / "data"
+    archive = _msd_archive(tmp_path, serve.folder)
+    with tarfile.open(archive, "a") as tar:
+        _add_link_chain_escape(tar, dest, "outside.txt", b"overwritten")
+
+    with pytest.raises(DataError, match=r"Task01_BrainTumour\.tar: refusing to unpack .*link"):
+        download_msd(dest, url=serve("Task01_BrainTumour.tar"), md5=_md5(archive),
+                     progress=False)
+
+    assert outside.read_bytes() == b"original"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "outside.txt", "served",
+                                                           "source"]
+    assert _leftovers(dest) == []  # no data, no staging folder, no hostile archive

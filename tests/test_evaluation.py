@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from gliseg_nb.errors import DataError
 from gliseg_nb.metrics import evaluation
 from gliseg_nb.metrics.evaluation import (
     HD95_EMPTY_MM,
@@ -157,6 +158,38 @@ def test_release_labels_are_refused():
     pred[1, 1, 1] = 4
     with pytest.raises(ValueError, match="0-3"):
         evaluate_case(pred, np.zeros_like(pred))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.inf, r"prediction: 1 NaN or infinite value\(s\)"),
+    (-np.inf, r"prediction: 1 NaN or infinite value\(s\)"),
+    (np.nan, r"prediction: 1 NaN or infinite value\(s\)"),
+    (1.5, r"prediction: labels must be whole numbers"),
+], ids=["inf", "-inf", "nan", "fraction"])
+def test_non_finite_or_fractional_labels_are_named(bad, message):
+    pred = np.zeros((5, 5, 5), np.float32)
+    pred[1, 1, 1] = bad
+    with pytest.raises(DataError, match=message):
+        evaluate_case(pred, np.zeros((5, 5, 5), np.uint8))
+
+
+def test_text_labels_are_refused():
+    truth = np.zeros((2, 2, 2), np.uint8)
+    with pytest.raises(DataError, match=r"ground truth: labels must be whole numbers, got dtype"):
+        evaluate_case(truth, truth.astype(str))
+
+
+def test_volumes_must_be_3d():
+    with pytest.raises(DataError, match=r"must be 3-D label volumes, got 2-D arrays of shape "
+                                        r"\(10, 10\)"):
+        evaluate_case(np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (1.0, 1.0, 1.0, 1.0), ((1.0, 1.0, 1.0),)])
+def test_spacing_must_fit_the_volume(spacing):
+    volume = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(DataError, match=r"voxel spacing .* does not fit a 3-D volume"):
+        evaluate_case(volume, volume, spacing=spacing)
 
 
 def test_evaluate_case_is_fast_on_a_brats_sized_volume(rng):
@@ -318,6 +351,62 @@ def test_evaluate_folder_errors_name_the_problem(scored_folder):
     moved[0, 3] += 1.0
     nib.save(nib.Nifti1Image(truth, moved), pred_dir / f"{second}.nii.gz")
     with pytest.raises(ValueError, match="affine"):
+        evaluation.evaluate_folder(pred_dir, root / "data")
+
+
+def test_prediction_with_bytes_flipped_in_the_compressed_stream_is_refused(scored_folder):
+    import gzip
+
+    import nibabel as nib
+
+    root, truths, pred_dir = scored_folder
+    case_id = sorted(truths)[0]
+    path = pred_dir / f"{case_id}.nii.gz"
+    raw = gzip.decompress(path.read_bytes())
+    # Stored deflate blocks: flipping a voxel byte keeps the stream valid, only the CRC tells.
+    content = bytearray(gzip.compress(raw, compresslevel=0))
+    offset = int(nib.load(path).dataobj.offset) + 100
+    content[10 + 5 + offset] ^= 0x01
+    path.write_bytes(bytes(content))
+
+    with pytest.raises(DataError, match=rf"{case_id}\.nii\.gz: the compressed data is corrupt "
+                                        r"\(BadGzipFile: CRC check failed"):
+        evaluation.evaluate_folder(pred_dir, root / "data")
+
+
+def test_cli_evaluate_damaged_prediction_is_one_line(scored_folder, capsys):
+    import gzip
+
+    from gliseg_nb.cli import main
+
+    root, truths, pred_dir = scored_folder
+    case_id = sorted(truths)[0]
+    path = pred_dir / f"{case_id}.nii.gz"
+    content = bytearray(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=0))
+    content[10 + 5 + 352 + 7] ^= 0x01  # a voxel byte: only the CRC tells
+    path.write_bytes(bytes(content))
+
+    assert main(["evaluate", str(pred_dir), str(root / "data")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "Traceback" not in error
+    # The progress bar shares stderr: the error is its last line.
+    last = error.splitlines()[-1]
+    assert f"{case_id}.nii.gz: the compressed data is corrupt" in last and "CRC" in last
+
+
+def test_prediction_with_a_damaged_header_names_the_file(scored_folder):
+    import gzip
+    import struct
+
+    root, truths, pred_dir = scored_folder
+    case_id = sorted(truths)[1]
+    path = pred_dir / f"{case_id}.nii.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<h", raw, 70, 1234)  # datatype
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+    with pytest.raises(DataError, match=rf"{case_id}\.nii\.gz: not a readable prediction "
+                                        r"\(HeaderDataError"):
         evaluation.evaluate_folder(pred_dir, root / "data")
 
 

@@ -170,3 +170,64 @@ def test_metric_config_round_trip(metric):
     assert type(restored) is type(metric)
     assert restored.get_config() == metric.get_config()
     assert restored.name == metric.name
+
+
+# -- Keras' own metrics, where they compute the same thing -----------------------------------------
+def _weighted_accuracy(y_true, y_pred, pixel_weights):
+    right = (y_true.argmax(-1) == y_pred.argmax(-1)).astype(float)
+    return float((right * pixel_weights).sum() / pixel_weights.sum())
+
+
+def test_pixel_accuracy_is_keras_categorical_accuracy_and_counts_pixels(rng):
+    assert isinstance(PixelAccuracy(), keras.metrics.CategoricalAccuracy)
+    batches = [_batch(rng, n, size=12) for n in (5, 1, 3)]
+    plain, per_image, per_pixel = PixelAccuracy(), PixelAccuracy(), PixelAccuracy()
+    image_weights = [rng.integers(0, 3, len(b[0])).astype("float32") for b in batches]
+    pixel_weights = [rng.random(b[0].shape[:-1]).astype("float32") for b in batches]
+    for (y_true, y_pred), w_image, w_pixel in zip(batches, image_weights, pixel_weights):
+        plain.update_state(y_true, y_pred)
+        per_image.update_state(y_true, y_pred, sample_weight=w_image)
+        per_pixel.update_state(y_true, y_pred, sample_weight=w_pixel)
+    y_true = np.concatenate([b[0] for b in batches])
+    y_pred = np.concatenate([b[1] for b in batches])
+    # The confusion-count definition: sum of TP over the classes / all pixels of the epoch.
+    tp, _, fn, _ = _numpy_counts(y_true, y_pred)
+    assert float(plain.result()) == pytest.approx(tp.sum() / (tp + fn).sum(), rel=1e-6)
+    w_image = np.concatenate(image_weights)[:, None, None] * np.ones(y_true.shape[:-1])
+    assert float(per_image.result()) == pytest.approx(_weighted_accuracy(y_true, y_pred, w_image), rel=1e-6)
+    w_pixel = np.concatenate(pixel_weights)
+    assert float(per_pixel.result()) == pytest.approx(_weighted_accuracy(y_true, y_pred, w_pixel), rel=1e-6)
+
+
+def test_models_saved_with_the_confusion_count_accuracy_still_load():
+    # What `serialize_keras_object(PixelAccuracy())` wrote before it became CategoricalAccuracy.
+    saved = {"module": "gliseg_nb.metrics.keras_metrics", "class_name": "PixelAccuracy",
+             "config": {"name": "accuracy", "dtype": "float32", "class_ids": [0, 1, 2, 3], "n_classes": 4},
+             "registered_name": "gliseg_nb>PixelAccuracy"}
+    restored = keras.saving.deserialize_keras_object(saved)
+    assert isinstance(restored, PixelAccuracy) and restored.name == "accuracy"
+    y = np.eye(4, dtype="float32")[[[0, 1], [2, 3]]][None]
+    restored.update_state(y, y)
+    assert float(restored.result()) == 1.0
+
+
+def test_argmax_mean_iou_equals_keras_one_hot_mean_iou_while_every_class_occurs(rng):
+    ours, theirs = ArgmaxMeanIoU(), keras.metrics.OneHotMeanIoU(num_classes=4)
+    for n_images in (4, 2):
+        y_true, y_pred = _batch(rng, n_images)
+        ours.update_state(y_true, y_pred)
+        theirs.update_state(y_true, y_pred)
+    assert float(ours.result()) == pytest.approx(float(theirs.result()), rel=1e-6)
+
+    # A class absent from both sides: 1 by the BraTS rule here, left out of the mean by Keras.
+    truth = np.zeros((1, 4, 4), int)
+    truth[0, :2] = 1
+    pred = truth.copy()
+    pred[0, 0, 0] = 0
+    y_true, y_pred = (np.eye(4, dtype="float32")[a] for a in (truth, pred))
+    ours, theirs = ArgmaxMeanIoU(), keras.metrics.OneHotMeanIoU(num_classes=4)
+    ours.update_state(y_true, y_pred)
+    theirs.update_state(y_true, y_pred)
+    iou = np.array([8 / 9, 7 / 8])  # background, class 1; classes 2 and 3 absent
+    assert float(ours.result()) == pytest.approx((iou.sum() + 2) / 4, rel=1e-6)
+    assert float(theirs.result()) == pytest.approx(iou.mean(), rel=1e-6)

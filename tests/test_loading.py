@@ -1,6 +1,7 @@
 """Reading cases: labels in the internal convention, partial reads, and every bad file."""
 
 import gzip
+import struct
 import warnings
 
 import nibabel as nib
@@ -422,14 +423,140 @@ def test_float_labels_with_whole_values_are_accepted(tmp_path):
 def test_complete_compressed_files_are_not_decompressed_twice(tmp_path, monkeypatch):
     # The completeness check reads the gzip trailer; only files whose trailer disagrees
     # with the header are decompressed a second time to be sure.
-    import gliseg_nb.data.loading as loading
+    import gliseg_nb.data._nifti as nifti
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a complete file was decompressed for verification")
 
-    monkeypatch.setattr(loading.gzip, "open", forbidden)
+    monkeypatch.setattr(nifti.gzip, "open", forbidden)
     _, case = _one_case(tmp_path, "msd")
 
     data = load_case(case)
 
     np.testing.assert_array_equal(data.labels, fixture_labels(SHAPE, 0))
+
+
+# -- damage only a checksum or a header field reveals --------------------------------------
+def _rewrite_stored_with_flipped_byte(path, voxel):
+    """Rewrite a fixture .nii.gz uncompressed inside gzip (stored deflate blocks) with one
+    byte of the int16 `voxel` flipped: the deflate data stays valid and the length trailer
+    intact, so only the CRC-32 can tell."""
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    i, j, k = voxel
+    offset = 352 + 2 * (i + SHAPE[0] * j + SHAPE[0] * SHAPE[1] * k)
+    assert len(raw) < 65535  # one stored block: 10 header bytes, then 5 bytes of block header
+    content = bytearray(gzip.compress(bytes(raw), compresslevel=0))
+    content[10 + 5 + offset] ^= 0x10
+    path.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize("voxel, slices", [((3, 4, 10), (8, 12)), ((3, 4, 14), (0, 4)),
+                                           ((3, 4, 10), None)],
+                         ids=["in-the-slices-read", "after-the-slices-read", "whole-volume"])
+def test_bytes_flipped_inside_the_compressed_stream_are_reported(tmp_path, voxel, slices):
+    _, case = _one_case(tmp_path)
+    _rewrite_stored_with_flipped_byte(case.modalities["t1ce"], voxel)
+
+    with pytest.raises(DataError, match=r"BraTS2021_00001_t1ce\.nii\.gz: the compressed data "
+                                        r"is corrupt \(BadGzipFile: CRC check failed"):
+        load_case(case, modalities=["flair", "t1ce"], slices=slices)
+
+
+def test_intact_stored_gzip_still_reads(tmp_path):
+    # The CRC check must not refuse a valid file written with other gzip settings.
+    _, case = _one_case(tmp_path)
+    path = case.modalities["t1ce"]
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=0))
+
+    data = load_case(case, modalities=["t1ce"], slices=(8, 12))
+
+    np.testing.assert_array_equal(data.images["t1ce"], fixture_image(SHAPE, 0, "t1ce")[:, :, 8:12])
+
+
+def _patch_header(path, offset, fmt, value):
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into(fmt, raw, offset, value)
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+@pytest.mark.parametrize("offset, fmt, value, message", [
+    (70, "<h", 1234, r"not a readable NIfTI file \(HeaderDataError: data code 1234"),  # datatype
+    (40, "<h", 9, r"not a readable NIfTI file \(HeaderDataError"),  # dim[0]
+    (80, "<f", float("nan"), r"has invalid voxel sizes \(nan, 1\.0, 1\.0\)"),  # pixdim[1]
+    (280, "<f", float("nan"), r"has a non-finite affine"),  # srow_x[0]
+], ids=["datatype", "dim0", "nan-pixdim", "nan-affine"])
+def test_damaged_header_fields_name_the_file(tmp_path, caplog, offset, fmt, value, message):
+    _, case = _one_case(tmp_path)
+    _patch_header(case.modalities["t1"], offset, fmt, value)
+
+    with pytest.raises(DataError, match=r"BraTS2021_00001_t1\.nii\.gz: " + message) as raised:
+        load_case(case)
+
+    assert "\n" not in str(raised.value)
+    assert "differs" not in str(raised.value)  # not "different from itself by nan mm"
+    # nibabel's own report of the problem is not printed as a second line.
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "nibabel.global"] == []
+
+
+def test_nibabel_reports_outside_the_loader_are_untouched(tmp_path, caplog):
+    _, case = _one_case(tmp_path)
+    _patch_header(case.modalities["t1"], 70, "<h", 1234)
+
+    with pytest.raises(Exception, match="data code 1234"):
+        nib.load(case.modalities["t1"])
+
+    assert any("data code 1234" in record.getMessage() for record in caplog.records
+               if record.name == "nibabel.global")
+
+
+def test_nan_message_says_what_to_do_from_the_api_and_the_command_line(tmp_path):
+    _, case = _one_case(tmp_path)
+    _write_with_nan(case)
+
+    with pytest.raises(DataError, match=r"pass nan_policy='zero' to load_case \(or "
+                                        r"--nan-policy zero on the command line\)"):
+        load_case(case)
+
+
+# -- blank modalities -------------------------------------------------------------------
+def test_all_zero_modality_beside_a_tumour_warns_naming_the_file(tmp_path):
+    from gliseg_nb.data import BlankImageWarning
+
+    _, case = _one_case(tmp_path)
+    write_nifti(case.modalities["t1ce"], np.zeros(SHAPE, np.int16))
+
+    with pytest.warns(BlankImageWarning, match=r"BraTS2021_00001_t1ce\.nii\.gz: the t1ce image "
+                                               r"is all zeros in every slice read, beside \d+ "
+                                               r"tumour voxel"):
+        data = load_case(case, slices=(4, 12))
+
+    assert not data.images["t1ce"].any() and data.labels.any()  # still read: a warning
+
+
+def test_all_zero_whole_volume_warns_without_segmentation(tmp_path):
+    from gliseg_nb.data import BlankImageWarning
+
+    write_layout(tmp_path, "msd", n_cases=1, shape=SHAPE, with_seg=False)
+    (case,) = find_cases(tmp_path)
+    stack = np.stack([fixture_image(SHAPE, 0, m) for m in MODALITIES], axis=-1)
+    stack[..., 0] = 0  # the FLAIR channel
+    write_nifti(case.modalities["flair"], stack)
+
+    with pytest.warns(BlankImageWarning, match=r"BRATS_485\.nii\.gz \(channel 0\): the flair "
+                                               r"image is all zeros in the whole volume"):
+        load_case(case)
+
+
+def test_blank_slices_outside_the_tumour_do_not_warn(tmp_path):
+    # The first slices of a skull-stripped scan are all zero: no tumour there, no warning.
+    _, case = _one_case(tmp_path)
+    volume = fixture_image(SHAPE, 0, "flair")
+    volume[:, :, :3] = 0
+    write_nifti(case.modalities["flair"], volume)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_case(case, slices=(0, 3))
+
+    assert not data.images["flair"].any() and not data.labels.any()

@@ -8,7 +8,7 @@ Conventions every ``notebooks/NN_topic`` pair follows (see notebooks/_colab_setu
 * a settings cell sets ``DATA_DIR`` and ``PRESET``: the one place to switch to real data;
 * at least one cell is marked ``# NBVAL_CHECK_OUTPUT`` and was saved with its output, so
   ``pytest --nbval-lax`` really compares something;
-* the notebook ends with a Summary and Exercises.
+* the notebook ends with a Summary, Exercises and References.
 
 The outputs themselves are checked by nbval when pytest collects ``notebooks/*.ipynb``.
 """
@@ -108,7 +108,7 @@ def test_ends_with_summary_and_exercises(ipynb):
     headings = [line.lstrip("#").strip().lower()
                 for cell in notebook.cells if cell.cell_type == "markdown"
                 for line in cell.source.splitlines() if line.startswith("#")]
-    assert headings[-2:] == ["summary", "exercises"]
+    assert headings[-3:] == ["summary", "exercises", "references"]
     assert notebook.cells[-1].cell_type == "markdown"
 
 

@@ -11,17 +11,16 @@ from gliseg_nb import Config
 from gliseg_nb import _cache
 from gliseg_nb._preprocess import resize_volume
 from gliseg_nb.data import find_cases, load_case
-from gliseg_nb.pipeline import (
-    SliceSequence,
-    build_cache,
+from gliseg_nb.dataset import build_cache, make_dataset
+from gliseg_nb.preprocessing import (
     load_arrays,
-    make_dataset,
     normalize_intensities,
     preprocess_case,
     resize_labels_bilinear,
     resize_labels_nearest,
     resize_onehot_bilinear,
 )
+from gliseg_nb.sequence import SliceSequence
 
 SHAPE = (48, 44, 36)  # small volumes keep the tests fast; not square on purpose
 

@@ -12,7 +12,7 @@ from gliseg_nb import Config
 from gliseg_nb.cli import main
 from gliseg_nb.data import find_cases, load_case
 from gliseg_nb.model import build_unet
-from gliseg_nb.pipeline import preprocess_case
+from gliseg_nb.preprocessing import preprocess_case
 from gliseg_nb.predict import (
     _normalize_like_training,
     load_trained,
@@ -360,3 +360,24 @@ def test_min_component_voxels_reaches_predict_case_and_the_command(tmp_path, cap
 
     args = build_parser().parse_args(["predict", "run", "data", "--out", "o", "--min-component-voxels", "500"])
     assert args.min_component_voxels == 500
+
+
+def test_write_prediction_names_an_unreadable_reference_image(tmp_path):
+    # The reference image is opened by the loader's own NIfTI reader: a damaged header is a
+    # one-line DataError naming the file, not nibabel's HeaderDataError.
+    import gzip
+    import struct
+
+    from gliseg_nb.errors import DataError
+
+    write_layout(tmp_path / "data", "brats2021", n_cases=1)
+    (case,) = find_cases(tmp_path / "data")
+    path = case.modalities["flair"]
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<h", raw, 70, 1234)  # datatype
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+    with pytest.raises(DataError, match=r"BraTS2021_00001_flair\.nii\.gz: not a readable NIfTI "
+                                        r"file \(HeaderDataError"):
+        write_prediction(np.zeros((24, 24, 16), np.uint8), case, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -7,7 +7,7 @@ import pytest
 
 from gliseg_nb import Config
 from gliseg_nb.data import Case
-from gliseg_nb.pipeline import CaseSplit, load_split, save_split, select_cases, split_cases
+from gliseg_nb.split import CaseSplit, load_split, save_split, select_cases, split_cases
 
 
 def make_cases(n, grades=None):

@@ -12,7 +12,7 @@ download_msd(dest)          fetch and unpack the public Decathlon Task01 archive
 
 from ._errors import DataError
 from .cases import Case, find_cases, format_case_table
-from .loading import CaseData, load_case
+from .loading import BlankImageWarning, CaseData, load_case
 from .synthetic import DATA_ENV_VAR, get_data_dir, synthesize
 from .download import MSD_MD5, MSD_URL, download_msd
 
@@ -23,6 +23,7 @@ __all__ = [
     "format_case_table",
     "CaseData",
     "load_case",
+    "BlankImageWarning",
     "synthesize",
     "get_data_dir",
     "DATA_ENV_VAR",

@@ -32,15 +32,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..labels import LAYOUTS, MODALITIES
 from ._errors import DataError
 
 __all__ = ["Case", "find_cases", "format_case_table", "LAYOUTS", "MODALITIES"]
-
-#: The four MRI contrasts, under the names the package uses everywhere.
-MODALITIES = ("flair", "t1", "t1ce", "t2")
-
-#: Every layout `find_cases` recognises.
-LAYOUTS = ("brats2019", "brats2020-kaggle", "brats2020", "brats2021", "brats2023-gli", "msd")
 
 # File-name suffix -> package modality name. BraTS 2023 renamed the contrasts
 # (t1n = native T1, t1c = contrast-enhanced T1, t2w = T2, t2f = T2-FLAIR).
@@ -61,6 +56,8 @@ _CASE_FILE = re.compile(
     rf"^(?P<prefix>.+?)[_-](?P<suffix>{_SUFFIX_PATTERN})\.nii(?:\.gz)?$", re.IGNORECASE
 )
 _NIFTI = re.compile(r"\.nii(?:\.gz)?$", re.IGNORECASE)
+# The one segmentation of a release not named <case>_seg: case 355 of the Kaggle BraTS 2020.
+_KAGGLE_355_SEG = re.compile(r"^W39_1998\.09\.19_Segm\.nii(?:\.gz)?$", re.IGNORECASE)
 
 # Case-folder names of each release, checked in this order.
 _ID_PATTERNS = (
@@ -155,14 +152,16 @@ def find_cases(root):
     ------
     DataError
         If `root` does not exist or holds no case (the message says how to get data), if a
-        case folder lacks a modality (the message names the folder and the modality), or if
-        two cases share an identifier.
+        case folder lacks a modality (the message names the folder and the modality), if
+        its modality files name several cases, or if two cases share an identifier.
 
     Warns
     -----
     UserWarning
         If some, but not all, cases of one folder lack a segmentation (an incomplete copy;
-        validation folders, where none has one, do not warn).
+        validation folders, where none has one, do not warn), or if a case folder holds a
+        file that says "seg" but is not named as a release names its ground truth (the
+        file is named and ignored).
 
     Notes
     -----
@@ -172,6 +171,11 @@ def find_cases(root):
     ``brats2020`` (or ``brats2020-kaggle`` when uncompressed): those releases share one
     label convention, so their labels are converted correctly. Hidden folders and files
     (names starting with ``.``, such as macOS ``._*`` files) and ``__MACOSX`` are skipped.
+
+    The ground truth is ``<id>_seg.nii[.gz]`` (``<id>-seg`` for BraTS 2023), or
+    ``W39_1998.09.19_Segm.nii``, the name case 355 of the Kaggle BraTS 2020 copy carries;
+    no other file is taken for it. Folder links are followed (datasets linked in from
+    another disk), each folder once, so a link cycle ends.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -181,10 +185,7 @@ def find_cases(root):
     root = root.absolute()
 
     cases = []
-    for folder, subfolders, files in os.walk(root):
-        # Sorted, and without hidden folders or macOS resource forks, for a stable walk.
-        subfolders[:] = sorted(d for d in subfolders if not _is_junk(d) and d != "__MACOSX")
-        folder = Path(folder)
+    for folder, files in _walk_following_links(root):
         nifti_files = sorted(f for f in files if _NIFTI.search(f) and not _is_junk(f))
         if not nifti_files:
             continue
@@ -208,6 +209,37 @@ def find_cases(root):
             )
         seen[case.case_id] = case
     return sorted(cases, key=lambda case: case.case_id)
+
+
+def _walk_following_links(root):
+    """(folder, file names) below `root`, sorted, following folder links, each folder once.
+
+    Datasets are often linked in from another disk: a case folder that is a symbolic link
+    is a case like any other. A folder reached twice (a link to a folder already walked,
+    or a link back up the tree) is walked only the first time, so a link cycle ends.
+    """
+    visited = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        identity = _folder_identity(folder)
+        if identity in visited:
+            subfolders[:] = []
+            continue
+        visited.add(identity)
+        # Sorted, and without hidden folders or macOS resource forks, for a stable walk.
+        subfolders[:] = sorted(
+            name for name in subfolders
+            if not _is_junk(name) and name != "__MACOSX"
+            and _folder_identity(os.path.join(folder, name)) not in visited
+        )
+        yield Path(folder), files
+
+
+def _folder_identity(folder):
+    try:
+        status = os.stat(folder)  # follows links: the folder itself, whatever its path
+    except OSError:
+        return ("unreadable", os.path.abspath(folder))
+    return (status.st_dev, status.st_ino)
 
 
 def _warn_about_lone_missing_segmentations(cases):
@@ -278,6 +310,7 @@ def _case_folder(case):
 def _brats_case(folder, nifti_files):
     """The case in a BraTS case folder, or None if the folder holds no modality files."""
     found = {}
+    prefixes = {}
     leftovers = []
     for name in nifti_files:
         match = _CASE_FILE.match(name)
@@ -291,21 +324,49 @@ def _brats_case(folder, nifti_files):
                 f"remove the extra one"
             )
         found[key] = folder / name
+        prefixes[key] = match["prefix"]
     if not any(m in found for m in MODALITIES):
         # No modality file at all (a folder of predictions, say): not a case folder.
         return None
 
+    # Every file of a case starts with the case's name: files of two cases in one folder
+    # would otherwise be read as one case.
+    modality_prefixes = {prefixes[m].casefold(): prefixes[m] for m in MODALITIES if m in found}
+    if len(modality_prefixes) > 1:
+        raise DataError(
+            f"{folder}: the modality files name several cases "
+            f"({', '.join(sorted(modality_prefixes.values()))}); keep one case per folder"
+        )
+    (case_prefix,) = modality_prefixes.values()
+
     seg = found.pop("seg", None)
+    if seg is not None and prefixes["seg"].casefold() != case_prefix.casefold():
+        # "<case>_flair_seg.nii.gz" (someone's own segmentation of the FLAIR) is not the
+        # release's ground truth: only "<case>_seg" is.
+        leftovers.append(seg.name)
+        seg = None
+    seg_like = [name for name in leftovers if "seg" in name.lower()]
     if seg is None:
         # The Kaggle copy of BraTS 2020 names case 355's segmentation
-        # "W39_1998.09.19_Segm.nii"; accept one stray file that says it is a segmentation.
-        candidates = [name for name in leftovers if "seg" in name.lower()]
-        if len(candidates) == 1:
-            seg = folder / candidates[0]
-        elif len(candidates) > 1:
-            raise DataError(
-                f"{folder}: several files could be the segmentation ({', '.join(candidates)})"
-            )
+        # "W39_1998.09.19_Segm.nii": the only other name accepted as a segmentation.
+        known = [name for name in seg_like if _KAGGLE_355_SEG.match(name)]
+        if known:
+            seg = folder / known[0]
+            seg_like.remove(known[0])
+    if seg_like:
+        # Say so rather than guess: a wrong ground truth would spoil every score silently.
+        first_modality = next(found[m] for m in MODALITIES if m in found)
+        separator = first_modality.name[len(case_prefix)]
+        expected = f"{case_prefix}{separator}seg.nii.gz (or .nii)"
+        status = (f"the segmentation is {seg.name}" if seg is not None else
+                  f"the case is listed without segmentation; if one of them is the ground "
+                  f"truth, rename it {expected}")
+        warnings.warn(
+            f"{folder}: ignored {', '.join(seg_like)}: not a segmentation name of a BraTS "
+            f"release ({expected}); {status}",
+            UserWarning,
+            stacklevel=3,
+        )
 
     missing = [m for m in MODALITIES if m not in found]
     if missing:

@@ -10,21 +10,17 @@ naming the file.
 
 from __future__ import annotations
 
-import gzip
-import struct
 import warnings
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from .. import labels as _labels
 from ._errors import DataError
+from ._nifti import open_nifti, read_voxels
 from .cases import MODALITIES, Case
 
-__all__ = ["CaseData", "load_case", "NAN_POLICIES", "AFFINE_TOLERANCE_MM"]
+__all__ = ["CaseData", "load_case", "BlankImageWarning", "NAN_POLICIES", "AFFINE_TOLERANCE_MM"]
 
 #: What `load_case` does with NaN or infinite voxels.
 NAN_POLICIES = ("raise", "zero")
@@ -33,9 +29,14 @@ NAN_POLICIES = ("raise", "zero")
 #: Affines are stored as float32 in NIfTI headers, so bit-exact equality is too strict.
 AFFINE_TOLERANCE_MM = 1e-3
 
-# What nibabel, gzip and numpy raise on a file that is not NIfTI, corrupt or cut short.
-_READ_ERRORS = (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error,
-                gzip.BadGzipFile, struct.error, ValueError, TypeError, MemoryError)
+
+class BlankImageWarning(UserWarning):
+    """A modality is zero everywhere: a missing acquisition or a failed conversion.
+
+    `load_case` warns (naming the file) when a modality read is all zeros beside a
+    segmentation that holds tumour in the same slices, or over the whole volume. A model
+    trained on such a case learns from a blank channel; a prediction from one is a guess.
+    """
 
 
 @dataclass(repr=False)
@@ -108,21 +109,29 @@ def load_case(case, modalities=None, slices=None, nan_policy="raise"):
     ------
     DataError
         Naming the file, if a file is missing, is not NIfTI, is corrupt or truncated, if
-        shapes or affines disagree between the files of the case, if voxels are NaN or
-        infinite (with ``nan_policy="raise"``), or if labels are not those of the release.
+        shapes or affines disagree between the files of the case, if an affine or a voxel
+        size is not finite, if a ``.nii.gz`` file fails its gzip checksum, if voxels are
+        NaN or infinite (with ``nan_policy="raise"``), or if labels are not those of the
+        release.
 
     Warns
     -----
     RuntimeWarning
         With ``nan_policy="zero"``, naming the file and the number of voxels zeroed.
+    BlankImageWarning
+        Naming the file, if a modality read is zero everywhere while the segmentation
+        holds tumour in the same slices, or over the whole volume (a missing acquisition).
 
     Notes
     -----
-    A file cut short is detected when it is opened, before any voxel is decoded: from the
-    file size for ``.nii``, from the uncompressed size that ends every gzip stream for
-    ``.nii.gz``. Reading slices ``a:b`` of a ``.nii.gz`` file still decompresses the
-    stream up to slice ``b`` (gzip cannot seek), but nothing after it, and nothing is
-    converted to float except the slices asked for.
+    Files are opened and read by `gliseg_nb.data._nifti` (shared with the prediction
+    writer and the evaluation). A file cut short is detected when it is opened, before any
+    voxel is decoded: from the file size for ``.nii``, from the uncompressed size that ends
+    every gzip stream for ``.nii.gz``. Reading slices ``a:b`` of a ``.nii.gz`` file
+    decompresses the stream up to slice ``b`` (gzip cannot seek), then the rest of it
+    without keeping it, so that gzip checks the stream's CRC-32 (bytes changed inside the
+    compressed data raise a `DataError`); nothing is converted to float except the slices
+    asked for.
 
     Examples
     --------
@@ -143,9 +152,9 @@ def load_case(case, modalities=None, slices=None, nan_policy="raise"):
     for modality in modalities:
         path = case.modalities[modality]
         channel = case.channels[modality] if case.channels is not None else None
-        opened[modality] = (path, _open_nifti(path), channel)
+        opened[modality] = (path, open_nifti(path), channel)
     if case.seg is not None:
-        opened["seg"] = (case.seg, _open_nifti(case.seg), None)
+        opened["seg"] = (case.seg, open_nifti(case.seg), None)
     if not opened:
         raise ValueError(f"{case.case_id}: nothing to read (no modality requested and no seg)")
 
@@ -181,6 +190,8 @@ def load_case(case, modalities=None, slices=None, nan_policy="raise"):
             labels = _labels.to_internal(raw, case.layout, source=path)
         except ValueError as error:
             raise DataError(str(error)) from error
+    _warn_about_blank_images(case, images, labels, opened, whole_volume=selection.stop
+                             - selection.start == shape[2])
 
     first_path, first_image, _ = next(iter(opened.values()))
     header = first_image.header
@@ -209,66 +220,6 @@ def _check_modalities(modalities):
     if len(set(modalities)) != len(modalities):
         raise ValueError(f"Modalities listed twice: {modalities}")
     return modalities
-
-
-def _open_nifti(path):
-    """Load a NIfTI header (voxels stay on disk) or raise a DataError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        # mmap=False: slices are read with seeks rather than by mapping the file, which
-        # keeps no handle open and fails cleanly on a truncated file.
-        image = nib.load(path, mmap=False)
-    except _READ_ERRORS as error:
-        raise DataError(f"{path}: not a readable NIfTI file ({_describe(error, path)})") from error
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise DataError(f"{path}: not a NIfTI file (nibabel reads it as {type(image).__name__})")
-    _check_complete(path, image)
-    return image
-
-
-def _check_complete(path, image):
-    """Raise a DataError if the file holds fewer bytes than its header announces.
-
-    Checked when the file is opened, so that a file cut short (an interrupted download or
-    copy) is reported even when only its first slices are read.
-    """
-    # The proxy knows where the voxels start (the loaded header's own offset may be reset).
-    offset = int(getattr(image.dataobj, "offset", image.header.get_data_offset()))
-    expected = offset + int(np.prod(image.shape, dtype=np.int64)) * \
-        image.header.get_data_dtype().itemsize
-    if not str(path).lower().endswith(".gz"):
-        actual = path.stat().st_size
-        if actual < expected:
-            raise DataError(
-                f"{path}: file is truncated ({actual} bytes, the header announces {expected})"
-            )
-        return
-    # A gzip file ends with the uncompressed size modulo 2**32 (RFC 1952, ISIZE): reading
-    # 4 bytes tells whether it is complete without decompressing anything.
-    with open(path, "rb") as handle:
-        handle.seek(-4, 2)
-        stored_size = struct.unpack("<I", handle.read(4))[0]
-    if stored_size == expected % 2**32:
-        return
-    # Files made of several gzip members (or padded) legitimately disagree with the last
-    # ISIZE: decompress once to be sure, counting bytes rather than keeping them.
-    actual = 0
-    try:
-        with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(1 << 22):
-                actual += len(chunk)
-    except _READ_ERRORS as error:
-        raise DataError(
-            f"{path}: file is truncated or corrupt ({_describe(error, path)}); download or "
-            f"copy it again"
-        ) from error
-    if actual < expected:
-        raise DataError(
-            f"{path}: file is truncated ({actual} bytes once decompressed, the header announces "
-            f"{expected})"
-        )
 
 
 def _spatial_shape(path, image, channel):
@@ -330,18 +281,32 @@ def _normalise_slices(slices, depth, case):
 
 def _read_voxels(path, image, selection, channel):
     """Decode only the selected axial slices (and channel, an index or a slice) of a file."""
-    try:
-        if channel is not None:
-            data = image.dataobj[:, :, selection, channel]
-        else:
-            index = (slice(None), slice(None), selection) + (0,) * (len(image.shape) - 3)
-            data = image.dataobj[index]
-        return np.asanyarray(data)
-    except _READ_ERRORS as error:
-        raise DataError(
-            f"{path}: cannot read the voxels; the file is corrupt or truncated "
-            f"({_describe(error, path)})"
-        ) from error
+    if channel is not None:
+        index = (slice(None), slice(None), selection, channel)
+    else:
+        index = (slice(None), slice(None), selection) + (0,) * (len(image.shape) - 3)
+    return read_voxels(path, image, index)
+
+
+def _warn_about_blank_images(case, images, labels, opened, whole_volume):
+    # The first and last axial slices of a skull-stripped scan are legitimately all zero:
+    # only a blank modality beside tumour, or a blank whole volume, is suspicious.
+    tumour_voxels = int(np.count_nonzero(labels)) if labels is not None else 0
+    if not (tumour_voxels or whole_volume):
+        return
+    for modality, volume in images.items():
+        if volume.any():
+            continue
+        path, _, channel = opened[modality]
+        where = f" (channel {channel})" if channel is not None else ""
+        extent = (f"in every slice read, beside {tumour_voxels} tumour voxel(s) of the "
+                  f"segmentation" if tumour_voxels else "in the whole volume")
+        warnings.warn(
+            f"{path}{where}: the {modality} image is all zeros {extent}; a missing or "
+            f"failed acquisition? A model trained or run on it sees a blank {modality}",
+            BlankImageWarning,
+            stacklevel=3,
+        )
 
 
 def _apply_nan_policy(volume, path, nan_policy):
@@ -351,16 +316,9 @@ def _apply_nan_policy(volume, path, nan_policy):
     count = int(volume.size - np.count_nonzero(finite))
     message = f"{path}: {count} NaN or infinite voxel(s)"
     if nan_policy == "raise":
-        raise DataError(message + "; pass nan_policy='zero' to set them to 0")
+        raise DataError(message + "; to set them to 0, pass nan_policy='zero' to load_case "
+                        "(or --nan-policy zero on the command line)")
     warnings.warn(message + "; set to 0", RuntimeWarning, stacklevel=3)
     volume = np.array(volume, dtype=np.float32, copy=True)
     volume[~finite] = 0
     return volume
-
-
-def _describe(error, path=None):
-    text = str(error).strip()
-    if path is not None:
-        # nibabel repeats the full path in its messages; ours already starts with it.
-        text = text.replace(str(path), Path(path).name)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .._boxes import bounding_box, grow, union
+from ..errors import DataError
 from ..labels import REGIONS, to_internal
 
 __all__ = [
@@ -78,25 +80,43 @@ def _check_pair(pred, truth):
     pred = np.asarray(pred)
     truth = np.asarray(truth)
     if pred.shape != truth.shape:
-        raise ValueError(
+        raise DataError(
             f"prediction and ground truth differ in shape: {pred.shape} vs {truth.shape} "
             "(resample the prediction to the ground-truth grid; nothing is cropped silently)"
         )
     return pred, truth
 
 
+def _check_volumes(pred, truth):
+    """The checks of `evaluate_case`: one shape, three dimensions."""
+    pred, truth = _check_pair(pred, truth)
+    if pred.ndim != 3:
+        raise DataError(
+            f"prediction and ground truth must be 3-D label volumes, got {pred.ndim}-D arrays "
+            f"of shape {pred.shape} (score a 2-D slice by giving it a third axis of length 1)"
+        )
+    return pred, truth
+
+
 def _check_internal_labels(labels, what):
     labels = np.asarray(labels)
-    if labels.dtype.kind not in "biu":
-        if labels.dtype.kind != "f" or np.any(labels != np.round(labels)):
-            raise ValueError(f"{what}: labels must be whole numbers, got dtype {labels.dtype}")
+    if labels.dtype.kind == "f":
+        finite = np.isfinite(labels)
+        if not finite.all():
+            count = int(labels.size - np.count_nonzero(finite))
+            raise DataError(f"{what}: {count} NaN or infinite value(s); labels must be whole "
+                            f"numbers 0-3")
+        if np.any(labels != np.round(labels)):
+            raise DataError(f"{what}: labels must be whole numbers, got fractional values")
+    elif labels.dtype.kind not in "biu":
+        raise DataError(f"{what}: labels must be whole numbers, got dtype {labels.dtype}")
     # A bincount over small unsigned labels is much faster than np.unique on 9 M voxels.
     if labels.dtype == np.bool_:
         return labels.astype(np.uint8)
     low, high = labels.min(initial=0), labels.max(initial=0)
     if low < 0 or high > 3:
         bad = sorted(int(v) for v in np.unique(labels) if v < 0 or v > 3)
-        raise ValueError(
+        raise DataError(
             f"{what}: internal labels must be 0-3, found {bad} (convert release labels such "
             "as BraTS's 4 = enhancing with gliseg_nb.labels.to_internal first)"
         )
@@ -104,9 +124,15 @@ def _check_internal_labels(labels, what):
 
 
 def _check_spacing(spacing, ndim):
-    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)))
+    values = np.atleast_1d(np.asarray(spacing, dtype=float))
+    if values.ndim != 1 or values.size not in (1, ndim):
+        raise DataError(
+            f"voxel spacing {spacing!r} does not fit a {ndim}-D volume (give one value per "
+            f"axis, in mm)"
+        )
+    spacing = tuple(float(s) for s in np.broadcast_to(values, (ndim,)))
     if any(not math.isfinite(s) or s <= 0 for s in spacing):
-        raise ValueError(f"voxel spacing must be positive and finite, got {spacing}")
+        raise DataError(f"voxel spacing must be positive and finite, got {spacing}")
     return spacing
 
 
@@ -131,19 +157,6 @@ def dice_score(pred_mask, truth_mask):
     if total == 0:
         return 1.0
     return float(2.0 * np.count_nonzero(pred_mask & truth_mask) / total)
-
-
-def _bounding_box(mask_a, mask_b, margin):
-    """Slices of the joint bounding box of two masks, widened by `margin` voxels."""
-    joint = mask_a | mask_b
-    box = []
-    for axis in range(joint.ndim):
-        other_axes = tuple(a for a in range(joint.ndim) if a != axis)
-        occupied = np.flatnonzero(np.any(joint, axis=other_axes))
-        start = max(int(occupied[0]) - margin, 0)
-        stop = min(int(occupied[-1]) + 1 + margin, joint.shape[axis])
-        box.append(slice(start, stop))
-    return tuple(box)
 
 
 def _surface_distances(from_border, to_border, spacing):
@@ -190,7 +203,7 @@ def hd95(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0)):
     if pred_empty or truth_empty:
         return HD95_EMPTY_MM
     # Distance transforms cost time in proportion to the volume: work on the masks' box.
-    box = _bounding_box(pred_mask, truth_mask, _CROP_MARGIN)
+    box = bounding_box(pred_mask | truth_mask, _CROP_MARGIN)
     pred_box, truth_box = pred_mask[box], truth_mask[box]
     # The margin keeps both masks at least one voxel from any side where the box cuts the
     # volume, so erosion there sees background exactly as in the full volume; where the box
@@ -250,14 +263,6 @@ def _components(mask):
     return ndimage.label(mask, structure=structure)
 
 
-def _grow(box, margin, shape):
-    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, shape))
-
-
-def _union(box_a, box_b):
-    return tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(box_a, box_b))
-
-
 def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=LESION_DILATION,
                        min_volume_mm3=LESION_MIN_VOLUME_MM3):
     """BraTS 2023 lesion-wise Dice and HD95 of one region: every lesion counts the same.
@@ -313,7 +318,7 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
                 "lesions_missed": 0, "false_positive_lesions": 0}
     # Nothing outside the masks' joint box (widened by the dilation) can change a score:
     # work on that box, a small part of a brain volume.
-    box = _bounding_box(pred_mask, truth_mask, int(dilation))
+    box = bounding_box(pred_mask | truth_mask, int(dilation))
     pred_mask, truth_mask = pred_mask[box], truth_mask[box]
 
     merged_zone, _ = _components(
@@ -329,7 +334,7 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
         if box is None:
             continue
         # Work in the lesion's box widened by the dilation: the rest cannot touch it.
-        zone = _grow(box, dilation, lesions.shape)
+        zone = grow(box, dilation, lesions.shape)
         lesion_zone = lesions[zone] == lesion_id
         reach = ndimage.binary_dilation(lesion_zone, structure=grow_structure, iterations=dilation)
         touching = np.unique(pred_components[zone][reach])
@@ -346,7 +351,7 @@ def lesion_wise_scores(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0), dilation=
         # Dice and HD95 on the box holding the lesion and all its predicted components.
         joint = box
         for component in touching:
-            joint = _union(joint, pred_boxes[component - 1])
+            joint = union(joint, pred_boxes[component - 1])
         lesion = lesions[joint] == lesion_id
         prediction = np.isin(pred_components[joint], touching)
         dice_sum += dice_score(prediction, lesion)
@@ -388,10 +393,12 @@ def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0), lesion_wise=False):
 
     Raises
     ------
-    ValueError
-        If the shapes differ or a volume holds labels outside 0-3.
+    DataError
+        A `ValueError`: if the volumes are not 3-D or differ in shape, if a volume holds
+        NaN, infinite, fractional or non-numeric values or labels outside 0-3, or if the
+        spacing is not one positive finite value per axis.
     """
-    pred, truth = _check_pair(pred, truth)
+    pred, truth = _check_volumes(pred, truth)
     pred = _check_internal_labels(pred, "prediction")
     truth = _check_internal_labels(truth, "ground truth")
     spacing = _check_spacing(spacing, pred.ndim)
@@ -412,15 +419,13 @@ def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0), lesion_wise=False):
 
 # -- a folder of predictions -----------------------------------------------------------
 def _read_labels(path):
-    import nibabel as nib
+    from ..data._nifti import read_nifti
 
-    try:
-        image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
-    except Exception as error:  # nibabel raises several types for unreadable files
-        raise ValueError(f"{path}: cannot read as NIfTI ({error})") from None
+    # The loader's own reader: unreadable headers, truncation and a failed gzip CRC are
+    # DataErrors naming the file.
+    data, image = read_nifti(path, what="prediction")
     if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3-D label volume, got shape {data.shape}")
+        raise DataError(f"{path}: expected a 3-D label volume, got shape {data.shape}")
     return data, image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
 
 

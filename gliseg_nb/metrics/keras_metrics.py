@@ -27,6 +27,11 @@ metric               formula                        0/0 (class absent) gives
 `PixelAccuracy`      sum TP / pixels (all classes)   -
 ===================  =============================  ===========================
 
+`PixelAccuracy` is Keras' own ``CategoricalAccuracy``, which computes exactly this. Keras'
+``OneHotMeanIoU`` is not used for `ArgmaxMeanIoU`: it agrees while every class occurs, but
+leaves a class absent from both targets and predictions out of the mean instead of scoring
+it 1 (the tests show both).
+
 Counts are float32 variables summed across replicas; they are exact below 2**24 pixels per
 batch and class and keep a relative error near 1e-7 beyond that.
 """
@@ -231,6 +236,10 @@ class ArgmaxMeanIoU(ConfusionCountsMetric):
     By default it averages over **all** classes, background included, as ``MeanIoU`` does
     (``class_ids=None``; pass ``class_ids=(1, 2, 3)`` for the tumour classes only). Always
     ``IoU <= Dice`` for the same masks. Default name ``"mean_iou"``.
+
+    Keras' ``OneHotMeanIoU(num_classes)`` gives the same value while every class occurs in
+    the epoch; a class absent from both targets and predictions scores 1 here (the BraTS
+    rule, as for Dice) where Keras leaves it out of the mean.
     """
 
     prefix = "iou"
@@ -249,33 +258,35 @@ class ArgmaxMeanIoU(ConfusionCountsMetric):
 
 
 @keras.saving.register_keras_serializable(package="gliseg_nb")
-class PixelAccuracy(ConfusionCountsMetric):
+class PixelAccuracy(keras.metrics.CategoricalAccuracy):
     """Fraction of pixels whose argmax class is right (all classes, background included).
 
-    Predicting background everywhere already scores about 0.98 on BraTS slices: read it next
-    to the Dice scores, never alone. Default name ``"accuracy"``.
+    This is Keras' ``CategoricalAccuracy`` (argmax of the target against argmax of the
+    prediction, summed over every pixel of the epoch) under the course's name and
+    arguments; the tests check that it equals ``sum TP / pixels`` of the confusion counts,
+    with and without sample weights. Predicting background everywhere already scores
+    about 0.98 on BraTS slices: read it next to the Dice scores, never alone.
 
     Parameters
     ----------
     n_classes : int, default=4
+        Recorded for `get_config` (the argmax needs no class count).
     name : str, default="accuracy"
     dtype : str, optional
+        Default=None (float32).
+    class_ids : optional
+        Accepted and ignored, so that models saved with the earlier confusion-count
+        version of this metric still load.
     """
 
-    prefix = "accuracy"
-
     def __init__(self, n_classes=4, name="accuracy", dtype=None, class_ids=None):
-        # class_ids is accepted (and ignored) so that get_config round-trips.
-        super().__init__(class_ids=None, n_classes=n_classes, name=name, dtype=dtype)
+        super().__init__(name=name, dtype=dtype)
+        self.n_classes = int(n_classes)
 
-    @staticmethod
-    def _default_class_ids(n_classes):
-        return tuple(range(n_classes))
-
-    def result(self):
-        tp, _, fn, _ = self._counts()
-        total = tp + fn  # per class: true pixels of it
-        return ops.cast(_safe_ratio(ops.sum(tp), ops.sum(total)), self.dtype)
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_classes=self.n_classes)
+        return config
 
 
 def default_metrics(n_classes=4):
