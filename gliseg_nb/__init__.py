@@ -9,6 +9,7 @@ import importlib
 
 from .config import Config
 from .errors import ConfigError, DataError, GlisegError, RunError
+from .runs import RunFolder
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ _LAZY_SUBMODULES = (
     "metrics",
     "train",
     "predict",
+    "runs",
     "plotting",
     "viewers",
 )
@@ -36,6 +38,7 @@ __all__ = [
     "DataError",
     "ConfigError",
     "RunError",
+    "RunFolder",
     "__version__",
     "load_model",
     *_LAZY_SUBMODULES,

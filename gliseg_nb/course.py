@@ -21,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._io import cache_root
+from ._io import cache_root, user_path
 from .config import Config
+from .runs import RunFolder
 
 __all__ = ["TrainedRun", "load_or_train", "quiet_tensorflow", "run_key", "runs_dir"]
 
@@ -168,20 +169,6 @@ def run_key(config, data_identity):
     return f"{config.preset}-{digest[:16]}"
 
 
-def _is_complete(run_dir, config):
-    """True when the run folder holds a finished training run and its best model."""
-    from .train import BEST_MODEL_FILE, STATE_FILE
-
-    try:
-        state = json.loads((Path(run_dir) / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    # Finished: every epoch done, or early stopping ended it. (A run killed after its last
-    # epoch but before fit marked it "finished" is complete too.)
-    done = state.get("stopped_early") or int(state.get("epochs_done", 0)) >= config.epochs
-    return bool(done) and (Path(run_dir) / BEST_MODEL_FILE).is_file()
-
-
 def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=None, verbose="auto",
                   **overrides):
     """A model trained with these settings on this data: from the cache, or trained now.
@@ -221,11 +208,18 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
     ------
     ValueError
         If the data folder holds fewer than 3 cases with segmentations (one per set).
+
+    Notes
+    -----
+    While one process trains a run, the run folder is locked (`gliseg_nb.runs.RunFolder`):
+    a second call with the same settings and data, from another notebook say, prints that it
+    waits, then reuses the finished run. A cached run whose checkpoint is damaged is trained
+    again from scratch, with a warning.
     """
     from .data import find_cases, get_data_dir
     from .split import load_split, select_cases, split_cases
     from .predict import load_trained
-    from .train import SPLIT_FILE, fit, read_history
+    from .train import fit
 
     config = Config.preset(preset, **overrides)
     data_dir = get_data_dir(data_dir)
@@ -235,26 +229,40 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
             f"{data_dir}: a training, a validation and a test set need at least 3 cases with "
             f"segmentations, found {len(cases)}"
         )
-    root = Path(cache_dir) if cache_dir is not None else runs_dir()
-    run_dir = root / run_key(config, _data_identity(data_dir, cases, config))
+    root = user_path(cache_dir) if cache_dir is not None else runs_dir()
+    run = RunFolder(root / run_key(config, _data_identity(data_dir, cases, config)))
 
-    if retrain and run_dir.exists():
-        shutil.rmtree(run_dir)
-    reused = _is_complete(run_dir, config)
-    if not reused:
-        split_path = run_dir / SPLIT_FILE
-        split = load_split(split_path, cases) if split_path.is_file() else split_cases(cases, config)
-        fit(config, select_cases(cases, split["train"]), select_cases(cases, split["val"]), run_dir,
-            verbose=verbose, split=split)
-    split = load_split(run_dir / SPLIT_FILE, cases)
-    model, saved_config = load_trained(run_dir)
+    # Two notebooks (or kernels) asking for the same model at once: the second waits for the
+    # first to finish, then reuses its run, rather than failing or training it twice.
+    with run.locked(wait=True, message=_say_waiting):
+        if retrain:
+            run.clear()
+        reused = run.is_complete(config.epochs)
+        if not reused:
+            problem = run.checkpoint_problem()
+            if problem is not None:
+                # A cached run that cannot resume (its checkpoint cut short by a power loss,
+                # say) is only a cache: train it again rather than fail.
+                warnings.warn(f"{problem}; training this cached run again from scratch", stacklevel=2)
+                run.clear()
+            split = load_split(run.split_path, cases) if run.split_path.is_file() else split_cases(cases, config)
+            fit(config, select_cases(cases, split["train"]), select_cases(cases, split["val"]), run.path,
+                verbose=verbose, split=split)
+        split = load_split(run.split_path, cases)
+        model, saved_config = load_trained(run.path)
+        history = run.read_history()
     return TrainedRun(
         model=model,
-        run_dir=run_dir,
+        run_dir=run.path,
         config=saved_config,
         split=split,
-        history=read_history(run_dir),
+        history=history,
         cases=cases,
         data_dir=data_dir,
         reused=reused,
     )
+
+
+def _say_waiting(text):
+    print(f"{text} (another notebook or process is training this model; it is reused once done)",
+          flush=True)

@@ -268,18 +268,17 @@ def plot_history(history, axes=None, path=None):
 def _history_columns(history):
     """Columns of a training log as ``{name: list of float}``."""
     if isinstance(history, (str, os.PathLike)):
-        path = Path(history)
-        if path.is_dir():
-            path = path / "history.csv"
-        if not path.is_file():
-            raise ValueError(f"{path}: no training log (history.csv) found")
-        import csv
+        from .runs import HISTORY_FILE, read_history
 
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows:
+        path = Path(history).expanduser()
+        if path.is_dir():
+            path = path / HISTORY_FILE
+        if not path.is_file():
+            raise ValueError(f"{path}: no training log ({HISTORY_FILE}) found")
+        columns = read_history(path)
+        if not columns.get("epoch"):
             raise ValueError(f"{path}: the training log has no finished epoch yet")
-        return {key: [float(row[key]) for row in rows] for key in rows[0]}
+        return {key: [float(value) for value in values] for key, values in columns.items()}
     if hasattr(history, "to_dict") and hasattr(history, "columns"):  # a pandas DataFrame
         return {str(key): [float(v) for v in history[key]] for key in history.columns}
     if hasattr(history, "history") and isinstance(history.history, dict):  # keras History

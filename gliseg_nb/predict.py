@@ -48,6 +48,7 @@ from ._preprocess import resize_images, resize_weights
 from .config import Config
 from .errors import ConfigError, DataError, RunError
 from .labels import from_internal
+from .runs import MODEL_FILE_NAMES, RunFolder  # noqa: F401  (MODEL_FILE_NAMES: re-exported)
 
 __all__ = [
     "predict_case",
@@ -65,10 +66,6 @@ __all__ = [
 #: The manifest `predict_folder` writes beside its predictions.
 MANIFEST_FILE = "predictions.json"
 _MANIFEST_FORMAT = "gliseg-nb predictions 1"
-
-#: Model files looked for in a run folder, in order of preference (`gliseg_nb.train`
-#: writes ``best.keras`` and ``last-epoch-NNN.keras`` checkpoints).
-MODEL_FILE_NAMES = ("best.keras", "model.keras")
 
 #: In-plane flips used for test-time augmentation: (flip rows, flip columns).
 TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
@@ -402,11 +399,11 @@ def write_prediction(labels, case, out_dir, label_convention="release"):
 
 # -- the command -----------------------------------------------------------------------
 def find_model_file(run_dir):
-    """The model file of a training run folder.
+    """The model file of a training run folder (`gliseg_nb.runs.RunFolder.find_model_file`).
 
-    Looks for `MODEL_FILE_NAMES` in order (``best.keras``, the best epoch, as
-    `gliseg_nb.train` writes it), then for the latest ``last-epoch-NNN.keras`` checkpoint,
-    then for a single ``.keras`` file. Hidden temporary files are ignored.
+    ``best.keras`` (the best epoch), else ``model.keras``, else the latest
+    ``last-epoch-NNN.keras`` checkpoint, else a single ``.keras`` file. Hidden temporary
+    files are ignored.
 
     Parameters
     ----------
@@ -422,20 +419,7 @@ def find_model_file(run_dir):
     gliseg_nb.RunError
         If the folder holds no model file, or several without a preferred one.
     """
-    run_dir = user_path(run_dir)
-    for name in MODEL_FILE_NAMES:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    candidates = sorted(path for path in run_dir.glob("*.keras") if not path.name.startswith("."))
-    checkpoints = [path for path in candidates if path.name.startswith("last-epoch-")]
-    if checkpoints:
-        return checkpoints[-1]  # zero-padded epoch numbers: the last in order is the latest
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise RunError(f"{run_dir}: no .keras model file in this run folder")
-    names = ", ".join(path.name for path in candidates)
-    raise RunError(f"{run_dir}: several model files ({names}); pass the one to use")
+    return RunFolder(user_path(run_dir)).find_model_file()
 
 
 def load_trained(path, config_path=None):

@@ -3,17 +3,10 @@
 `fit` trains the model `gliseg_nb.model.build_unet` describes, with the report's optimiser
 and schedule (Adam, learning rate divided by 5 when the validation loss stalls for 2 epochs,
 down to 1e-6), early stopping, and the epoch-accumulated metrics of
-`gliseg_nb.metrics.keras_metrics`. Everything goes into one run folder:
-
-==========================  ==============================================================
-``config.json``             the settings (`gliseg_nb.Config.save`)
-``split.json``              the case ids of each set (`gliseg_nb.split.save_split`)
-``run.json``                the versions of gliseg-nb, TensorFlow and Keras, the strategy
-``history.csv``             one row per finished epoch: losses, metrics, learning rate
-``best.keras``              the model of the best epoch (highest validation mean Dice)
-``last-epoch-NNN.keras``    the model, optimiser included, after the last finished epoch
-``state.json``              where training stands: written last, atomically, each epoch
-==========================  ==============================================================
+`gliseg_nb.metrics.keras_metrics`. Everything goes into one run folder, laid out and
+locked by `gliseg_nb.runs.RunFolder`: ``config.json``, ``split.json``, ``run.json``,
+``history.csv``, ``best.keras``, ``last-epoch-NNN.keras`` and ``state.json``. One process
+trains into a folder at a time; a second one gets a `gliseg_nb.RunError` naming the first.
 
 **Resume.** ``state.json`` is the commit point of an epoch: it names the checkpoint of the
 last finished epoch and holds the state of the callbacks (learning-rate schedule, early
@@ -26,8 +19,6 @@ one (the data shuffling starts afresh), but no epoch is lost or repeated.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import platform
 import warnings
@@ -37,7 +28,21 @@ import keras
 
 from ._io import output_folder, user_path
 from .config import Config
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, RunError
+
+# The run folder's layout has one owner, gliseg_nb.runs; the file names stay importable from
+# here for code written against earlier versions.
+from .runs import (  # noqa: F401
+    BEST_MODEL_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    RUN_FILE,
+    SPLIT_FILE,
+    STATE_FILE,
+    RunFolder,
+    read_history,
+)
+from .runs import truncate_history as _truncate_history  # noqa: F401
 
 __all__ = [
     "fit",
@@ -49,89 +54,8 @@ __all__ = [
     "RunCheckpoint",
 ]
 
-CONFIG_FILE = "config.json"
-SPLIT_FILE = "split.json"
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.csv"
-STATE_FILE = "state.json"
-BEST_MODEL_FILE = "best.keras"
 #: Metric that picks the best checkpoint (mean Dice of the tumour classes on validation).
 BEST_MONITOR = "val_dice_mean"
-
-
-# -- small file helpers -----------------------------------------------------------------------
-def _write_json_atomic(path, payload):
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _read_json(path):
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read ({error})") from None
-
-
-def read_history(path):
-    """Read a ``history.csv`` training log into a dict of lists (numbers as floats).
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The CSV file, or the run folder holding it.
-
-    Returns
-    -------
-    dict
-        ``{"epoch": [0, 1, ...], "loss": [...], "val_dice_mean": [...], ...}``; empty when
-        the file does not exist yet.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / HISTORY_FILE
-    if not path.is_file():
-        return {}
-    history = {}
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            for key, value in row.items():
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    number = float("nan")
-                history.setdefault(key, []).append(int(number) if key == "epoch" else number)
-    return history
-
-
-def _truncate_history(path, n_epochs):
-    """Keep the rows of epochs ``0 .. n_epochs - 1`` (each once): drop uncommitted epochs."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        return
-    header, body = rows[0], rows[1:]
-    kept, seen = [], set()
-    for row in body:
-        try:
-            epoch = int(float(row[0]))
-        except (IndexError, ValueError):
-            continue  # a line cut short by the kill
-        if epoch < n_epochs and epoch not in seen and len(row) == len(header):
-            kept.append(row)
-            seen.add(epoch)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(kept)
-    os.replace(tmp, path)
 
 
 # -- hardware ----------------------------------------------------------------------------------
@@ -209,7 +133,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     Parameters
     ----------
-    out_dir : pathlib.Path
+    out_dir : pathlib.Path or gliseg_nb.runs.RunFolder
         The run folder.
     monitor : str, default="val_dice_mean"
         Logged value that picks ``best.keras``.
@@ -225,7 +149,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.out_dir = Path(out_dir)
+        self.run = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
+        self.out_dir = self.run.path
         self.monitor = monitor
         self.mode = mode
         self.reduce_lr = reduce_lr
@@ -256,13 +181,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self._improved(value):
             self.best = value
             self.state["best"] = {"monitor": self.monitor, "value": value, "epoch": epoch}
-            self._save_model(self.out_dir / BEST_MODEL_FILE)
+            self.run.save_model(self.model, self.run.best_model_path)
         elif value is None and "best" not in self.state:
             warnings.warn(f"{self.monitor} is not logged; best.keras is not written", stacklevel=2)
 
         previous = self.state.get("last_checkpoint")
-        checkpoint = f"last-epoch-{epoch:03d}.keras"
-        self._save_model(self.out_dir / checkpoint)
+        checkpoint = self.run.checkpoint_path(epoch).name
+        self.run.save_model(self.model, self.run.checkpoint_path(epoch))
         self.state.update(
             epochs_done=epoch + 1,
             last_checkpoint=checkpoint,
@@ -274,15 +199,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.early_stopping is not None:
             self.state["early_stopping"] = _callback_state(self.early_stopping, _EARLY_STOPPING_FIELDS)
         # The commit point: before this line the previous epoch is the one a resume sees.
-        _write_json_atomic(self.out_dir / STATE_FILE, self.state)
+        self.run.write_state(self.state)
         if previous and previous != checkpoint:
             (self.out_dir / previous).unlink(missing_ok=True)
-
-    def _save_model(self, path):
-        # Keras insists on the .keras suffix, so the temporary file keeps it.
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-        self.model.save(tmp)
-        os.replace(tmp, path)
 
 
 # -- settings from the command line --------------------------------------------------------------
@@ -350,32 +269,29 @@ def _case_ids(cases):
     return [case if isinstance(case, str) else case.case_id for case in cases]
 
 
-def _check_resumable(out_dir, config):
-    """The saved state if `out_dir` holds a run with these settings, None for a fresh run."""
-    state_path = out_dir / STATE_FILE
-    if not state_path.is_file():
+def _check_resumable(run, config):
+    """The saved state if `run` holds a run with these settings, None for a fresh run."""
+    state = run.read_state()
+    if state is None:
         return None
-    state = _read_json(state_path)
-    saved = Config.load(out_dir / CONFIG_FILE)
+    saved = Config.load(run.config_path)
     # Only the number of epochs may change between runs (to train a finished run longer).
     if saved.replace(epochs=config.epochs) != config:
         different = sorted(k for k, v in config.to_dict().items() if saved.to_dict()[k] != v and k != "epochs")
-        raise ValueError(
-            f"{out_dir} holds a run with other settings ({', '.join(different)}); resume with the same "
+        raise ConfigError(
+            f"{run.path} holds a run with other settings ({', '.join(different)}); resume with the same "
             f"settings or choose another output folder"
         )
-    if not (out_dir / state.get("last_checkpoint", "")).is_file():
-        raise ValueError(f"{out_dir / STATE_FILE}: its checkpoint {state.get('last_checkpoint')!r} is missing")
+    run.check_checkpoint()
     return state
 
 
-def _write_run_info(out_dir, strategy_description, resumed_at):
+def _write_run_info(run, strategy_description, resumed_at):
     import tensorflow as tf
 
     from . import __version__
 
-    path = out_dir / RUN_FILE
-    info = _read_json(path) if path.is_file() else {}
+    info = run.read_run_info()
     info.update(
         gliseg_nb_version=__version__,
         tensorflow_version=tf.__version__,
@@ -384,13 +300,13 @@ def _write_run_info(out_dir, strategy_description, resumed_at):
         strategy=strategy_description,
     )
     info.setdefault("sessions", []).append({"initial_epoch": resumed_at})
-    _write_json_atomic(path, info)
+    run.write_run_info(info)
 
 
-def _record_split(out_dir, split, train_cases, val_cases):
+def _record_split(run, split, train_cases, val_cases):
     from .split import load_split, save_split
 
-    path = out_dir / SPLIT_FILE
+    path = run.split_path
     if split is None:
         split = {"train": _case_ids(train_cases), "val": _case_ids(val_cases), "test": []}
     if path.is_file():
@@ -440,37 +356,43 @@ def _fit_datasets(config, train_data, val_data, out_dir, *, split=None, train_ca
     """`fit` on ready-made datasets: ``(x, y)`` batches, a ``tf.data.Dataset`` or a PyDataset.
 
     `train_data` / `val_data` may also be callables returning the dataset, called inside
-    the distribution strategy's scope.
+    the distribution strategy's scope. The run folder's lock is held throughout: a second
+    training into the same folder raises `gliseg_nb.RunError`.
     """
+    if not isinstance(config, Config):
+        raise ConfigError(f"fit expects a gliseg_nb.Config, got {type(config).__name__}")
+    with RunFolder(out_dir).locked() as run:
+        return _fit_locked(config, train_data, val_data, run, split=split, train_cases=train_cases,
+                           val_cases=val_cases, callbacks=callbacks, verbose=verbose)
+
+
+def _fit_locked(config, train_data, val_data, run, *, split, train_cases, val_cases, callbacks, verbose):
     import tensorflow as tf
 
     from .model import build_unet
 
-    if not isinstance(config, Config):
-        raise ValueError(f"fit expects a gliseg_nb.Config, got {type(config).__name__}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = _check_resumable(out_dir, config)
+    out_dir = run.path
+    state = _check_resumable(run, config)
     initial_epoch = int(state["epochs_done"]) if state else 0
-    history_path = out_dir / HISTORY_FILE
+    history_path = run.history_path
     if train_cases or val_cases or split is not None:
-        _record_split(out_dir, split, train_cases, val_cases)
+        _record_split(run, split, train_cases, val_cases)
 
     if state and (state.get("stopped_early") or initial_epoch >= config.epochs):
         # Nothing left to do: hand back the finished run.
         why = "stopped early" if state.get("stopped_early") else f"reached {initial_epoch} epochs"
-        print(f"{out_dir}: training already finished ({why}); loading {state['last_checkpoint']}")
+        print(f"{out_dir}: training already finished ({why}); nothing to train, loading {state['last_checkpoint']}")
         from . import load_model
 
-        return load_model(out_dir / state["last_checkpoint"]), read_history(history_path)
+        return load_model(run.last_checkpoint()), run.read_history()
 
-    config.save(out_dir / CONFIG_FILE)
+    config.save(run.config_path)
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy, strategy_description = choose_strategy()
-    _write_run_info(out_dir, strategy_description, initial_epoch)
+    _write_run_info(run, strategy_description, initial_epoch)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(_precision_policy(config, strategy_description))
@@ -480,8 +402,12 @@ def _fit_datasets(config, train_data, val_data, out_dir, *, split=None, train_ca
             if state:
                 # The optimizer's variables must exist before its saved state can be loaded.
                 model.optimizer.build(model.trainable_variables)
-                model.load_weights(out_dir / state["last_checkpoint"])
-                _truncate_history(history_path, initial_epoch)
+                try:
+                    model.load_weights(run.last_checkpoint())
+                except (OSError, ValueError) as error:  # sound as a zip, yet not this model's
+                    raise RunError(f"{run.last_checkpoint()}: cannot resume from this checkpoint ({error}); "
+                                   f"delete {out_dir} to train from scratch") from error
+                run.truncate_history(initial_epoch)
                 print(f"Resuming {out_dir} at epoch {initial_epoch + 1}/{config.epochs} "
                       f"(learning rate {float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)):.2g})")
             train_data = train_data() if callable(train_data) else train_data
@@ -493,7 +419,7 @@ def _fit_datasets(config, train_data, val_data, out_dir, *, split=None, train_ca
         early_stopping = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience, verbose=1
         )
-        checkpoint = RunCheckpoint(out_dir, reduce_lr=reduce_lr, early_stopping=early_stopping, state=state)
+        checkpoint = RunCheckpoint(run, reduce_lr=reduce_lr, early_stopping=early_stopping, state=state)
         # Order matters: the schedule updates the learning rate (and logs it) before the CSV
         # row is written, and RunCheckpoint, last, commits what all the others did.
         callback_list = [
@@ -515,10 +441,10 @@ def _fit_datasets(config, train_data, val_data, out_dir, *, split=None, train_ca
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    state = _read_json(out_dir / STATE_FILE)
+    state = run.read_state()
     state["finished"] = True
-    _write_json_atomic(out_dir / STATE_FILE, state)
-    return model, read_history(history_path)
+    run.write_state(state)
+    return model, run.read_history()
 
 
 def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto", *, split=None, callbacks=None):
@@ -553,6 +479,14 @@ def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto",
         The model after the last epoch (``best.keras`` holds the best one).
     history : dict
         Every epoch of the run, resumed sessions included (`read_history`).
+
+    Raises
+    ------
+    gliseg_nb.RunError
+        If another process is training into `out_dir` (its lock, `gliseg_nb.runs.RunFolder`,
+        is held), or the checkpoint a resume needs is missing, empty or truncated.
+    gliseg_nb.ConfigError
+        If `out_dir` holds a run with other settings.
     """
     from .dataset import make_dataset
 
@@ -672,6 +606,7 @@ def train_run(data_dir=None, out="runs/quick", *, preset="quick", overrides=None
     print(f"Data: {data_dir} ({len(train_cases)} training, {len(val_cases)} validation, "
           f"{len(split['test'])} test cases); run folder: {out_dir}")
 
+    epochs_before = RunFolder(out_dir).epochs_done()
     started = time.perf_counter()
     model, history = fit(config, train_cases, val_cases, out_dir, split=split)
     elapsed = time.perf_counter() - started
@@ -680,7 +615,9 @@ def train_run(data_dir=None, out="runs/quick", *, preset="quick", overrides=None
     best_path = out_dir / BEST_MODEL_FILE
     best = load_model(best_path, compile=False) if best_path.is_file() else model
     scores = region_dice(best, val_cases, config)
-    print(f"Trained {len(history.get('epoch', []))} epoch(s) in {elapsed:.0f} s this session.")
+    trained = len(history.get("epoch", [])) - epochs_before
+    print(f"Trained {trained} epoch(s) in {elapsed:.0f} s this session." if trained > 0 else
+          f"The run was already complete ({epochs_before} epoch(s)); nothing was trained this session.")
     print("Validation Dice of the best model: "
           + ", ".join(f"{region} {scores[region]:.3f}" for region in ("WT", "TC", "ET")))
     print(f"Best model: {best_path}; history: {out_dir / HISTORY_FILE}")

@@ -1,6 +1,10 @@
 """`gliseg_nb.course.load_or_train`: train once, reuse after, retrain when anything changes."""
 
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +106,58 @@ def test_an_interrupted_run_is_resumed_not_restarted(dataset):
     assert resumed.run_dir == run_dir and not resumed.reused
     assert resumed.history["epoch"] == [0, 1]  # epoch 0 kept, epoch 1 added, none repeated
     assert load_or_train(dataset, verbose=0, **settings).reused
+
+
+FINISH_UNDER_LOCK = """
+    import os, sys, time
+    from gliseg_nb.runs import RunFolder
+    run = RunFolder(sys.argv[1])
+    with run.locked():
+        print("LOCKED", flush=True)
+        time.sleep(2)
+        os.replace(sys.argv[2], run.state_path)  # the other notebook commits its last epoch
+"""
+
+
+def test_a_second_notebook_waits_for_the_first_then_reuses_its_run(first_run, dataset, tmp_path, capsys):
+    # Another kernel holds the run's lock, about to commit the last epoch of the same run.
+    run_dir = first_run.run_dir
+    modified = (run_dir / "best.keras").stat().st_mtime_ns
+    state = tmp_path / "state.json"
+    os.replace(run_dir / "state.json", state)
+    script = tmp_path / "finish.py"
+    script.write_text(textwrap.dedent(FINISH_UNDER_LOCK))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    other = subprocess.Popen([sys.executable, str(script), str(run_dir), str(state)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "LOCKED", other.stderr.read()
+        second = load_or_train(dataset, verbose=0, **TINY)
+    finally:
+        other.wait(timeout=60)
+        if state.exists():
+            os.replace(state, run_dir / "state.json")
+    printed = capsys.readouterr().out
+    assert f"in use by process {other.pid}" in printed and "waiting" in printed
+    assert second.reused and second.history["epoch"] == [0, 1]  # nothing trained twice
+    assert (run_dir / "best.keras").stat().st_mtime_ns == modified
+
+
+def test_a_cached_run_with_an_empty_checkpoint_is_trained_again_with_a_warning(dataset):
+    from gliseg_nb.pipeline import select_cases, split_cases
+    from gliseg_nb.train import fit
+
+    settings = {**TINY, "seed": 8}
+    config = Config.preset("quick", **settings)
+    cases = find_cases(dataset)
+    run_dir = runs_dir() / run_key(config, _data_identity(dataset, cases, config))
+    split = split_cases(cases, config)
+    fit(config.replace(epochs=1), select_cases(cases, split["train"]), select_cases(cases, split["val"]),
+        run_dir, verbose=0, split=split)
+    (run_dir / "last-epoch-000.keras").write_bytes(b"")  # a power loss during the last save
+    with pytest.warns(UserWarning, match="last-epoch-000.keras: the checkpoint is empty"):
+        again = load_or_train(dataset, verbose=0, **settings)
+    assert not again.reused and again.history["epoch"] == [0, 1]
 
 
 def test_run_key_depends_on_settings_and_data():

@@ -178,7 +178,9 @@ def test_killed_run_resumes_without_losing_or_repeating_epochs(tmp_path):
     args = [str(data), str(out), str(cache)]
     script = tmp_path / "train_script.py"
     script.write_text(textwrap.dedent(code))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(TESTS_DIR)}
+    # The checkout under test first (not whichever gliseg_nb is installed), then the fixtures.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)])}
     killed = subprocess.run([sys.executable, str(script), *args], env={**env, "KILL_AT_EPOCH": "2"},
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == 17, killed.stderr[-2000:]
@@ -231,7 +233,7 @@ MULTI_DEVICE_SCRIPT = """
 def test_two_logical_cpus_train_the_same_model_with_a_mirrored_strategy(tmp_path):
     script = tmp_path / "multi.py"
     script.write_text(textwrap.dedent(MULTI_DEVICE_SCRIPT.format(tiny=repr(TINY))))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(TESTS_DIR.parent)}
     result = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -292,9 +294,11 @@ def test_cli_train_learns_on_easy_data(tmp_path, capsys):
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 6 and split["test"]
     assert Config.load(out / "config.json").learning_rate == 3e-3
 
-    # The same command again: the run is complete, nothing is trained twice.
+    # The same command again: the run is complete, nothing is trained twice, and it says so.
     assert main(argv) == 0
-    assert "already finished" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "already finished" in again and "Trained" not in again
+    assert "already complete (4 epoch(s)); nothing was trained" in again
     assert read_history(out)["epoch"] == list(range(4))
 
 
