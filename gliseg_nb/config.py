@@ -51,6 +51,13 @@ class Config:
         Slices held for shuffling across patients in the fast pipeline.
     augment : bool, default=False
         Random flips and small intensity scale/shift during training.
+    augment_appearance : bool, default=False
+        Randomise the look of each training slice (`gliseg_nb.augment.random_appearance`:
+        gamma, contrast, brightness, blur, noise), so that the network cannot rely on one
+        scanner's contrast.
+    augment_spatial : bool, default=False
+        Random rotation, scaling and shift of each training slice and its labels
+        (`gliseg_nb.augment.random_spatial`).
     split : tuple of float, default=(0.68, 0.20, 0.12)
         Train / validation / test fractions, by patient (report section 6.2).
     seed : int, default=42
@@ -97,6 +104,8 @@ class Config:
     batch_size: int = 100
     shuffle_buffer: int = 1000
     augment: bool = False
+    augment_appearance: bool = False
+    augment_spatial: bool = False
     split: tuple = (0.68, 0.20, 0.12)
     seed: int = 42
     # model
