@@ -26,8 +26,10 @@ from layout_fixtures import fixture_case_ids, fixture_labels, write_layout, writ
 
 TESTS_DIR = Path(__file__).parent
 # Tiny, fast settings: 32 px, every slice of a 12-slice volume, a 2-level 8-filter U-Net.
+# FLAIR and T1ce: the fixtures these tests write hold only those two contrasts.
 TINY = dict(image_size=32, depth=2, base_filters=8, slice_start=0, n_slices=12, slice_step=1,
-            batch_size=8, augment=False, dropout=0.0, early_stopping_patience=10)
+            batch_size=8, augment=False, dropout=0.0, early_stopping_patience=10,
+            modalities=("flair", "t1ce"))
 
 
 def write_contrast_dataset(root, n_cases=6, shape=(32, 32, 12)):
