@@ -401,8 +401,10 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
     depth = _lookup(templates["depth"], mni, step=2)
     ventricle_distance = _lookup(templates["ventricle_distance"], mni, step=2)
     midline_distance = np.abs(mni[0] - _TEMPLATE_CENTRE[0])  # mm from the MNI midline
-    min_depth = min(0.8 * core_radius, 20.0) if realistic else max(14.0, 0.8 * core_radius)
-    ok = ((white > 0.5) & (depth > max(min_depth, 8.0))
+    # Version 3: gliomas start in white matter but many reach the cortex and the surface,
+    # so the centre may lie closer to the surface than the tumour's radius.
+    min_depth = min(0.5 * core_radius, 12.0) if realistic else max(14.0, 0.8 * core_radius)
+    ok = ((white > 0.5) & (depth > max(min_depth, 6.0))
           & (midline_distance > 12.0) & (ventricle_distance > 5.0)
           & (points[2] > 40) & (points[2] < 110)
           # MNI z > -12 mm: above the cerebellum and the temporal poles' base.
@@ -633,8 +635,9 @@ def _class_intensities(rng, modality, realistic):
 
     Version 3 (`_SIMULATION["appearance"]`) draws them per case from wide ranges around
     the clinical ordering, as SynthSeg draws its Gaussian means, with the lesion classes
-    varying most: edema 1.25-2.2x the brightest normal tissue on FLAIR, necrosis 0.6-1.3x
-    edema (FLAIR), enhancement 1.1-1.9x the brightest normal tissue (T1ce).
+    varying most: edema 1.25-2.2x the brightest normal tissue on FLAIR, necrosis 0.5-1.3x
+    edema (FLAIR) and 0.35-0.95x white matter (T1ce), enhancement 1.1-1.9x the brightest
+    normal tissue (T1ce).
     """
     base = np.array(_CONTRASTS[modality])
     if not realistic:
@@ -652,8 +655,8 @@ def _class_intensities(rng, modality, realistic):
         # Edema, and the non-enhancing core of low-grade tumours, are what FLAIR shows:
         # brighter than any normal tissue, to a degree that varies between scanners.
         values[i["edema"]] = normal * rng.uniform(1.25, 2.2)
-        values[i["net"]] = values[i["edema"]] * rng.uniform(0.8, 1.25)
-        values[i["necrosis"]] = values[i["edema"]] * rng.uniform(0.6, 1.3)
+        values[i["net"]] = values[i["edema"]] * rng.uniform(0.7, 1.25)
+        values[i["necrosis"]] = values[i["edema"]] * rng.uniform(0.5, 1.3)
         values[i["et"]] = values[i["edema"]] * rng.uniform(0.7, 1.15)
     elif modality == "t2":
         values[i["edema"]] = normal * rng.uniform(1.3, 2.2)
@@ -661,7 +664,7 @@ def _class_intensities(rng, modality, realistic):
         values[i["net"]] = values[i["edema"]] * rng.uniform(0.8, 1.3)
     elif modality == "t1ce":
         values[i["et"]] = normal * rng.uniform(1.1, 1.9)
-        values[i["necrosis"]] = wm * rng.uniform(0.3, 0.8)
+        values[i["necrosis"]] = wm * rng.uniform(0.35, 0.95)
     elif modality == "t1":
         values[i["edema"]] = wm * rng.uniform(0.6, 0.95)
         values[i["necrosis"]] = wm * rng.uniform(0.25, 0.7)
