@@ -10,8 +10,10 @@ What it does, in order:
 
 1. generates the embedded synthetic dataset exactly as the notebooks get it
    (`gliseg_nb.data.get_data_dir`, into ``<cache-dir>/synthetic-v<version>-...``), timed;
-   with ``--ablate PART`` a dataset with one part of the simulation switched off is
-   written beside it instead (``<cache-dir>/ablation-...``);
+   with ``--ablate PART`` (``--add PART``) a dataset with one part of the simulation
+   switched off (on) is written beside it instead (``<cache-dir>/ablation-...``); the parts
+   are the keys of ``gliseg_nb.data.synthetic._SIMULATION``: ``anatomy``, ``tumour``,
+   ``appearance``, ``resolution``, ``skull_edge``;
 2. trains the ``quick`` preset on it as notebook 04 does (`gliseg_nb.course.load_or_train`,
    the 68/20/12 split by patient), timed, and scores the synthetic validation and test
    cases (`gliseg_nb.train.region_dice`);
@@ -107,19 +109,20 @@ def synthetic_data(args):
     from gliseg_nb.data import get_data_dir, synthetic
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    if not args.ablate:
+    if not args.ablate and not args.add:
         target = Path(args.cache_dir) / (
             f"synthetic-v{synthetic.GENERATOR_VERSION}-seed{args.data_seed}-n{args.n_cases}")
         reused = (target / ".complete").is_file()
         data_dir = get_data_dir(n_cases=args.n_cases, seed=args.data_seed, progress=False)
     else:
-        for part in args.ablate:
-            if part not in synthetic._SIMULATION:
-                raise SystemExit(f"--ablate: unknown part {part!r}; known: {', '.join(synthetic._SIMULATION)}")
-            synthetic._SIMULATION[part] = False
-        name = "-".join(sorted(args.ablate))
+        for parts, value, option in ((args.ablate, False, "--ablate"), (args.add, True, "--add")):
+            for part in parts:
+                if part not in synthetic._SIMULATION:
+                    raise SystemExit(f"{option}: unknown part {part!r}; known: {', '.join(synthetic._SIMULATION)}")
+                synthetic._SIMULATION[part] = value
+        name = "-".join([f"no-{part}" for part in sorted(args.ablate)] + [f"with-{part}" for part in sorted(args.add)])
         data_dir = Path(args.cache_dir) / (
-            f"ablation-v{synthetic.GENERATOR_VERSION}-no-{name}-seed{args.data_seed}-n{args.n_cases}")
+            f"ablation-v{synthetic.GENERATOR_VERSION}-{name}-seed{args.data_seed}-n{args.n_cases}")
         reused = (data_dir / ".complete").is_file()
         if not reused:
             synthetic.synthesize(data_dir, n_cases=args.n_cases, seed=args.data_seed, progress=False)
@@ -195,6 +198,8 @@ def main(argv=None):
                         help="override a quick-preset setting (repeatable)")
     parser.add_argument("--ablate", action="append", default=[], metavar="PART",
                         help="switch off one part of the simulation (repeatable)")
+    parser.add_argument("--add", action="append", default=[], metavar="PART",
+                        help="switch on one part of the simulation that is off by default (repeatable)")
     parser.add_argument("--reuse", action="store_true", help="reuse a finished cached run instead of retraining")
     parser.add_argument("--real-baseline", action="store_true", help="also train on real cases (k-fold)")
     parser.add_argument("--folds", type=int, default=5, help="folds of --real-baseline; default 5")
@@ -216,12 +221,12 @@ def main(argv=None):
     real_cases = [case for case in find_cases(args.real) if case.seg is not None]
     if not real_cases:
         raise SystemExit(f"{args.real}: no case with a segmentation found")
-    label = args.label or ("baseline" if not args.ablate else "no-" + "-".join(args.ablate))
+    label = args.label or "-".join(["baseline"] + [f"no-{p}" for p in args.ablate] + [f"with-{p}" for p in args.add])
     result = {"label": label, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
               "generator_version": synthetic.GENERATOR_VERSION, "machine": machine_info(),
               "load_before": load_average(), "overrides": {k: list(v) if isinstance(v, tuple) else v
                                                            for k, v in overrides.items()},
-              "ablate": args.ablate, "data_seed": args.data_seed, "n_cases": args.n_cases}
+              "ablate": args.ablate, "add": args.add, "data_seed": args.data_seed, "n_cases": args.n_cases}
     print(f"machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
           f"load {result['load_before']}", flush=True)
 

@@ -19,12 +19,13 @@ files), with, per "patient" (version 3 of the generator):
   the ventricles on T1ce, FLAIR-bright periventricular white-matter lesions that are not
   tumour, and, in some cases, an imperfect skull-strip (leftover tissue at the edge, brain
   eroded in places);
-* domain randomisation of the look (after SynthSeg): per case, each tissue and lesion
-  class gets its own intensity in each contrast, drawn from wide ranges around the
-  clinical ordering (T1: white > grey > CSF; T2: CSF bright; FLAIR: CSF dark, edema
-  bright; T1ce: enhancement), plus a gamma curve, tumour texture, a smooth multiplicative
-  bias field, Rician noise, blur, and in half the cases thick axial slices (2.5-6.5 mm)
-  upsampled back to 1 mm, as many older scans were.
+* four contrasts from the tissue and lesion classes in the clinical ordering (T1: white >
+  grey > CSF; T2: CSF bright; FLAIR: CSF dark, edema bright; T1ce: enhancement), each
+  class's intensity jittered per case; then scanner effects: a global scale, a smooth
+  multiplicative bias field, Rician noise, blur, and in half the cases thick axial slices
+  (2.5-6.5 mm) upsampled back to 1 mm, as many older scans were. A SynthSeg-style
+  randomisation of every class's intensity over wide ranges is built in but off by
+  default: at the course's training budget it made transfer to real scans worse.
 
 What it is not: one template brain, deformed, is not a population; no simulated tumour
 is a real one. `benchmarks/bench_transfer.py` measures how well a model trained on these
@@ -84,16 +85,19 @@ CACHE_ENV_VAR = "GLISEG_NB_CACHE"
 GENERATOR_VERSION = "3"
 
 # The parts of the version-3 simulation, each of which can be switched off (back to what
-# version 2 did) to measure what it is worth: `benchmarks/bench_transfer.py --ablate PART`.
-# Private: the dataset the course uses always has every part on.
+# version 2 did) to measure what it is worth: `benchmarks/bench_transfer.py --ablate PART`
+# (or on, `--add PART`). Private: the dataset the course uses is the one these defaults give.
 _SIMULATION = {
     # brain shape: nonlinear warp, wider size range, ventricles enlarged or narrowed
     "anatomy": True,
     # tumour sizes of real gliomas, eccentric necrosis, incomplete rims, nodules, LGG
     # enhancement spots, edema stopped by the cortex, multifocal tumours
     "tumour": True,
-    # per-case random class intensities per contrast, gamma, tumour texture
-    "appearance": True,
+    # per-case random class intensities per contrast, gamma, tumour texture (SynthSeg's
+    # domain randomisation). Off: at the quick preset's budget (~90 s of training) it made
+    # transfer to real scans worse, not better (docs/benchmarks.md, the ablation); the
+    # fixed contrast table of version 2, jittered +-5 % per case, is used instead.
+    "appearance": False,
     # thick axial slices upsampled to 1 mm, wider blur, noise and bias ranges
     "resolution": True,
     # imperfect skull-stripping: leftover tissue outside the brain, eroded edges
