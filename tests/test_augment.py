@@ -94,3 +94,31 @@ def test_randomize_batch_follows_the_config(batch):
 def test_report_preset_does_not_randomise():
     report = Config.preset("report")
     assert not report.augment_appearance and not report.augment_spatial
+
+
+def test_make_dataset_randomises_training_batches_only(tmp_path):
+    """The pipeline's call site: training batches randomised when the Config asks,
+    evaluation batches never."""
+    from layout_fixtures import write_layout
+
+    from gliseg_nb.data import find_cases
+    from gliseg_nb.pipeline import make_dataset
+
+    cases = find_cases(write_layout(tmp_path / "data", "brats2020", n_cases=2, shape=(24, 24, 16)))
+    plain = Config.preset("report", slice_start=0, n_slices=16, image_size=16, depth=2, batch_size=8,
+                          shuffle_buffer=32, modalities=("flair", "t1ce"))
+    randomised = plain.replace(augment_appearance=True, augment_spatial=True)
+    cache = tmp_path / "cache"
+
+    def first_batch(config, training):
+        x, y = next(iter(make_dataset(cases, config, training=training, cache_dir=cache, progress=False)))
+        return x.numpy(), y.numpy()
+
+    x_plain, y_plain = first_batch(plain, True)
+    x_random, y_random = first_batch(randomised, True)
+    assert x_random.shape == x_plain.shape and y_random.shape == y_plain.shape
+    assert not np.allclose(x_random, x_plain)
+    np.testing.assert_allclose(y_random.sum(axis=-1), 1.0)  # labels still one-hot
+    x_eval, _ = first_batch(randomised, False)
+    x_eval_plain, _ = first_batch(plain, False)
+    np.testing.assert_array_equal(x_eval, x_eval_plain)
