@@ -265,7 +265,8 @@ def test_cli_train_learns_on_easy_data(tmp_path, capsys):
     data = write_contrast_dataset(tmp_path / "data")
     out = tmp_path / "run"
     # 4 epochs of 20 steps (the training stream repeats), enough for these easy contrasts.
-    overrides = [f"{key}={value}" for key, value in TINY.items()] + [
+    overrides = [f"{key}={','.join(value) if isinstance(value, tuple) else value}"
+                 for key, value in TINY.items()] + [
         "epochs=4", "steps_per_epoch=20", "learning_rate=3e-3"]
     argv = ["train", str(data), "--out", str(out), "--preset", "quick"]
     for pair in overrides:
