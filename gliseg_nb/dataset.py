@@ -158,6 +158,12 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
         batches = tf.data.Dataset.zip((batches, seeds)).map(
             lambda xy, seed: _augment(xy[0], xy[1], seed), num_parallel_calls=tf.data.AUTOTUNE
         )
+    if training and (config.augment_appearance or config.augment_spatial):
+        from .augment import randomize_batch  # domain randomisation (gliseg_nb/augment.py)
+
+        seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
+        batches = tf.data.Dataset.zip((batches, seeds)).map(
+            lambda xy, seed: randomize_batch(xy[0], xy[1], seed, config), num_parallel_calls=tf.data.AUTOTUNE)
     n_classes = config.n_classes
     batches = batches.map(lambda x, y: (x, tf.one_hot(y, n_classes, dtype=tf.float32)), num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)

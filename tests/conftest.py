@@ -28,7 +28,8 @@ def rng():
 def synthetic_dataset(tmp_path_factory):
     """Three synthetic BraTS 2020-layout cases (seed 0), written once per test session.
 
-    Case 003 is low-grade-like (no enhancement); 001 and 002 are high-grade with necrosis.
+    Case 001 is low-grade-like (a non-enhancing core), 002 a solid high-grade tumour, 003 a
+    necrotic high-grade one (with thick slices).
     Takes a few seconds per case: tests that use it are marked ``slow``.
     """
     from gliseg_nb.data import synthesize

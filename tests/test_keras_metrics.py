@@ -148,7 +148,7 @@ def test_compiled_model_saves_and_loads_with_safe_mode(tmp_path, rng):
     model = build_unet(config)
     model.compile(optimizer="adam", loss=CEDiceLoss(class_weights=(1, 2, 2, 3)), metrics=default_metrics())
     y_true, _ = _batch(rng, 4, size=32)
-    x = rng.normal(size=(4, 32, 32, 2)).astype("float32")
+    x = rng.normal(size=(4, 32, 32, config.n_channels)).astype("float32")
     path = tmp_path / "model.keras"
     model.save(path)
 

@@ -133,11 +133,8 @@ def test_no_module_spells_out_the_modality_list_again():
 
     package = Path(gliseg_nb.__file__).parent
     spelled = re.compile(r"""\(\s*["']flair["']\s*,\s*["']t1["']\s*,\s*["']t1ce["']\s*,\s*["']t2["']""")
-    # data/synthetic.py is being rewritten on another branch; it is to import
-    # gliseg_nb.labels.MODALITIES too, and leave this set then.
-    not_yet = {"data/synthetic.py"}
     offenders = sorted(
         path.relative_to(package).as_posix() for path in package.rglob("*.py")
         if spelled.search(path.read_text(encoding="utf-8"))
     )
-    assert [name for name in offenders if name not in not_yet] == ["labels.py"]
+    assert offenders == ["labels.py"]

@@ -7,7 +7,8 @@ import pytest
 from gliseg_nb import Config
 from gliseg_nb.model import build_unet, conv_block, decoder_block, encoder_block, plot_unet, unet_levels
 
-TINY = dict(image_size=32, depth=2, base_filters=4)
+# Two input channels, as the arrays these tests feed (the quick preset reads four).
+TINY = dict(image_size=32, depth=2, base_filters=4, modalities=("flair", "t1ce"))
 
 
 def test_report_unet_has_exactly_the_reports_parameters():

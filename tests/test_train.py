@@ -26,8 +26,10 @@ from layout_fixtures import fixture_case_ids, fixture_labels, write_layout, writ
 
 TESTS_DIR = Path(__file__).parent
 # Tiny, fast settings: 32 px, every slice of a 12-slice volume, a 2-level 8-filter U-Net.
+# FLAIR and T1ce: the fixtures these tests write hold only those two contrasts.
 TINY = dict(image_size=32, depth=2, base_filters=8, slice_start=0, n_slices=12, slice_step=1,
-            batch_size=8, augment=False, dropout=0.0, early_stopping_patience=10)
+            batch_size=8, augment=False, dropout=0.0, early_stopping_patience=10,
+            modalities=("flair", "t1ce"))
 
 
 def write_contrast_dataset(root, n_cases=6, shape=(32, 32, 12)):
@@ -275,7 +277,8 @@ def test_cli_train_learns_on_easy_data(tmp_path, capsys):
     data = write_contrast_dataset(tmp_path / "data")
     out = tmp_path / "run"
     # 4 epochs of 20 steps (the training stream repeats), enough for these easy contrasts.
-    overrides = [f"{key}={value}" for key, value in TINY.items()] + [
+    overrides = [f"{key}={','.join(value) if isinstance(value, tuple) else value}"
+                 for key, value in TINY.items()] + [
         "epochs=4", "steps_per_epoch=20", "learning_rate=3e-3"]
     argv = ["train", str(data), "--out", str(out), "--preset", "quick"]
     for pair in overrides:

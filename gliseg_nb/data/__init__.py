@@ -8,6 +8,7 @@ load_case(case, ...)        the four modalities (float32), labels 0-3 (uint8), t
 synthesize(out, n, seed)    write synthetic BraTS 2020-layout cases built on MNI152
 get_data_dir(data_dir)      the folder the notebooks use: yours, or the synthetic default
 download_msd(dest)          fetch and unpack the public Decathlon Task01 archive
+fetch_example_case(dest)    download one real BraTS 2018 case (SHA-256 checked)
 """
 
 from ._errors import DataError
@@ -15,6 +16,7 @@ from .cases import Case, find_cases, format_case_table
 from .loading import BlankImageWarning, CaseData, load_case
 from .synthetic import DATA_ENV_VAR, get_data_dir, synthesize
 from .download import MSD_MD5, MSD_URL, download_msd
+from .example import ExampleDownloadError, fetch_example_case
 
 __all__ = [
     "DataError",
@@ -30,4 +32,6 @@ __all__ = [
     "download_msd",
     "MSD_URL",
     "MSD_MD5",
+    "fetch_example_case",
+    "ExampleDownloadError",
 ]

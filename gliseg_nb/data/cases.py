@@ -63,7 +63,7 @@ _KAGGLE_355_SEG = re.compile(r"^W39_1998\.09\.19_Segm\.nii(?:\.gz)?$", re.IGNORE
 _ID_PATTERNS = (
     ("brats2023-gli", re.compile(r"^BraTS-[A-Z]+-\d+-\d+$", re.IGNORECASE)),
     ("brats2021", re.compile(r"^BraTS2021_\d+$", re.IGNORECASE)),
-    ("brats2020", re.compile(r"^BraTS20_(?:Training|Validation|Testing)_\d+$", re.IGNORECASE)),
+    ("brats2020", re.compile(r"^BraTS20_(?:Training|Validation|Testing|Synthetic)_\d+$", re.IGNORECASE)),
     ("brats2019", re.compile(r"^BraTS19_", re.IGNORECASE)),
 )
 _MSD_IMAGE = re.compile(r"^BRATS_\d+\.nii(?:\.gz)?$", re.IGNORECASE)

@@ -1,27 +1,35 @@
 """The embedded dataset: synthetic BraTS 2020-layout cases built on a real brain template.
 
 No BraTS data can be downloaded inside a classroom notebook, so the course ships a generator
-instead. Each case is the MNI152 1 mm brain bundled with nilearn (T1 template, grey and
-white-matter maps, brain mask), resampled onto the BraTS grid (240 x 240 x 155, 1 mm, LPS
-like the real files) with a small random affine per "patient", plus:
+instead: a simulator of glioma MRI whose training value should carry over to real scans.
+Each case is the MNI152 1 mm brain bundled with nilearn (T1 template, grey and white-matter
+maps, brain mask), resampled onto the BraTS grid (240 x 240 x 155, 1 mm, LPS like the real
+files), with, per "patient" (version 3 of the generator):
 
-* four contrasts from the tissue classes (T1: white > grey > CSF; T2: CSF bright; FLAIR: CSF
-  dark, lesions bright; T1ce: T1 plus enhancement);
-* one glioma at a random place in the cerebral hemispheres: a lobulated core (thresholded
-  smooth noise around an ellipsoid), an enhancing rim bright on T1ce around a necrotic core
-  dark on T1ce, and edema bright on FLAIR/T2 that spreads further, preferentially along white
-  matter, and fades at its border; sizes vary; about a third of the cases are low-grade-like
-  (no enhancement, no necrosis: a non-enhancing core), some high-grade ones are solid
-  (no necrosis); the tumour pushes the anatomy aside (mass effect);
+* its own brain shape: a random affine (size 84-100 % of the template's), a smooth random nonlinear warp
+  (displacements of a few mm over ~2 cm) and larger or smaller ventricles;
+* one glioma (sometimes a second, smaller focus) of the sizes real ones have: whole tumour
+  about 20-250 mL, tumour core about half of it. High-grade tumours (70 %) have an
+  enhancing rim of uneven thickness (2-9 mm), incomplete in places, with nodules, around an
+  off-centre necrosis; some are solid. Low-grade-like tumours (30 %) are a large
+  non-enhancing core with little or no enhancement. Edema spreads further along white
+  matter, stops at the cortex and the ventricles, and fades at its border; the tumour
+  pushes the anatomy aside (mass effect);
 * confounders, as in real scans: enhancing vessels along the cortex and choroid plexus in
-  the ventricles on T1ce, and FLAIR-bright periventricular white-matter lesions that are not
-  tumour, so that intensity alone does not solve the task;
-* per-case scanner variation: global intensity scale, a smooth multiplicative bias field,
-  Rician noise and partial-volume blur, so that normalisation matters.
+  the ventricles on T1ce, FLAIR-bright periventricular white-matter lesions that are not
+  tumour, and, in some cases, an imperfect skull-strip (leftover tissue at the edge, brain
+  eroded in places);
+* four contrasts from the tissue and lesion classes in the clinical ordering (T1: white >
+  grey > CSF; T2: CSF bright; FLAIR: CSF dark, edema bright; T1ce: enhancement), each
+  class's intensity jittered per case; then scanner effects: a global scale, a smooth
+  multiplicative bias field, Rician noise, blur, and in half the cases thick axial slices
+  (2.5-6.5 mm) upsampled back to 1 mm, as many older scans were. A SynthSeg-style
+  randomisation of every class's intensity over wide ranges is built in but off by
+  default: at the course's training budget it made transfer to real scans worse.
 
-The difficulty is calibrated: the best single global threshold on z-scored FLAIR reaches a
-whole-tumour Dice of roughly 0.6-0.8 (see `threshold_baseline`), about what simple
-intensity methods reach on real BraTS, while a small U-Net that sees the context learns more.
+What it is not: one template brain, deformed, is not a population; no simulated tumour
+is a real one. `benchmarks/bench_transfer.py` measures how well a model trained on these
+cases segments real BraTS scans (see docs/benchmarks.md).
 
 Every case is derived from ``np.random.SeedSequence(seed, spawn_key=(index,))``: the same
 seed writes identical voxels (and identical bytes), and case ``k`` is the same whatever the
@@ -56,6 +64,7 @@ from scipy import ndimage as ndi
 
 from .._io import CACHE_ENV_VAR, cache_root
 from .._threads import map_in_threads
+from ..labels import MODALITIES
 from ._errors import DataError
 
 __all__ = [
@@ -74,7 +83,27 @@ __all__ = [
 DATA_ENV_VAR = "GLISEG_NB_DATA"
 #: Environment variable naming the cache folder the synthetic dataset is generated into.
 #: Bumped whenever the generator changes the voxels it writes (names the cache folder).
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
+
+# The parts of the version-3 simulation, each of which can be switched off (back to what
+# version 2 did) to measure what it is worth: `benchmarks/bench_transfer.py --ablate PART`
+# (or on, `--add PART`). Private: the dataset the course uses is the one these defaults give.
+_SIMULATION = {
+    # brain shape: nonlinear warp, wider size range, ventricles enlarged or narrowed
+    "anatomy": True,
+    # tumour sizes of real gliomas, eccentric necrosis, incomplete rims, nodules, LGG
+    # enhancement spots, edema stopped by the cortex, multifocal tumours
+    "tumour": True,
+    # per-case random class intensities per contrast, gamma, tumour texture (SynthSeg's
+    # domain randomisation). Off: at the quick preset's budget (~90 s of training) it made
+    # transfer to real scans worse, not better (docs/benchmarks.md, the ablation); the
+    # fixed contrast table of version 2, jittered +-5 % per case, is used instead.
+    "appearance": False,
+    # thick axial slices upsampled to 1 mm, wider blur, noise and bias ranges
+    "resolution": True,
+    # imperfect skull-stripping: leftover tissue outside the brain, eroded edges
+    "skull_edge": True,
+}
 
 #: Shape of every BraTS volume (1 mm isotropic, SRI24 space).
 BRATS_SHAPE = (240, 240, 155)
@@ -83,8 +112,7 @@ BRATS_AFFINE = np.array(
     [[-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 239.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
 
-MODALITIES = ("flair", "t1", "t1ce", "t2")
-_CASE_PREFIX = "BraTS20_Training_"
+_CASE_PREFIX = "BraTS20_Synthetic_"
 _COMPLETE_MARKER = ".complete"
 _PARAMETERS_FILE = "synthetic_parameters.json"
 
@@ -97,6 +125,14 @@ _CROP_SHAPE = (160, 196, 155)
 _GRID_CENTRE = np.array([120.0, 120.0, 77.0])
 # MNI voxel index of that point (MNI152 1 mm origin is at voxel (98, 134, 72)).
 _TEMPLATE_CENTRE = np.array([98.0, 117.0, 82.0])
+# The smooth random warp of the anatomy: displacement nodes over the crop box, ~20 mm apart.
+_WARP_NODES = (9, 11, 9)
+_WARP_SPACING = np.array([(n - 1) / (k - 1) for n, k in zip(_CROP_SHAPE, _WARP_NODES)])
+# Centre of the lateral ventricles on the BraTS grid (MNI (0, -10, 15) mm, before each
+# case's affine) and the reach of their enlargement (voxels; long front to back, as the
+# ventricles are).
+_VENTRICLE_CENTRE = np.array([120.0, 113.0, 82.0])
+_VENTRICLE_RADIUS = np.array([22.0, 38.0, 24.0])
 
 # Relative intensity of each tissue and lesion class in each contrast (white matter ~ 1 in
 # T1). Ordered as in clinical scans; each case jitters them a little.
@@ -178,12 +214,21 @@ class _Box:
 
 
 class _Anatomy:
-    """A per-case mapping from BraTS voxels to MNI voxels: a small random affine (scale,
-    rotation, shift) plus the mass effect of the tumour (tissue pushed away from it)."""
+    """A per-case mapping from BraTS voxels to MNI voxels.
 
-    def __init__(self, rng):
-        scale = rng.uniform(0.90, 0.99) * rng.uniform(0.97, 1.03, size=3)
-        angles = np.deg2rad(rng.normal(0.0, [2.0, 2.0, 3.5]))
+    In order: the mass effect of the tumour (tissue pushed away from it), a smooth random
+    nonlinear warp (brains differ in shape, not only in size), a random affine (scale,
+    rotation, shift), then, in template space, enlarged or shrunken ventricles (atrophy
+    and hydrocephalus widen them, a large tumour compresses them).
+    """
+
+    def __init__(self, rng, varied=True):
+        if varied:
+            scale = rng.uniform(0.84, 1.0) * rng.uniform(0.95, 1.05, size=3)
+            angles = np.deg2rad(rng.normal(0.0, [3.0, 3.0, 5.0]))
+        else:  # version 2: one brain under a small affine
+            scale = rng.uniform(0.90, 0.99) * rng.uniform(0.97, 1.03, size=3)
+            angles = np.deg2rad(rng.normal(0.0, [2.0, 2.0, 3.5]))
         self.matrix = (_rotation(angles) @ np.diag(1.0 / scale)).astype(np.float64)
         self.shift = rng.uniform(-4.0, 4.0, size=3)
         # BraTS voxel axes run right-to-left and anterior-to-posterior, MNI ones the other way.
@@ -193,23 +238,55 @@ class _Anatomy:
         self.mass_radius = 1.0
         self.scale = scale
         self.angles_deg = np.rad2deg(angles)
+        # Smooth warp: random displacements (mm) on a coarse grid of the crop box, spaced
+        # about 20 mm, interpolated linearly between nodes.
+        self.warp_mm = float(rng.uniform(1.5, 4.5)) if varied else 0.0
+        self.warp = (rng.standard_normal((3, *_WARP_NODES)).astype(np.float32)
+                     * np.float32(self.warp_mm)) if varied else None
+        # > 0: ventricles enlarged (template sampled closer to their centre), < 0: narrowed.
+        self.ventricles = float(rng.uniform(-0.15, 0.45)) if varied else 0.0
+        self.pulls = [(_VENTRICLE_CENTRE, _VENTRICLE_RADIUS, self.ventricles)] if varied else []
 
     def set_mass_effect(self, centre, strength, radius):
         self.mass_centre = np.asarray(centre, dtype=np.float64)
         self.mass_strength = float(strength)
         self.mass_radius = float(radius)
+        # Applied first: the tumour pushes the (already enlarged or not) ventricles.
+        self.pulls.insert(0, (self.mass_centre, np.full(3, self.mass_radius), self.mass_strength))
+
+    def _warp_points(self, points):
+        """Displacements (3, N) of the smooth warp at BraTS coordinates (3, N)."""
+        index = (points - _CROP_START[:, None]) / _WARP_SPACING[:, None]
+        return np.stack([ndi.map_coordinates(self.warp[k], index, order=1, mode="nearest")
+                         for k in range(3)])
+
+    def _warp_box(self, box):
+        """Displacements (3, *box.shape) of the smooth warp: separable linear interpolation."""
+        weights = [_linear_weights((axis - _CROP_START[k]) / _WARP_SPACING[k], _WARP_NODES[k])
+                   for k, axis in enumerate(box.axes())]
+        out = np.empty((3, *box.shape), dtype=np.float32)
+        for k in range(3):
+            field = np.tensordot(weights[0], self.warp[k], axes=(1, 0))
+            field = np.tensordot(field, weights[1], axes=(1, 1))          # (X, Nz, Y)
+            field = np.tensordot(field, weights[2], axes=(1, 1))          # (X, Y, Z)
+            out[k] = field
+        return out
 
     def to_template(self, points):
         """MNI voxel coordinates (3, N) of BraTS voxel coordinates (3, N)."""
-        points = np.asarray(points, dtype=np.float64)
-        if self.mass_centre is not None:
-            offset = points - self.mass_centre[:, None]
-            pull = self.mass_strength * np.exp(-np.sum(offset**2, axis=0) / self.mass_radius**2)
-            points = points - offset * pull
+        original = points = np.asarray(points, dtype=np.float64)
+        for centre, radius, strength in self.pulls:
+            centre = np.asarray(centre, dtype=np.float64)[:, None]
+            # As in `template_coordinates`: the weight from the original position, the
+            # pull towards the centre from the current one.
+            weight = np.exp(-np.sum(((original - centre) / np.asarray(radius)[:, None]) ** 2, axis=0))
+            points = points - (points - centre) * (strength * weight)
+        if self.warp is not None:
+            points = points + self._warp_points(original)  # as for boxes: at the original
         relative = self.matrix @ (points - _GRID_CENTRE[:, None] - self.shift[:, None])
         return _TEMPLATE_CENTRE[:, None] + self.flip[:, None] * relative
 
-    def brain_box(self, mask, margin=3):
+    def brain_box(self, mask, margin=5):
         """The smallest box of the BraTS grid holding this case's brain (from a coarse pass)."""
         step = 3
         axes = [np.arange(s, s + n, step) for s, n in zip(_CROP_START, _CROP_SHAPE)]
@@ -222,13 +299,19 @@ class _Anatomy:
     def template_coordinates(self, box):
         """MNI voxel coordinates of every voxel of `box`, shape (3, *box.shape), float32."""
         axes = box.axes()
-        grid = [a.reshape(shape) for a, shape in zip(
-            axes, [(-1, 1, 1), (1, -1, 1), (1, 1, -1)])]
-        if self.mass_centre is not None:
-            offsets = [g - np.float32(c) for g, c in zip(grid, self.mass_centre)]
-            r2 = offsets[0] ** 2 + offsets[1] ** 2 + offsets[2] ** 2
-            pull = np.float32(self.mass_strength) * np.exp(-r2 / np.float32(self.mass_radius**2))
+        shapes = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+        grid = [a.reshape(shape) for a, shape in zip(axes, shapes)]
+        for centre, radius, strength in self.pulls:
+            # Separable Gaussian weight of the distance to the centre: three 1-D factors.
+            offsets = [g - np.float32(c) for g, c in zip(grid, centre)]
+            factors = [np.exp(-((a - np.float32(c)) / np.float32(r)) ** 2).reshape(shape)
+                       for a, c, r, shape in zip(axes, centre, radius, shapes)]
+            pull = np.float32(strength) * (factors[0] * factors[1]) * factors[2]
             grid = [g - o * pull for g, o in zip(grid, offsets)]
+        if self.warp is not None:
+            warp = self._warp_box(box)
+            grid = [g + w for g, w in zip(grid, warp)]
+            del warp
         centred = [g - np.float32(c + s) for g, c, s in zip(grid, _GRID_CENTRE, self.shift)]
         coords = np.empty((3, *box.shape), dtype=np.float32)
         for row in range(3):
@@ -236,6 +319,18 @@ class _Anatomy:
             coords[row] = _TEMPLATE_CENTRE[row] + self.flip[row] * (
                 m[0] * centred[0] + m[1] * centred[1] + m[2] * centred[2])
         return coords
+
+
+def _linear_weights(positions, n_nodes):
+    """Dense (len(positions), n_nodes) weights of linear interpolation between grid nodes."""
+    positions = np.clip(np.asarray(positions, dtype=np.float64), 0, n_nodes - 1)
+    low = np.minimum(np.floor(positions).astype(int), n_nodes - 2)
+    frac = positions - low
+    weights = np.zeros((len(positions), n_nodes), dtype=np.float32)
+    rows = np.arange(len(positions))
+    weights[rows, low] = 1.0 - frac
+    weights[rows, low + 1] = frac
+    return weights
 
 
 def _rotation(angles):
@@ -281,28 +376,48 @@ def _case_rng(seed, index):
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
-def _draw_tumour(rng, anatomy, templates):
-    """Kind, centre and sizes of the tumour; the centre lies in cerebral white matter."""
-    roll = rng.uniform()
-    kind = "lgg" if roll < 0.3 else ("solid" if roll < 0.42 else "necrotic")
-    core_radius = rng.uniform(12.0, 21.0) if kind != "lgg" else rng.uniform(10.0, 18.0)
-    edema_margin = rng.uniform(6.0, 16.0) if kind != "lgg" else rng.uniform(3.0, 10.0)
+def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
+    """Kind, centre, sizes and shape parameters of one tumour; the centre lies in cerebral
+    white matter.
+
+    Version 3 draws the sizes of real gliomas (`_SIMULATION["tumour"]`): whole tumour
+    about 25-230 mL (a satellite of a multifocal tumour 3-25 mL), tumour core 25-70 % of
+    it in high-grade and 40-85 % in low-grade tumours, enhancing rims of 2-10 mm.
+    """
+    realistic = _SIMULATION["tumour"]
+    if kind is None:
+        roll = rng.uniform()
+        kind = "lgg" if roll < 0.3 else ("solid" if roll < 0.42 else "necrotic")
+    if realistic:
+        whole_ml = rng.uniform(3.0, 25.0) if satellite else rng.uniform(20.0, 200.0)
+        core_fraction = rng.uniform(0.4, 0.85) if kind == "lgg" else rng.uniform(0.25, 0.7)
+        # Radii of spheres of those volumes. The edema reaches about 1.1 core radii plus
+        # its margin, and loses some volume to CSF and cortex (measured: ~0.9 of the sphere).
+        core_radius = (3000.0 * whole_ml * core_fraction / (4.0 * np.pi)) ** (1.0 / 3.0)
+        whole_radius = (3000.0 * whole_ml / (4.0 * np.pi)) ** (1.0 / 3.0)
+        edema_margin = max(1.03 * whole_radius - 1.1 * core_radius, 2.0)
+    else:  # version 2
+        core_radius = rng.uniform(12.0, 21.0) if kind != "lgg" else rng.uniform(10.0, 18.0)
+        edema_margin = rng.uniform(6.0, 16.0) if kind != "lgg" else rng.uniform(3.0, 10.0)
     points = _random_crop_points(rng, 6000)
     mni = anatomy.to_template(points)
     white = _lookup(templates["wm"], mni)
     depth = _lookup(templates["depth"], mni, step=2)
     ventricle_distance = _lookup(templates["ventricle_distance"], mni, step=2)
     midline_distance = np.abs(mni[0] - _TEMPLATE_CENTRE[0])  # mm from the MNI midline
-    ok = ((white > 0.5) & (depth > max(14.0, 0.8 * core_radius))
-          & (midline_distance > 14.0) & (ventricle_distance > 6.0)
-          & (points[2] > 45) & (points[2] < 105)
+    # Version 3: gliomas start in white matter but many reach the cortex and the surface,
+    # so the centre may lie closer to the surface than the tumour's radius.
+    min_depth = min(0.5 * core_radius, 12.0) if realistic else max(14.0, 0.8 * core_radius)
+    ok = ((white > 0.5) & (depth > max(min_depth, 6.0))
+          & (midline_distance > 12.0) & (ventricle_distance > 5.0)
+          & (points[2] > 40) & (points[2] < 110)
           # MNI z > -12 mm: above the cerebellum and the temporal poles' base.
           & (mni[2] > 60))
     candidates = points[:, ok]
     if candidates.shape[1] == 0:  # never seen; fall back to a point deep in one hemisphere
         candidates = np.array([[95.0], [110.0], [85.0]])
     centre = candidates[:, rng.integers(candidates.shape[1])]
-    return {
+    tumour = {
         "kind": kind,
         "centre": centre,
         "core_radius": core_radius,
@@ -310,17 +425,38 @@ def _draw_tumour(rng, anatomy, templates):
         "axes": rng.uniform(0.75, 1.25, size=3),
         "rotation": _random_rotation(rng),
         "lobulation": rng.uniform(0.18, 0.32),
-        # Rim thickness is (1 - necrosis_level) x core radius: about 4-10 mm, so that the
-        # rim survives downsampling to 64 px (3.75 mm per pixel).
-        "necrosis_level": rng.uniform(0.42, 0.66),
         "mass_effect": rng.uniform(0.15, 0.4),
     }
+    if realistic:
+        tumour.update({
+            "lobulation": rng.uniform(0.2, 0.45),
+            # Rim thickness is (1 - necrosis_level) x core radius: 2-9 mm.
+            "necrosis_level": rng.uniform(0.62, 0.9),
+            # Necrosis off-centre by up to a third of the radius: rims of uneven thickness.
+            "necrosis_offset": _random_unit(rng) * rng.uniform(0.0, 0.35),
+            # Parts of the rim that do not enhance (incomplete rims) and enhancing nodules.
+            "rim_gap_threshold": rng.uniform(0.4, 2.5),
+            "nodule_threshold": rng.uniform(1.4, 3.0),
+            # Low-grade tumours: some have a small patch of enhancement.
+            "lgg_enhancing": bool(rng.uniform() < 0.35),
+            "white_matter_preference": rng.uniform(0.3, 0.9),
+        })
+    else:
+        tumour.update({"necrosis_level": rng.uniform(0.42, 0.66), "necrosis_offset": np.zeros(3),
+                       "rim_gap_threshold": np.inf, "nodule_threshold": np.inf,
+                       "lgg_enhancing": False, "white_matter_preference": 0.35})
+    return tumour
+
+
+def _random_unit(rng):
+    direction = rng.normal(size=3)
+    return direction / (np.linalg.norm(direction) + 1e-9)
 
 
 def _tumour_maps(rng, tumour, tissue, case_box):
     """Label masks and edema strength inside a box around the tumour (case-box coordinates)."""
     centre = tumour["centre"] - case_box.start
-    half = int(np.ceil(tumour["core_radius"] * 1.35 + tumour["edema_margin"] * 1.6 + 6))
+    half = int(np.ceil(tumour["core_radius"] * 1.45 + tumour["edema_margin"] * 1.7 + 6))
     lo = np.maximum(np.floor(centre).astype(int) - half, 0)
     hi = np.minimum(np.floor(centre).astype(int) + half + 1, case_box.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
@@ -329,44 +465,66 @@ def _tumour_maps(rng, tumour, tissue, case_box):
     axes = [np.arange(a, b, dtype=np.float32) - np.float32(c) for a, b, c in zip(lo, hi, centre)]
     rel = [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
     rot = tumour["rotation"].astype(np.float32)
-    # Ellipsoidal distance in units of the core radius, in a random orientation.
+    # Ellipsoidal distance in units of the core radius, in a random orientation; the
+    # necrosis is measured from a shifted centre (eccentric necrosis).
+    shift = np.asarray(tumour["necrosis_offset"], dtype=np.float32)
     d2 = 0.0
+    n2 = 0.0
     for row in range(3):
         along = rot[row, 0] * rel[0] + rot[row, 1] * rel[1] + rot[row, 2] * rel[2]
-        d2 = d2 + (along / np.float32(tumour["axes"][row] * tumour["core_radius"])) ** 2
+        along = along / np.float32(tumour["axes"][row] * tumour["core_radius"])
+        d2 = d2 + along**2
+        n2 = n2 + (along - shift[row]) ** 2
     distance = np.sqrt(d2)
+    necrosis_distance = np.sqrt(n2)
+    del d2, n2
     radius = np.sqrt(rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2)
 
     brain = tissue["mask"][box] > 0.5
     white = tissue["wm"][box]
+    grey = tissue["gm"][box]
     csf = tissue["csf"][box]
+    realistic = _SIMULATION["tumour"]
 
     # Lobulated core: the ellipsoid's level set perturbed by smooth noise.
     core_level = distance + tumour["lobulation"] * _smooth_noise(rng, shape, 4.0)
     core = (core_level < 1.0) & brain
     labels = np.zeros(shape, dtype=np.uint8)  # internal classes 0-3
     if tumour["kind"] == "necrotic":
-        # A rim of irregular thickness around a necrotic centre.
-        necrotic_level = core_level + 0.12 * _smooth_noise(rng, shape, 3.0)
+        # A rim of irregular thickness around an irregular, off-centre necrosis.
+        necrotic_level = (necrosis_distance + 0.12 * _smooth_noise(rng, shape, 3.0)
+                          + 0.5 * (core_level - distance))
         necrosis = core & (necrotic_level < tumour["necrosis_level"])
         labels[core] = 3
         labels[necrosis] = 1
+        if realistic:
+            # Incomplete rim: patches of the wall that do not enhance (non-enhancing tumour).
+            gaps = _smooth_noise(rng, shape, 5.0) > tumour["rim_gap_threshold"]
+            labels[core & ~necrosis & gaps] = 1
+            # Nodules: enhancing tissue bulging into the necrosis.
+            nodules = _smooth_noise(rng, shape, 2.5) > tumour["nodule_threshold"]
+            labels[necrosis & nodules] = 3
     elif tumour["kind"] == "solid":
         # Solid enhancing tumour with non-enhancing patches.
-        patches = _smooth_noise(rng, shape, 3.0) > 1.0
+        patches = _smooth_noise(rng, shape, 3.0) > (rng.uniform(0.0, 1.0) if realistic else 1.0)
         labels[core] = 3
         labels[core & patches] = 1
     else:
-        labels[core] = 1  # low-grade-like: non-enhancing core only
+        labels[core] = 1  # low-grade-like: non-enhancing core
+        if tumour["lgg_enhancing"]:
+            spot = _smooth_noise(rng, shape, 2.5) > rng.uniform(2.2, 3.0)
+            labels[core & spot] = 3
 
     # Edema: spreads further, along white matter more than grey, never into CSF; always a
-    # thin shell around the core; its signal fades towards its border.
-    # Clipped so that no case grows a hemisphere-sized edema (real WT is ~20-200 mL).
+    # thin shell around the core; its signal fades towards its border. Version 3 stops it
+    # at the cortex (finger-like edema follows the white matter, not the grey).
+    preference = tumour["white_matter_preference"]
     reach = (tumour["core_radius"] * 1.1 + tumour["edema_margin"]) * np.clip(
-        1.0 + 0.3 * _smooth_noise(rng, shape, 7.0) + 0.35 * (white - 0.5), 0.6, 1.4)
+        1.0 + 0.3 * _smooth_noise(rng, shape, 7.0) + preference * (white - 0.5), 0.5, 1.5)
     edema_level = radius / np.maximum(reach, 1.0)
     shell = core_level < 1.0 + 2.5 / tumour["core_radius"]
-    edema = ((edema_level < 1.0) | shell) & brain & (csf < 0.6) & (labels == 0)
+    allowed = (csf < 0.6) & ((grey < 0.6) | (edema_level < 0.6)) if realistic else (csf < 0.6)
+    edema = ((edema_level < 1.0) & allowed | shell & (csf < 0.6)) & brain & (labels == 0)
     labels[edema] = 2
     strength = np.clip((1.0 - edema_level) / 0.6, 0.0, 1.0)
     strength = np.where(edema, 0.45 + 0.55 * strength, 0.0).astype(np.float32)
@@ -455,6 +613,91 @@ def _bias_field(rng, amplitude, coordinates):
     return np.exp(poly)
 
 
+def _thick_slice_matrix(n_slices, thickness, offset):
+    """(n, n) matrix that turns 1 mm axial slices into thick slices upsampled back to 1 mm.
+
+    Each acquired slice, ``thickness`` mm apart from ``offset``, averages the 1 mm slices
+    under a Gaussian slice profile (full width at half maximum = the thickness); the 1 mm
+    grid is then filled by linear interpolation between acquired slices, as the
+    resampling to 1 mm of the older BraTS scans did.
+    """
+    positions = np.arange(offset, n_slices - 1 + 1e-6, thickness)
+    if positions.size < 2:
+        positions = np.array([0.0, n_slices - 1.0])
+    grid = np.arange(n_slices, dtype=np.float64)
+    sigma = thickness / 2.355
+    profile = np.exp(-0.5 * ((grid[None, :] - positions[:, None]) / sigma) ** 2)
+    profile /= profile.sum(axis=1, keepdims=True)
+    step = positions[1] - positions[0]
+    index = np.clip((grid - positions[0]) / step, 0, positions.size - 1)
+    weights = _linear_weights(index, positions.size).astype(np.float64)
+    return (weights @ profile).astype(np.float32)
+
+
+def _class_intensities(rng, modality, realistic):
+    """Relative intensity of each class in one contrast for one case (see `_CONTRASTS`).
+
+    Version 3 (`_SIMULATION["appearance"]`) draws them per case from wide ranges around
+    the clinical ordering, as SynthSeg draws its Gaussian means, with the lesion classes
+    varying most: edema 1.25-2.2x the brightest normal tissue on FLAIR, necrosis 0.5-1.3x
+    edema (FLAIR) and 0.35-0.95x white matter (T1ce), enhancement 1.1-1.9x the brightest
+    normal tissue (T1ce).
+    """
+    base = np.array(_CONTRASTS[modality])
+    if not realistic:
+        values = base * rng.uniform(0.95, 1.05, size=len(_CLASS_INDEX))
+        if modality == "flair":
+            values[_CLASS_INDEX["necrosis"]] = rng.uniform(0.4, 1.0)
+        return values
+    #                  wm    gm    csf   edema necro net   et    wml   vessel choroid
+    spread = np.array([0.06, 0.08, 0.25, 0.15, 0.22, 0.18, 0.15, 0.15, 0.2, 0.2])
+    values = base * np.exp(rng.normal(0.0, spread))
+    i = _CLASS_INDEX
+    wm = values[i["wm"]]
+    normal = max(wm, values[i["gm"]])  # the brightest normal tissue (CSF aside)
+    if modality == "flair":
+        # Edema, and the non-enhancing core of low-grade tumours, are what FLAIR shows:
+        # brighter than any normal tissue, to a degree that varies between scanners.
+        values[i["edema"]] = normal * rng.uniform(1.25, 2.2)
+        values[i["net"]] = values[i["edema"]] * rng.uniform(0.7, 1.25)
+        values[i["necrosis"]] = values[i["edema"]] * rng.uniform(0.5, 1.3)
+        values[i["et"]] = values[i["edema"]] * rng.uniform(0.7, 1.15)
+    elif modality == "t2":
+        values[i["edema"]] = normal * rng.uniform(1.3, 2.2)
+        values[i["necrosis"]] = values[i["edema"]] * rng.uniform(0.8, 1.5)
+        values[i["net"]] = values[i["edema"]] * rng.uniform(0.8, 1.3)
+    elif modality == "t1ce":
+        values[i["et"]] = normal * rng.uniform(1.1, 1.9)
+        values[i["necrosis"]] = wm * rng.uniform(0.35, 0.95)
+    elif modality == "t1":
+        values[i["edema"]] = wm * rng.uniform(0.6, 0.95)
+        values[i["necrosis"]] = wm * rng.uniform(0.25, 0.7)
+    return values
+
+
+def _skull_edge(rng, brain):
+    """An imperfect skull-strip: a band of leftover tissue outside the brain in places,
+    brain eroded in others. Returns (rim mask, lost mask), both in the case box."""
+    grown = ndi.binary_dilation(brain, iterations=int(rng.integers(1, 4)))
+    shrunk = ndi.binary_erosion(brain, iterations=int(rng.integers(1, 3)))
+    band = grown & ~shrunk
+    # Where along the edge: a smooth random field (about 2 cm patches), computed coarsely
+    # and read only on the band around the brain's surface.
+    coarse_shape = tuple(max(2, -(-n // 6)) for n in brain.shape)
+    field = ndi.gaussian_filter(rng.standard_normal(coarse_shape, dtype=np.float32), 1.0)
+    field /= field.std() + 1e-6
+    where = np.nonzero(band)
+    values = ndi.map_coordinates(field, [w / 6.0 for w in where], order=1, mode="nearest")
+    rim = np.zeros(brain.shape, dtype=bool)
+    lost = np.zeros(brain.shape, dtype=bool)
+    outside = ~brain[where]
+    keep = outside & (values > rng.uniform(-0.5, 0.8))
+    rim[tuple(w[keep] for w in where)] = True
+    erode = ~outside & (values < -rng.uniform(0.3, 1.5))
+    lost[tuple(w[erode] for w in where)] = True
+    return rim, lost
+
+
 def synthesize_case(seed=0, index=0, return_maps=False):
     """Generate one synthetic case in memory.
 
@@ -476,7 +719,7 @@ def synthesize_case(seed=0, index=0, return_maps=False):
         2 edema, 4 enhancing), same shape.
     parameters : dict
         The case's generation parameters (JSON-ready): grade, tumour kind and centre,
-        volumes in mL, scanner settings.
+        volumes in mL, anatomy and scanner settings.
     maps : dict, only if `return_maps`
         ``slices`` (the box of the grid the other maps cover), ``wm``, ``gm``, ``csf``
         (tissue fractions, float32) and ``confounders`` (name -> bool mask of the white-
@@ -484,9 +727,12 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     """
     rng = _case_rng(seed, index)
     templates = _templates()
-    anatomy = _Anatomy(rng)
+    anatomy = _Anatomy(rng, varied=_SIMULATION["anatomy"])
     tumour = _draw_tumour(rng, anatomy, templates)
     anatomy.set_mass_effect(tumour["centre"], tumour["mass_effect"], tumour["core_radius"] * 1.6)
+    lesions = [tumour]
+    if _SIMULATION["tumour"] and rng.uniform() < 0.15:  # multifocal: a satellite lesion
+        lesions.append(_draw_tumour(rng, anatomy, templates, kind=tumour["kind"], satellite=True))
 
     # Anatomy: the template maps resampled onto this case's brain box.
     box = anatomy.brain_box(templates["mask"])
@@ -504,7 +750,30 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     tissue = {"gm": gm * scale, "wm": wm * scale, "csf": csf * scale, "mask": mask}
     tissue["csf"][brain & (total <= 1e-3)] = 1.0
 
-    tumour_slices, tumour_labels, edema_strength = _tumour_maps(rng, tumour, tissue, box)
+    all_labels = np.zeros(box.shape, dtype=np.uint8)
+    all_strength = np.zeros(box.shape, dtype=np.float32)
+    for lesion in lesions:
+        lesion_box, labels, strength = _tumour_maps(rng, lesion, tissue, box)
+        region = all_labels[lesion_box]
+        # A core (1 or 3) wins over another lesion's edema; otherwise the first one stays.
+        take = (labels > 0) & ((region == 0) | ((region == 2) & (labels != 2)))
+        region[take] = labels[take]
+        np.maximum(all_strength[lesion_box], strength, out=all_strength[lesion_box])
+    all_strength[all_labels != 2] = 0.0
+    rim = lost = None
+    if _SIMULATION["skull_edge"] and rng.uniform() < 0.6:
+        rim, lost = _skull_edge(rng, brain)
+        head = (brain | rim) & ~lost
+    else:
+        head = brain
+    all_labels[~head] = 0
+    occupied = [np.flatnonzero(all_labels.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1))]
+    tumour_slices = tuple(slice(max(int(o[0]) - 3, 0), min(int(o[-1]) + 4, n))
+                          for o, n in zip(occupied, box.shape))
+    tumour_labels = all_labels[tumour_slices].copy()
+    edema_strength = all_strength[tumour_slices].copy()
+    del all_strength
+
     confounder_maps = _confounders(rng, anatomy, templates, tumour, tissue, box)
     # Confounders never overlap the tumour: it would blur what the labels mean. They cover
     # few voxels, so they are kept as (flat index, weight) pairs.
@@ -522,20 +791,23 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     for name, code in (("necrosis", 1), ("et", 3)):
         fractions[name] = ndi.gaussian_filter((tumour_labels == code).astype(np.float32), 0.6)
     fractions["edema"] = ndi.gaussian_filter(edema_strength, 0.6)
+    appearance = _SIMULATION["appearance"]
+    texture_amplitude = rng.uniform(0.03, 0.15) if appearance else 0.07
+    texture_scale = rng.uniform(1.5, 3.5) if appearance else 2.0
     texture = np.where(tumour_labels > 0,
-                       1.0 + 0.07 * _smooth_noise(rng, tumour_labels.shape, 2.0), 1.0)
+                       1.0 + texture_amplitude * _smooth_noise(rng, tumour_labels.shape, texture_scale),
+                       1.0)
     core_is_net = tumour["kind"] == "lgg"
 
-    brain_coordinates = [np.float32(s) + np.nonzero(brain)[axis].astype(np.float32)
+    brain_coordinates = [np.float32(s) + np.nonzero(head)[axis].astype(np.float32)
                          for axis, s in enumerate(box.start)]
     n_brain = brain_coordinates[0].size
-    necrosis_flair = rng.uniform(0.4, 1.0)  # necrosis varies from dark to bright on FLAIR
+    resolution = _SIMULATION["resolution"]
+    thick_case = resolution and rng.uniform() < 0.5
     images = {}
     scanner = {}
     for modality in MODALITIES:
-        values = np.array(_CONTRASTS[modality]) * rng.uniform(0.95, 1.05, size=len(_CLASS_INDEX))
-        if modality == "flair":
-            values[_CLASS_INDEX["necrosis"]] = necrosis_flair
+        values = _class_intensities(rng, modality, appearance)
         v = {name: np.float32(values[i]) for name, i in _CLASS_INDEX.items()}
         image = v["wm"] * tissue["wm"] + v["gm"] * tissue["gm"] + v["csf"] * tissue["csf"]
         if modality == "t1":
@@ -549,32 +821,58 @@ def synthesize_case(seed=0, index=0, return_maps=False):
         sub += fractions["necrosis"] * ((v["net"] if core_is_net else v["necrosis"]) - sub)
         sub += fractions["et"] * (v["et"] - sub)
         sub *= texture
+        if rim is not None:
+            # Leftover dura, fat or CSF at the edge: anything from dark to bright.
+            image[rim] = np.float32(rng.uniform(0.3, 1.5)) * (
+                1.0 + 0.2 * rng.standard_normal(int(np.count_nonzero(rim)), dtype=np.float32))
+        gamma = float(np.exp(rng.normal(0.0, 0.2))) if appearance else 1.0
+        if gamma != 1.0:
+            np.power(np.maximum(image, 0.0), np.float32(gamma), out=image)
 
-        blur = (rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.8), rng.uniform(0.5, 1.3))
+        if resolution:
+            in_plane = rng.uniform(0.3, 1.0)
+            blur = (in_plane, in_plane, rng.uniform(0.4, 1.2))
+        else:
+            blur = (rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.8), rng.uniform(0.5, 1.3))
         image = ndi.gaussian_filter(image, blur, truncate=2.5)
-        # Scanner effects, on brain voxels only (skull-stripped: the rest stays 0).
-        values = image[brain]
-        bias_amplitude = rng.uniform(0.15, 0.35)
-        values *= _bias_field(rng, bias_amplitude, brain_coordinates)
         level = _SCANNER_LEVEL[modality] * rng.uniform(0.6, 1.6)
-        noise = rng.uniform(0.02, 0.045)
+        noise = rng.uniform(0.015, 0.07) if resolution else rng.uniform(0.02, 0.045)
+        sigma = np.float32(noise)
+        thickness = None
+        if thick_case and rng.uniform() < 0.75:
+            # Thick axial slices upsampled to 1 mm: sharp in-plane, blurred along z. Noise
+            # arises at acquisition, so it is added first and smoothed with the rest.
+            thickness = rng.uniform(2.5, 6.5)
+            real = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
+            imaginary = sigma * rng.standard_normal(image.shape, dtype=np.float32)
+            image = np.sqrt(real * real + imaginary * imaginary)  # Rician magnitude noise
+            del real, imaginary
+            matrix = _thick_slice_matrix(box.shape[2], thickness, rng.uniform(0.0, thickness))
+            image = (image.reshape(-1, box.shape[2]) @ matrix.T).reshape(box.shape)
+            values = image[head]
+        else:
+            values = image[head]
+            real = values + sigma * rng.standard_normal(n_brain, dtype=np.float32)
+            imaginary = sigma * rng.standard_normal(n_brain, dtype=np.float32)
+            values = np.sqrt(real * real + imaginary * imaginary)  # Rician magnitude noise
+        # Scanner effects, on brain voxels only (skull-stripped: the rest stays 0).
+        bias_amplitude = rng.uniform(0.1, 0.5) if resolution else rng.uniform(0.15, 0.35)
+        values *= _bias_field(rng, bias_amplitude, brain_coordinates)
         values *= np.float32(level)
-        sigma = np.float32(noise * level)
-        real = values + sigma * rng.standard_normal(n_brain, dtype=np.float32)
-        imaginary = sigma * rng.standard_normal(n_brain, dtype=np.float32)
-        values = np.sqrt(real * real + imaginary * imaginary)  # Rician magnitude noise
         box_image = np.zeros(box.shape, dtype=np.int16)
-        box_image[brain] = np.clip(np.rint(values), 1, 32767)  # brain voxels never 0
+        box_image[head] = np.clip(np.rint(values), 1, 32767)  # brain voxels never 0
         full = np.zeros(BRATS_SHAPE, dtype=np.int16)
         full[box.slices] = box_image
         images[modality] = full
         scanner[modality] = {"scale": round(float(level), 2), "noise": round(float(noise), 4),
                              "bias_amplitude": round(float(bias_amplitude), 3),
-                             "blur_sigma_mm": [round(float(b), 3) for b in blur]}
+                             "blur_sigma_mm": [round(float(b), 3) for b in blur],
+                             "gamma": round(gamma, 3),
+                             "slice_thickness_mm": None if thickness is None else round(float(thickness), 2)}
 
     box_seg = np.zeros(box.shape, dtype=np.uint8)
     box_seg[tumour_slices] = np.where(tumour_labels == 3, 4, tumour_labels)  # BraTS: ET is 4
-    box_seg[~brain] = 0
+    box_seg[~head] = 0
     seg = np.zeros(BRATS_SHAPE, dtype=np.uint8)
     seg[box.slices] = box_seg
 
@@ -587,10 +885,14 @@ def synthesize_case(seed=0, index=0, return_maps=False):
         "tumour_centre_voxel": [round(float(c), 1) for c in tumour["centre"]],
         "core_radius_mm": round(float(tumour["core_radius"]), 2),
         "edema_margin_mm": round(float(tumour["edema_margin"]), 2),
+        "lesions": len(lesions),
         "volumes_ml": volumes,
         "confounder_voxels": {name: int(flat.size) for name, (flat, _) in confounders.items()},
         "anatomy_scale": [round(float(s), 4) for s in anatomy.scale],
         "anatomy_rotation_deg": [round(float(a), 2) for a in anatomy.angles_deg],
+        "anatomy_warp_mm": round(anatomy.warp_mm, 2),
+        "ventricle_enlargement": round(anatomy.ventricles, 3),
+        "skull_strip_edge": rim is not None,
         "scanner": scanner,
     }
     if not return_maps:
@@ -652,7 +954,7 @@ def _remove_stale_partials(out_dir):
 def synthesize(out_dir, n_cases=24, seed=0, progress=True, workers=None):
     """Write synthetic BraTS 2020-layout cases built on the MNI152 brain.
 
-    Each case is written to ``out_dir/BraTS20_Training_NNN/BraTS20_Training_NNN_{flair,t1,
+    Each case is written to ``out_dir/BraTS20_Synthetic_NNN/BraTS20_Synthetic_NNN_{flair,t1,
     t1ce,t2,seg}.nii.gz`` (240 x 240 x 155, 1 mm, int16 images, uint8 labels 0/1/2/4, the
     BraTS affine), atomically: an interrupted run leaves no half-written case that
     `find_cases` would read. ``name_mapping.csv`` (grade HGG or LGG per case, as BraTS 2020
@@ -743,8 +1045,8 @@ def get_data_dir(data_dir=None, n_cases=24, seed=0, progress=True):
     1. `data_dir`, if given (it must exist);
     2. the folder named by the environment variable ``GLISEG_NB_DATA`` (`DATA_ENV_VAR`),
        if set: point it at your BraTS download to run every notebook on real data;
-    3. the synthetic dataset, generated on first use (a progress bar; about half a minute
-       for the default 24 cases on two cores) into ``$GLISEG_NB_CACHE/synthetic-v<version>-seed<seed>-n<n>``
+    3. the synthetic dataset, generated on first use (a progress bar; about 45 s for the
+       default 24 cases on two idle cores, estimated from CPU time) into ``$GLISEG_NB_CACHE/synthetic-v<version>-seed<seed>-n<n>``
        (default cache: pooch's OS cache folder for ``gliseg-nb``), then reused. A marker
        file written last tells a complete dataset from one interrupted mid-way, which is
        regenerated.
