@@ -107,7 +107,10 @@ print(format_case_table(cases[:3]))
 #
 # This is why BraTS gives four contrasts: no single one separates all three tumour parts.
 # The report (and our `report` preset) uses two of them, FLAIR and T1ce, which between them
-# show the edema and the enhancing tumour.
+# show the edema and the enhancing tumour. The `quick` preset reads all four: T1 and T2
+# help to tell the necrotic core from the edema, and on real scans a model trained on the
+# synthetic data found the tumour core clearly better with four contrasts than with two
+# (`docs/benchmarks.md`, "Transfer to real scans").
 
 # %% [markdown]
 # ## Reading a NIfTI file with nibabel
