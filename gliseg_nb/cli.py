@@ -198,10 +198,19 @@ def build_parser():
     return parser
 
 
+#: Commands that run TensorFlow (the others must stay fast and never import it).
+_TENSORFLOW_COMMANDS = ("train", "predict")
+
+
 def main(argv=None):
     """Entry point of the ``gliseg-nb`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in _TENSORFLOW_COMMANDS:
+        # Before anything imports TensorFlow: its C++ log lines are noise in a terminal.
+        from .course import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
         return args.func(args) or 0
     except (CommandError, ValueError, FileNotFoundError) as error:

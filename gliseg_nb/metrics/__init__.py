@@ -33,6 +33,7 @@ _KERAS_METRICS = (
     "SpecificityScore",
     "ArgmaxMeanIoU",
     "PixelAccuracy",
+    "RegionDiceScore",
     "default_metrics",
 )
 
