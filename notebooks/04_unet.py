@@ -238,11 +238,13 @@ print(config)
 # `load_or_train` wraps `fit` for the course: it keeps the run in a cache folder named
 # after the settings and the data, so that notebooks 5 and 6 reuse this model instead of
 # training their own. If this notebook ran before with the same settings, the cell below
-# loads the model in seconds; pass `retrain=True` to watch it train again.
+# loads the model in seconds; pass `retrain=True` to watch it train again. While it trains,
+# one line per epoch updates itself: the loss and the Dice of the regions WT, TC and ET
+# (`history.csv` in the run folder keeps every metric).
 
 # %%
 started = time.perf_counter()
-run = load_or_train(DATA_DIR, PRESET, verbose=2)
+run = load_or_train(DATA_DIR, PRESET)
 elapsed = time.perf_counter() - started
 what = "loaded from the cache" if run.reused else "trained"
 print(f"{what} in {elapsed:.0f} s: {len(run.history['epoch'])} epochs, run folder {run.run_dir.name}")

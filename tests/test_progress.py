@@ -104,3 +104,31 @@ def test_train_into_a_file_is_a_few_plain_lines_without_tensorflow_logs(tmp_path
     assert all("val Dice WT" in line and len(line) <= 100 for line in epoch_lines)
     # A few hundred bytes per epoch (Keras' own bar wrote about 10 KB per epoch of 20 steps).
     assert len(text.encode()) < 400 * epochs + 1200, text
+
+
+def test_in_a_notebook_each_epoch_is_one_output_updated_in_place():
+    """What a saved notebook keeps: one readable line per epoch, no \\r, no stderr."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    source = (
+        "from gliseg_nb._progress import TrainingProgress, progress_mode\n"
+        f"LOGS = {LOGS!r}\n"
+        "progress = TrainingProgress(progress_mode('auto'), min_interval=0.0)\n"
+        "progress.set_params({'epochs': 2, 'steps': 3})\n"
+        "for epoch in range(2):\n"
+        "    progress.on_epoch_begin(epoch)\n"
+        "    for batch in range(3):\n"
+        "        progress.on_train_batch_end(batch, LOGS)\n"
+        "    progress.on_epoch_end(epoch, LOGS)\n"
+    )
+    notebook = new_notebook(cells=[new_code_cell(source)])
+    # Run from the repository root, so that the kernel imports this checkout.
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(TESTS_DIR.parent)}}).execute()
+    outputs = notebook.cells[0].outputs
+    assert [output.output_type for output in outputs] == ["display_data", "display_data"], outputs
+    texts = [output.data["text/plain"] for output in outputs]
+    assert [text.split("  ")[0] for text in texts] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val Dice WT 0.804" in text and "\r" not in text and "step" not in text for text in texts)
