@@ -294,6 +294,10 @@ def build_parser():
     return parser
 
 
+#: Commands that run TensorFlow (the others must stay fast and never import it).
+_TENSORFLOW_COMMANDS = ("train", "predict")
+
+
 def main(argv=None):
     """Entry point of the ``gliseg-nb`` command.
 
@@ -313,6 +317,11 @@ def main(argv=None):
     # nibabel logs a header problem (to stderr, through logging's last resort) and then
     # raises it; the library turns the exception into the one error line, which is enough.
     logging.getLogger("nibabel").setLevel(logging.CRITICAL)
+    if args.command in _TENSORFLOW_COMMANDS:
+        # Before anything imports TensorFlow: its C++ log lines are noise in a terminal.
+        from .course import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
         return args.func(args) or 0
     except GlisegError as error:

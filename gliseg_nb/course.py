@@ -37,21 +37,26 @@ RUN_CACHE_FORMAT = 1
 
 
 def quiet_tensorflow():
-    """Import TensorFlow without its start-up log lines (call before importing it).
+    """Import TensorFlow without its C++ log lines (call before importing it).
 
-    TensorFlow 2.x prints a few lines from C++ when it loads and when it first looks for
-    devices (oneDNN, CUDA drivers not found, ...). ``TF_CPP_MIN_LOG_LEVEL=2`` silences most
-    of its later logging, but these lines are written before that setting is read. This
-    sets the variable (unless it is set already), then imports TensorFlow and lists the
-    devices while the process's standard error goes to the null device. Errors still raise
-    as usual; later warnings are shown.
+    TensorFlow prints a dozen lines from C++ when it loads, when it first looks for devices
+    and when it first runs some operations (oneDNN, "failed call to cuInit" on a machine
+    without a GPU, "oneDNN supports DT_INT32 only on platforms with AVX-512", ...). None of
+    them is something a learner can act on. This sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless
+    the variable is set already: ``TF_CPP_MIN_LOG_LEVEL=0`` shows everything again), which
+    silences the later ones, then imports TensorFlow and lists the devices with the
+    process's standard error sent to a temporary file: the lines written before that
+    setting is read cannot be silenced otherwise. If the import fails, what was captured is
+    written back to standard error with the exception. Python warnings are not touched.
 
     Returns
     -------
     module
         The ``tensorflow`` module.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     try:
@@ -61,17 +66,21 @@ def quiet_tensorflow():
         import tensorflow
 
         return tensorflow
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
 
-        # Looking for devices is when TensorFlow reports the CUDA drivers it did not find.
-        tensorflow.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+            # Looking for devices is when TensorFlow reports the CUDA drivers it did not find.
+            tensorflow.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            os.write(2, captured.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     return tensorflow
 
 

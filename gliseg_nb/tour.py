@@ -71,7 +71,47 @@ def find_notebooks(notebook_dir):
     return notebooks
 
 
-def execute_notebook(path, out_dir, timeout=600, kernel_name="python3"):
+#: What `gliseg-nb tour` needs beyond the base install (the ``tour`` extra).
+_TOUR_MODULES = ("nbformat", "nbclient", "nbconvert", "ipykernel")
+
+
+def _check_tour_installed():
+    """Raise a one-line `ConfigError` naming the missing modules and the install command."""
+    import importlib.util
+
+    from .errors import ConfigError
+
+    missing = [name for name in _TOUR_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"the tour needs {', '.join(missing)}, which the base install leaves out: "
+            "pip install \"gliseg-nb[tour]\" (from a clone: pip install -e \".[tour]\")"
+        )
+
+
+def _kernel_config():
+    """Kernel manager settings: CurveZMQ encryption when the kernel and pyzmq support it.
+
+    ipykernel 7 warns at every start that it runs "over TCP without encryption" (once per
+    notebook, through the tour's progress bar). jupyter-client 8.7+ can give the kernel
+    CurveZMQ keys when its kernelspec declares support (ipykernel's does): that removes
+    the cause, not just the message. Older jupyter-clients ignore the unknown setting, and
+    older kernels do not warn.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    try:
+        import zmq
+
+        if zmq.has("curve"):
+            config.KernelManager.transport_encryption = "auto"
+    except ImportError:  # pragma: no cover - pyzmq comes with jupyter-client
+        pass
+    return config
+
+
+def execute_notebook(path, out_dir, timeout=600, kernel_name="python3", on_cell=None):
     """Execute one notebook in a fresh kernel; write the executed copy and an HTML page.
 
     The notebook runs with its own folder as working directory, as it would in Jupyter.
@@ -86,6 +126,9 @@ def execute_notebook(path, out_dir, timeout=600, kernel_name="python3"):
         Seconds any one cell may run.
     kernel_name : str, default="python3"
         Jupyter kernel to start.
+    on_cell : callable, optional
+        Called as ``on_cell(number, total)`` before each code cell runs (1-based, among
+        code cells), to show progress inside a long notebook. Default=None.
 
     Returns
     -------
@@ -106,11 +149,19 @@ def execute_notebook(path, out_dir, timeout=600, kernel_name="python3"):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = nbformat.read(path, as_version=4)
+    code_indices = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+
+    def cell_started(cell=None, cell_index=None, **_):
+        if on_cell is not None and cell_index in code_indices:
+            on_cell(code_indices.index(cell_index) + 1, len(code_indices))
+
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name=kernel_name,
         resources={"metadata": {"path": str(path.parent)}},
+        on_cell_execute=cell_started,
+        config=_kernel_config(),
     )
     start = time.perf_counter()
     failure = None
@@ -213,6 +264,7 @@ def run_tour(out="tour", *, notebooks=None, timeout=600, keep_going=False):
 
     from .errors import ConfigError
 
+    _check_tour_installed()
     if timeout is None or timeout < 1:
         raise ConfigError(f"timeout must be at least 1 second, got {timeout}")
     notebooks = find_notebooks(notebooks or default_notebook_dir())
@@ -223,8 +275,13 @@ def run_tour(out="tour", *, notebooks=None, timeout=600, keep_going=False):
     progress = tqdm(notebooks, desc="tour", unit="notebook")
     for path in progress:
         progress.set_postfix_str(path.name)
+
+        def show_cell(number, total, name=path.name):
+            # Notebooks 00 and 04 run for minutes: say which cell, not only which notebook.
+            progress.set_postfix_str(f"{name} cell {number}/{total}")
+
         try:
-            timings.append((path.name, execute_notebook(path, out_dir, timeout=timeout)))
+            timings.append((path.name, execute_notebook(path, out_dir, timeout=timeout, on_cell=show_cell)))
         except TourError as error:
             failures.append(str(error))
             progress.write(f"FAILED {error}", file=sys.stderr)

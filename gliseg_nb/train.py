@@ -369,6 +369,7 @@ def _fit_datasets(config, train_data, val_data, out_dir, *, split=None, train_ca
 def _fit_locked(config, train_data, val_data, run, *, split, train_cases, val_cases, callbacks, verbose):
     import tensorflow as tf
 
+    from ._progress import TrainingProgress, progress_mode
     from .model import build_unet
 
     out_dir = run.path
@@ -413,16 +414,19 @@ def _fit_locked(config, train_data, val_data, run, *, split, train_cases, val_ca
             train_data = train_data() if callable(train_data) else train_data
             val_data = val_data() if callable(val_data) else val_data
 
+        mode = progress_mode(verbose)
         reduce_lr = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.2, patience=2, min_lr=1e-6, verbose=1
+            monitor="val_loss", factor=0.2, patience=2, min_lr=1e-6, verbose=int(mode is not None)
         )
         early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, verbose=1
+            monitor="val_loss", patience=config.early_stopping_patience, verbose=int(mode is not None)
         )
         checkpoint = RunCheckpoint(run, reduce_lr=reduce_lr, early_stopping=early_stopping, state=state)
         # Order matters: the schedule updates the learning rate (and logs it) before the CSV
         # row is written, and RunCheckpoint, last, commits what all the others did.
         callback_list = [
+            # First, so that the epoch's line is printed before the schedule's messages.
+            *([TrainingProgress(mode)] if mode else []),
             reduce_lr,
             early_stopping,
             keras.callbacks.CSVLogger(str(history_path), append=bool(state)),
@@ -437,7 +441,7 @@ def _fit_locked(config, train_data, val_data, run, *, split, train_cases, val_ca
             steps_per_epoch=config.steps_per_epoch,
             shuffle=False,  # make_dataset shuffles across patients itself
             callbacks=callback_list,
-            verbose=verbose,
+            verbose=0,  # TrainingProgress shows the compact line instead of Keras' bar
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -466,7 +470,9 @@ def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto",
     cache_dir : str or pathlib.Path, optional
         Slice cache of `gliseg_nb.dataset.make_dataset`; default=None uses its default.
     verbose : "auto", 0, 1 or 2, default="auto"
-        Keras' progress display: a bar per epoch (1 or "auto"), a line per epoch (2), none (0).
+        Progress (`gliseg_nb._progress`): epoch, step, loss and the region Dice. 1: one
+        line that updates itself (a terminal, a notebook); 2: one plain line per epoch (a
+        log file); "auto": 1 on a terminal or in a notebook, else 2; 0: nothing.
     split : dict, optional
         A split (`gliseg_nb.split.split_cases`) to save as ``split.json``; default=None
         records the case ids of `train_cases` and `val_cases`.
@@ -496,7 +502,10 @@ def fit(config, train_cases, val_cases, out_dir, cache_dir=None, verbose="auto",
     overlap = set(_case_ids(train_cases)) & set(_case_ids(val_cases))
     if overlap:
         raise ValueError(f"case(s) both in training and validation: {', '.join(sorted(overlap)[:10])}")
-    progress = verbose != 0
+    from ._progress import progress_mode
+
+    # The slice cache's progress bars redraw themselves: only where a live line can.
+    progress = progress_mode(verbose) == "live"
 
     def train_data():
         dataset = make_dataset(train_cases, config, training=True, cache_dir=cache_dir, progress=progress)

@@ -26,25 +26,14 @@
 #   data or on a real BraTS download, by changing one setting.
 
 # %%
-# Colab only: install the course package from GitHub. Colab's own TensorFlow already
-# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
-# needs its custom widget manager to draw the course's ipywidgets viewers.
-# Everywhere else (Binder, your machine, CI) this cell does nothing.
+# In Colab, install the course; anywhere else this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    import importlib
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
-        check=True,
-    )
-    importlib.invalidate_caches()  # make the freshly installed package importable now
+    # %pip install --quiet "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"
     from google.colab import output
 
-    output.enable_custom_widget_manager()
+    output.enable_custom_widget_manager()  # Colab draws the course's widgets only with this
 
 # %% [markdown]
 # ## Settings
@@ -52,7 +41,8 @@ if "google.colab" in sys.modules:
 # Every notebook of the course has this cell, and it is the only one you need to change.
 #
 # * `DATA_DIR = None` uses the **embedded synthetic dataset**: BraTS-like cases built from
-#   a brain template, generated once on your machine (about half a minute) and reused. Set it to
+#   a brain template, generated once on your machine (the README's *What to expect* says how
+#   long) and reused. Set it to
 #   the folder of a real BraTS download instead (any release, any of the layouts listed
 #   below), or set the environment variable `GLISEG_NB_DATA` before starting Jupyter.
 # * `PRESET = "quick"` keeps images small and networks narrow so that everything runs on a
@@ -163,9 +153,12 @@ print("gliseg-nb", gliseg_nb.__version__)
 #   from notebook 4 on.
 # * **Binder**: the Binder badge builds an environment with everything installed and the
 #   synthetic data ready. It takes a few minutes to start and has no GPU.
-# * **Your machine**: clone the repository, then `pip install -e .` and
-#   `jupyter lab notebooks/`. `gliseg-nb tour --out build` runs every notebook headless and
-#   writes HTML pages into `build/`.
+# * **Your machine**: clone the repository, then `pip install -e ".[lab]"` (the package with
+#   JupyterLab, jupytext and what the tour needs) and `jupyter lab notebooks/`.
+#   `gliseg-nb tour --out build` runs every notebook headless and writes HTML pages into
+#   `build/`. To change a notebook, edit its twin `NN_topic.py` (plain Python, easy to
+#   review) and run `jupytext --update --to ipynb notebooks/NN_topic.py`: the `.ipynb` gets
+#   the new cells and keeps its outputs.
 # * **Real data**: download BraTS (Kaggle's *BraTS2020 Training Data*, the official
 #   2019/2021/2023 releases, or the public Medical Segmentation Decathlon *Task01*, which
 #   `gliseg_nb.data.download_msd` fetches) and set `DATA_DIR` above. The layout is

@@ -29,25 +29,14 @@
 # * use the fast path (a slice cache read by `tf.data`) and know how much faster it is.
 
 # %%
-# Colab only: install the course package from GitHub. Colab's own TensorFlow already
-# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
-# needs its custom widget manager to draw the course's ipywidgets viewers.
-# Everywhere else (Binder, your machine, CI) this cell does nothing.
+# In Colab, install the course; anywhere else this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    import importlib
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
-        check=True,
-    )
-    importlib.invalidate_caches()  # make the freshly installed package importable now
+    # %pip install --quiet "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"
     from google.colab import output
 
-    output.enable_custom_widget_manager()
+    output.enable_custom_widget_manager()  # Colab draws the course's widgets only with this
 
 # %%
 DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works

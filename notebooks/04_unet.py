@@ -27,25 +27,14 @@
 # * look at predictions on validation slices and judge them.
 
 # %%
-# Colab only: install the course package from GitHub. Colab's own TensorFlow already
-# satisfies the package's lower bound, so pip leaves it alone (no reinstall). Colab also
-# needs its custom widget manager to draw the course's ipywidgets viewers.
-# Everywhere else (Binder, your machine, CI) this cell does nothing.
+# In Colab, install the course; anywhere else this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    import importlib
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"],
-        check=True,
-    )
-    importlib.invalidate_caches()  # make the freshly installed package importable now
+    # %pip install --quiet "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"
     from google.colab import output
 
-    output.enable_custom_widget_manager()
+    output.enable_custom_widget_manager()  # Colab draws the course's widgets only with this
 
 # %%
 DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
@@ -249,11 +238,13 @@ print(config)
 # `load_or_train` wraps `fit` for the course: it keeps the run in a cache folder named
 # after the settings and the data, so that notebooks 5 and 6 reuse this model instead of
 # training their own. If this notebook ran before with the same settings, the cell below
-# loads the model in seconds; pass `retrain=True` to watch it train again.
+# loads the model in seconds; pass `retrain=True` to watch it train again. While it trains,
+# one line per epoch updates itself: the loss and the Dice of the regions WT, TC and ET
+# (`history.csv` in the run folder keeps every metric).
 
 # %%
 started = time.perf_counter()
-run = load_or_train(DATA_DIR, PRESET, verbose=2)
+run = load_or_train(DATA_DIR, PRESET)
 elapsed = time.perf_counter() - started
 what = "loaded from the cache" if run.reused else "trained"
 print(f"{what} in {elapsed:.0f} s: {len(run.history['epoch'])} epochs, run folder {run.run_dir.name}")

@@ -12,6 +12,7 @@ from gliseg_nb.metrics import (
     DiceScore,
     PixelAccuracy,
     PrecisionScore,
+    RegionDiceScore,
     SensitivityScore,
     SpecificityScore,
     default_metrics,
@@ -64,6 +65,9 @@ def test_metrics_equal_numpy_on_the_concatenated_epoch(rng):
         "specificity_class1": tn[1] / (tn[1] + fp[1]),
         "iou_mean": (tp / (tp + fp + fn))[1:].mean(),
     }
+    for region, classes in (("wt", (1, 2, 3)), ("tc", (1, 3)), ("et", (3,))):
+        truth, pred = np.isin(y_true.argmax(-1), classes), np.isin(y_pred.argmax(-1), classes)
+        expected[f"dice_{region}"] = 2 * np.sum(truth & pred) / (truth.sum() + pred.sum())
     results = {metric.name: float(metric.result()) for metric in metrics}
     assert set(results) == set(expected)
     for name, value in expected.items():
@@ -231,3 +235,36 @@ def test_argmax_mean_iou_equals_keras_one_hot_mean_iou_while_every_class_occurs(
     iou = np.array([8 / 9, 7 / 8])  # background, class 1; classes 2 and 3 absent
     assert float(ours.result()) == pytest.approx((iou.sum() + 2) / 4, rel=1e-6)
     assert float(theirs.result()) == pytest.approx(iou.mean(), rel=1e-6)
+
+
+def test_region_dice_is_the_brats_region_dice_over_all_batches(rng):
+    from gliseg_nb.labels import REGIONS
+    from gliseg_nb.metrics.evaluation import dice_score
+
+    batches = [_batch(rng, 3, noise=1.5) for _ in range(3)]
+    for region, classes in REGIONS.items():
+        metric = RegionDiceScore(region)
+        for y_true, y_pred in batches:
+            metric.update_state(y_true, y_pred)
+        truth = np.concatenate([np.isin(y.argmax(-1), classes) for y, _ in batches])
+        pred = np.concatenate([np.isin(p.argmax(-1), classes) for _, p in batches])
+        assert metric.name == f"dice_{region.lower()}"
+        assert float(metric.result()) == pytest.approx(dice_score(pred, truth), rel=1e-6)
+    # Mixing up necrosis (1) and enhancing (3) costs nothing in the core, everything in ET.
+    y_true = np.eye(4, dtype="float32")[np.array([[[1, 3, 0, 0]]])]
+    y_pred = np.eye(4, dtype="float32")[np.array([[[3, 1, 0, 0]]])]
+    tc, et = RegionDiceScore("TC"), RegionDiceScore("ET")
+    tc.update_state(y_true, y_pred)
+    et.update_state(y_true, y_pred)
+    assert float(tc.result()) == 1.0 and float(et.result()) == 0.0
+
+
+def test_region_dice_round_trips_and_refuses_unknown_regions():
+    metric = RegionDiceScore("TC")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
+    assert type(restored) is RegionDiceScore and restored.get_config() == metric.get_config()
+    assert restored.region == "TC" and restored.name == "dice_tc"
+    with pytest.raises(ValueError, match="region"):
+        RegionDiceScore("edema")
+    assert {"dice_wt", "dice_tc", "dice_et"} <= {m.name for m in default_metrics()}
+    assert not any(m.name.startswith("dice_wt") for m in default_metrics(n_classes=3))

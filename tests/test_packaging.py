@@ -123,3 +123,41 @@ def test_presets_round_trip_through_json(tmp_path, name):
     config = Config.preset(name)
     path = config.save(tmp_path / "config.json")
     assert Config.load(path) == config
+
+
+def _extra_requirements(extra, project=None):
+    """Names required by an extra, following self-references such as ``gliseg-nb[tour]``."""
+    project = project or _pyproject()["project"]
+    names = set()
+    for requirement in project["optional-dependencies"][extra]:
+        name, _ = _requirement_name_and_bound(requirement.split(";")[0])
+        match = re.match(r"gliseg-nb\[([\w,\-]+)\]", requirement.replace(" ", ""))
+        if match:
+            for inner in match.group(1).split(","):
+                names |= _extra_requirements(inner, project)
+        else:
+            names.add(name)
+    return names
+
+
+def _readme_install_extra(marker):
+    _, blocks = _readme_commands()
+    commands = [b for b in blocks if marker in b and "pip install" in b]
+    assert commands, f"README has no command with {marker!r}"
+    match = re.search(r'pip install -e "\.\[([\w,\-]+)\]"', commands[0])
+    assert match, f"the README's {marker!r} command installs no extra: {commands[0]!r}"
+    return match.group(1)
+
+
+def test_readme_opens_the_course_in_jupyterlab_with_jupytext():
+    extra = _readme_install_extra("jupyter lab notebooks/")
+    assert {"jupyterlab", "jupytext"} <= _extra_requirements(extra)
+
+
+def test_readme_tour_command_installs_what_the_tour_imports():
+    from gliseg_nb.tour import _TOUR_MODULES
+
+    extra = _readme_install_extra("gliseg-nb tour")
+    assert set(_TOUR_MODULES) <= _extra_requirements(extra)
+    # The test extra runs the notebooks too (nbval, the tour's tests).
+    assert set(_TOUR_MODULES) <= _extra_requirements("test")

@@ -90,3 +90,25 @@ def test_static_page_shows_the_picture_of_a_widget_and_loads_no_widget_script():
     assert f'src="data:image/png;base64,{png}"' in page
     assert "abc123" not in page and "html-manager" not in page
     assert "widgets" in notebook.metadata          # the notebook itself is left as it was
+
+
+def test_progress_names_each_code_cell_and_the_kernel_does_not_warn(tmp_path, capfd):
+    """Inside a long notebook the tour says which cell runs; no "TCP without encryption"."""
+    from gliseg_nb.tour import execute_notebook
+
+    path = write_notebook(tmp_path / "00_cells.ipynb", "a = 1", "b = 2", "print(a + b)")
+    seen = []
+    execute_notebook(path, tmp_path / "build", on_cell=lambda number, total: seen.append((number, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    # The kernel's own log goes to this process's standard error (file descriptor 2).
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_a_missing_tour_extra_is_one_line_with_the_install_command(notebook_dir, tmp_path, capsys, monkeypatch):
+    import gliseg_nb.tour
+
+    monkeypatch.setattr(gliseg_nb.tour, "_TOUR_MODULES", ("nbformat", "no_such_module_here"))
+    assert main(["tour", "--out", str(tmp_path / "b"), "--notebooks", str(notebook_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_module_here" in err and 'pip install -e ".[tour]"' in err
+    assert len(err.strip().splitlines()) == 1

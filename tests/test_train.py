@@ -291,7 +291,7 @@ def test_cli_train_learns_on_easy_data(tmp_path, capsys):
     # Learning happens: validation Dice rises from its start and ends above a floor.
     assert history["val_dice_mean"][-1] > history["val_dice_mean"][0]
     assert max(history["val_dice_mean"]) > 0.5
-    wt = float(printed.split("WT ")[1].split(",")[0])
+    wt = float(printed.split("best model: WT ")[1].split(",")[0])
     assert wt > 0.7
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 6 and split["test"]

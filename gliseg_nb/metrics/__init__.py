@@ -32,6 +32,7 @@ _KERAS_METRICS = (
     "SpecificityScore",
     "ArgmaxMeanIoU",
     "PixelAccuracy",
+    "RegionDiceScore",
     "default_metrics",
 )
 

@@ -49,6 +49,7 @@ __all__ = [
     "SpecificityScore",
     "ArgmaxMeanIoU",
     "PixelAccuracy",
+    "RegionDiceScore",
     "default_metrics",
 ]
 
@@ -289,6 +290,56 @@ class PixelAccuracy(keras.metrics.CategoricalAccuracy):
         return config
 
 
+@keras.saving.register_keras_serializable(package="gliseg_nb")
+class RegionDiceScore(DiceScore):
+    """Dice of a BraTS region of argmax classes, counted over the epoch.
+
+    The regions are the ones BraTS scores (`gliseg_nb.labels.REGIONS`): whole tumour
+    ``"WT"`` (classes 1+2+3), tumour core ``"TC"`` (1+3) and enhancing tumour ``"ET"`` (3).
+    A pixel is in the region when its class is one of the region's classes, on both sides;
+    mixing up two tumour classes inside the region costs nothing, as in BraTS. Named
+    ``"dice_wt"``, ``"dice_tc"``, ``"dice_et"`` by default.
+
+    Parameters
+    ----------
+    region : {"WT", "TC", "ET"}, default="WT"
+    n_classes : int, default=4
+        Number of classes of the targets and predictions (the internal 0-3 classes).
+    name : str, optional
+        Default=None: ``"dice_<region>"`` in lower case.
+    dtype : str, optional
+        Dtype of the result; default=None (float32).
+    """
+
+    def __init__(self, region="WT", n_classes=4, name=None, dtype=None):
+        from ..labels import REGIONS
+
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
+        classes = REGIONS[region]
+        if max(classes) >= int(n_classes):
+            raise ValueError(f"region {region} needs class {max(classes)}, but n_classes is {n_classes}")
+        # Counted as a two-class problem: 1 = in the region, 0 = not.
+        super().__init__(class_ids=1, n_classes=2, name=name or f"dice_{region.lower()}", dtype=dtype)
+        self.region = region
+        self.source_classes = int(n_classes)
+        self._membership = [1.0 if c in classes else 0.0 for c in range(self.source_classes)]
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        membership = ops.convert_to_tensor(self._membership, dtype="float32")
+
+        def in_region(onehot):
+            inside = ops.take(membership, ops.argmax(onehot, axis=-1))
+            return ops.stack([1.0 - inside, inside], axis=-1)
+
+        super().update_state(in_region(y_true), in_region(y_pred), sample_weight)
+
+    def get_config(self):
+        config = keras.metrics.Metric.get_config(self)
+        config.update(region=self.region, n_classes=self.source_classes)
+        return config
+
+
 def default_metrics(n_classes=4):
     """The metrics `gliseg_nb.train.fit` compiles a model with.
 
@@ -301,10 +352,13 @@ def default_metrics(n_classes=4):
     list of keras.metrics.Metric
         ``dice_mean`` (tumour classes), ``dice_class1`` .. ``dice_class{n-1}``,
         ``precision_mean``, ``sensitivity_mean``, ``specificity_mean`` (macro over tumour
-        classes), ``accuracy`` and ``mean_iou`` (argmax, all classes).
+        classes), ``accuracy`` and ``mean_iou`` (argmax, all classes); with 4 classes also
+        the region Dice ``dice_wt``, ``dice_tc``, ``dice_et`` (what the progress line shows).
     """
     metrics = [DiceScore(n_classes=n_classes)]
     metrics += [DiceScore(class_id, n_classes=n_classes) for class_id in range(1, n_classes)]
+    if n_classes == 4:
+        metrics += [RegionDiceScore(region, n_classes=n_classes) for region in ("WT", "TC", "ET")]
     metrics += [
         PrecisionScore(n_classes=n_classes),
         SensitivityScore(n_classes=n_classes),
