@@ -187,7 +187,7 @@ def main(argv=None):
     print(f"  the real mean IoU (argmax of both, background included): {iou['meaniou_argmax']:.3f}")
 
     if args.seeds:
-        print(f"\nThe corrected model with other split seeds (the source notebook never seeds its split):")
+        print("\nThe corrected model with other split seeds (the source notebook never seeds its split):")
         print(f"{'split seed':>10s} {'WT':>6s} {'TC':>6s} {'ET':>6s}")
         for seed in args.seeds:
             config = quick.replace(seed=seed)

@@ -450,8 +450,11 @@ class SliceReader:
         self._locks = []
 
     def __del__(self):
-        with contextlib.suppress(Exception):
+        # Also runs at interpreter shutdown, when module globals (contextlib) may be gone.
+        try:
             self.close()
+        except Exception:
+            pass
 
     def __call__(self, case_indices, slice_indices):
         x = np.empty((len(case_indices), *self.slice_shape), dtype=np.float16)

@@ -312,7 +312,7 @@ PRESETS = {
         # bright on FLAIR is dark on T1, an edema bright on T2), and a model trained on
         # synthetic brains transferred better to real scans with them (docs/benchmarks.md,
         # "Transfer to real scans"). Costs only the first convolution's extra inputs.
-        modalities=("flair", "t1", "t1ce", "t2"),
+        modalities=MODALITIES,
         image_size=64,
         # Every 2nd slice: twice the slices of every 4th for the same number of updates;
         # more varied data helped the whole tumour more than more epochs did.
