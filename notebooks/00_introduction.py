@@ -178,8 +178,7 @@ print(f"{len(cases)} cases, layout {cases[0].layout}")
 # The presets differ in image size, slices, network width and training length, side by
 # side:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 fields = ["modalities", "slice_start", "n_slices", "slice_step", "image_size",
           "base_filters", "depth", "batch_size", "loss", "epochs"]
 quick, report = Config.preset("quick"), Config.preset("report")

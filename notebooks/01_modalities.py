@@ -67,8 +67,7 @@ cases = find_cases(data_dir)
 # same code reads the synthetic data, the Kaggle copy of BraTS 2020 the report uses, or
 # BraTS 2023.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(f"{len(cases)} cases, layout {cases[0].layout}")
 print(format_case_table(cases[:3]))
 
@@ -108,8 +107,7 @@ print(format_case_table(cases[:3]))
 # hand to see what happens. `nib.load` reads only the **header**; the voxels stay on disk
 # behind `img.dataobj`, an array *proxy*.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 flair_img = nib.load(cases[0].modalities["flair"])
 print("voxels not read yet:", type(flair_img.dataobj).__name__)
 print("shape:", flair_img.shape)
@@ -154,8 +152,7 @@ del whole_volume
 # same affine, no missing or corrupt file, no NaN) and converts the labels to the course's
 # classes 0-3. It returns float32 images, which is what a network wants:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 case_data = load_case(cases[0])
 for name, volume in case_data.images.items():
     print(f"{name:6s} {volume.shape} {volume.dtype}")

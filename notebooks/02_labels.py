@@ -61,8 +61,7 @@ print(f"{len(cases)} cases, layout {cases[0].layout}")
 # Every voxel of a BraTS segmentation holds one number. The course uses the report's four
 # classes, and one colour for each in every figure (the report's figure 2.2):
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(f"{'class':6s} {'meaning':32s} colour (RGB)")
 for code, name in CLASS_NAMES.items():
     colour = "transparent" if code == 0 else str(CLASS_COLORS[code])
@@ -93,8 +92,7 @@ for code, name in CLASS_NAMES.items():
 #
 # `gliseg_nb.labels` holds one table per convention, and each layout says which one it uses:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(f"{'layout':18s} {'convention':11s} on-disk value of class 0, 1, 2, 3")
 for layout, convention in LAYOUT_CONVENTION.items():
     disk_value_of = {internal: disk for disk, internal in CONVENTIONS[convention].items()}
@@ -106,8 +104,7 @@ for layout, convention in LAYOUT_CONVENTION.items():
 # Read the first case's label file as it is stored (integers, with `dataobj`, not
 # `get_fdata()`), and count its values:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 first = cases[0]
 raw_labels = np.asanyarray(nib.load(first.seg).dataobj).astype(np.int64)
 values, counts = np.unique(raw_labels, return_counts=True)
@@ -146,8 +143,7 @@ assert np.array_equal(labels, to_internal(raw_labels, first.layout))
 # exception is accepted. To see it, write a copy of the first case in the Kaggle layout,
 # uncompressed `.nii` files under case 355's names:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 import tempfile
 from pathlib import Path
 
@@ -197,8 +193,7 @@ for region, classes in REGIONS.items():
 # A voxel of BraTS is 1 mm x 1 mm x 1 mm = 1 mm³, and 1 mL = 1000 mm³. Reading the voxel
 # size from the header (rather than assuming 1 mm) keeps the code right for other data.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 voxel_ml = float(np.prod(case_data.zooms)) / 1000.0
 print(f"{first.case_id}: voxel {case_data.zooms} mm = {voxel_ml} mL")
 for code in (1, 2, 3):

@@ -91,8 +91,7 @@ print(f"{len(cases)} cases with segmentations in {data_dir.name}")
 # `VOLUME_SLICES = 100`) and trains on each one as a separate 2-D image. The settings object
 # holds the same two numbers:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 kept = report.slice_indices
 n_total = 155
 print(f"report preset: slice_start={report.slice_start}, n_slices={report.n_slices}")
@@ -293,8 +292,7 @@ print(f"bilinear on values: {np.count_nonzero(changed)} pixels get another class
 # `split_cases` does all three, and keeps the proportion of high- and low-grade gliomas
 # equal across the sets where the data say which is which (BraTS 2019 and 2020 do).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 split = split_cases(cases, config)
 grades = {case.case_id: case.grade for case in cases}
 for subset in ("train", "val", "test"):
@@ -307,8 +305,7 @@ print(f"seed {split.seed}, stratified by {split.stratified_by}")
 # With 24 synthetic patients the percentages are only approximate (a patient cannot be
 # split). On the 369 training cases of BraTS 2020 the same procedure gives:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 brats2020_ids = [f"BraTS20_Training_{number:03d}" for number in range(1, 370)]
 brats2020_split = split_cases(brats2020_ids, report)
 print({subset: len(ids) for subset, ids in brats2020_split.items()})
@@ -317,8 +314,7 @@ print({subset: len(ids) for subset, ids in brats2020_split.items()})
 # Written to a JSON file and read back, it is the same split; the same seed always gives
 # the same split, and another seed another one:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 split_file = Path(tempfile.mkdtemp()) / "split.json"
 save_split(split, split_file)
 print("read back identical:", dict(load_split(split_file, cases)) == dict(split))
@@ -385,8 +381,7 @@ class MinimalSliceDataset(keras.utils.PyDataset):
 # batches do not re-read them, and checks its input. With one patient per batch and no
 # shuffling it gives exactly the batches of the 15 lines above:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 minimal = MinimalSliceDataset(select_cases(cases, split["train"]), config)
 one_patient_per_batch = config.replace(batch_size=len(config.slice_indices))
 library = SliceSequence(minimal.cases, one_patient_per_batch, shuffle=False)
@@ -398,8 +393,7 @@ print("same inputs:", np.array_equal(x_minimal, x_library), "| same targets:", n
 # %% [markdown]
 # With the preset's own batch size and shuffling, one batch of `SliceSequence`:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 train_cases = select_cases(cases, split["train"])
 sequence = SliceSequence(train_cases, config, shuffle=True)
 x_batch, y_batch = sequence[0]

@@ -144,8 +144,7 @@ def build_report_unet(input_shape=(128, 128, 2), n_classes=4, filters=(32, 64, 1
 
 our_unet = build_report_unet()
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(f"input {our_unet.input_shape} -> output {our_unet.output_shape}")
 print(f"parameters: {our_unet.count_params():,}")
 
@@ -154,8 +153,7 @@ print(f"parameters: {our_unet.count_params():,}")
 # convolution from `c_in` to `c_out` channels has `3 * 3 * c_in * c_out` weights plus
 # `c_out` biases. Counting by hand, block by block:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 def conv_parameters(kernel, c_in, c_out):
     return kernel * kernel * c_in * c_out + c_out
 
@@ -189,8 +187,7 @@ print(f"{'total':15s} {sum(counts.values()):10,d}")
 # variants of report section 4.5 behind options (batch normalisation, residual blocks,
 # attention gates). With the `report` preset it has exactly the same parameters:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 library_unet = build_unet(report)
 print(f"build_unet(report preset): {library_unet.count_params():,} parameters")
 print("same layer shapes:", [w.shape for w in library_unet.weights] == [w.shape for w in our_unet.weights])

@@ -83,8 +83,7 @@ np.set_printoptions(linewidth=100)
 #
 # Every metric in this notebook is a ratio of these counts. A small example, 6 x 8 pixels:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 truth = np.array([
     [0, 0, 0, 0, 0, 0, 0, 0],
     [0, 0, 1, 1, 1, 0, 0, 0],
@@ -119,8 +118,7 @@ print(f"TP={tp} FP={fp} FN={fn} TN={tn} (total {truth.size} pixels)")
 # * **specificity** $= \dfrac{TN}{TN + FP}$: of the healthy pixels, how many the model left alone;
 # * **accuracy** $= \dfrac{TP + TN}{TP + FP + FN + TN}$: pixels right, of all pixels.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 def scores_from_counts(tp, fp, fn, tn):
     return {
         "dice": 2 * tp / (2 * tp + fp + fn),
@@ -149,8 +147,7 @@ print(f"library dice_score: {dice_score(prediction, truth):.4f}")
 # correctly predicted background (in a BraTS volume about 98 % of the voxels are
 # background). Same tumour, same mistakes:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 big_truth = np.zeros((60, 80), dtype=bool)
 big_prediction = np.zeros((60, 80), dtype=bool)
 big_truth[:6, :8], big_prediction[:6, :8] = truth, prediction
@@ -179,8 +176,7 @@ for name in by_hand:
 # same two masks, $J = D / (2 - D)$ and $D = 2J / (1 + J)$. Since $2 - D \geq 1$, **IoU is
 # never larger than Dice**:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for dice in (0.62, 0.80, 0.90, 0.947, 1.0):
     print(f"Dice {dice:.3f} <-> IoU {dice / (2 - dice):.3f}")
 print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {by_hand['iou']:.4f}")
@@ -198,8 +194,7 @@ print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {b
 # figure 5.2 works the numerator out on a 4 x 4 example: the probabilities times the target,
 # summed, give $|A \cap B| = 7.41$. From scratch, with the numbers of that figure:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 probabilities = np.array([  # the "prediction" matrix of the report's figure 5.2
     [0.01, 0.03, 0.02, 0.02],
     [0.05, 0.12, 0.09, 0.07],
@@ -225,8 +220,7 @@ print(f"soft Dice loss = 1 - Dice:  {1 - soft_dice(probabilities, target):.4f}")
 # numerator and the denominator, so that a class absent from both masks scores 1 instead
 # of 0/0: a small shift here, a large one for a tiny class.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 from gliseg_nb.losses import DICE_SMOOTH, soft_dice_per_class
 
 one_hot_target = np.stack([1 - target, target], axis=-1)[None].astype("float32")  # (1, 4, 4, 2)
@@ -285,8 +279,7 @@ def hd95_from_scratch(pred, truth, spacing=(1.0, 1.0, 1.0)):
 # masks (distance transforms cost time in proportion to the volume) and with the BraTS
 # conventions for empty masks. On two small examples on a 1 mm grid, both agree:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 cube = np.zeros((40, 40, 40), dtype=bool)
 cube[10:20, 10:20, 10:20] = True  # a 1 cm cube of "tumour"
 shifted = np.roll(cube, 3, axis=0)  # the same cube, 3 mm further along x
@@ -326,8 +319,7 @@ print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd
 # most 50 mm³ are left out, and the case's score is the mean over lesions and false
 # positives. Every lesion counts the same, whatever its size:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 from gliseg_nb.metrics import lesion_wise_scores
 
 
@@ -465,8 +457,7 @@ print(f"share of background pixels in these slices: {mean_of(background_rows, 'b
 # The small demonstration below feeds Keras' real `MeanIoU` the way the source notebook
 # did, with a prediction that gets *every* pixel wrong:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 true_classes = np.array([[0, 0, 1], [2, 3, 0]])
 wrong_classes = (true_classes + 1) % 4  # every pixel wrong
 y_true = np.eye(4, dtype="float32")[true_classes]
