@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from . import _cache
 from .config import _check_config
+from .errors import ConfigError, RunError
 
 __all__ = ["build_cache", "make_dataset", "default_cache_dir"]
 
@@ -108,13 +109,13 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
     for path in paths:
         entry = _cache.read_entry(path)
         if entry is None:  # removed or corrupted between building and reading
-            raise ValueError(f"{path}: cache entry is not readable; delete the folder and retry")
+            raise RunError(f"{path}: cache entry is not readable; delete the folder and retry")
         counts.append(len(entry[0]))
         slice_shape = entry[0].shape[1:]
         del entry
     counts = np.array(counts, dtype=np.int64)
     if counts.sum() == 0:
-        raise ValueError("no slices selected from these cases (check slice_start, n_slices, brain_slices_only)")
+        raise ConfigError("no slices selected from these cases (check slice_start, n_slices, brain_slices_only)")
 
     reader = _cache.SliceReader(paths, slice_shape)
     size, channels = config.image_size, config.n_channels

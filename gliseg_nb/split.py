@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ._io import atomic_write
 from .config import _check_config
+from .errors import DataError
 
 __all__ = ["CaseSplit", "split_cases", "save_split", "load_split", "select_cases"]
 
@@ -84,13 +85,13 @@ def split_cases(cases, config):
     for case in cases:
         case_id = _case_id(case)
         if case_id in by_id:
-            raise ValueError(f"case id {case_id!r} appears twice; a patient must be in one set only")
+            raise DataError(f"case id {case_id!r} appears twice; a patient must be in one set only")
         by_id[case_id] = None if isinstance(case, str) else getattr(case, "grade", None)
     ids = sorted(by_id)
     train_fraction, val_fraction, test_fraction = config.split
     needed = sum(1 for f in config.split if f > 0)
     if len(ids) < needed:
-        raise ValueError(f"need at least {needed} cases to split {config.split}, got {len(ids)}")
+        raise DataError(f"need at least {needed} cases to split {config.split}, got {len(ids)}")
     grades = [by_id[i] for i in ids]
     stratify = all(g is not None for g in grades) and len(set(grades)) > 1
 
@@ -178,18 +179,18 @@ def load_split(path, cases=None):
     try:
         payload = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read split ({error})") from None
+        raise DataError(f"{path}: cannot read split ({error})") from error
     if not isinstance(payload, dict) or any(not isinstance(payload.get(k), list) for k in ("train", "val", "test")):
-        raise ValueError(f"{path}: not a split file (needs 'train', 'val' and 'test' lists)")
+        raise DataError(f"{path}: not a split file (needs 'train', 'val' and 'test' lists)")
     named = payload["train"] + payload["val"] + payload["test"]
     if len(set(named)) != len(named):
-        raise ValueError(f"{path}: a case appears in more than one set")
+        raise DataError(f"{path}: a case appears in more than one set")
     if cases is not None:
         available = {_case_id(c) for c in cases}
         missing = sorted(set(named) - available)
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise ValueError(f"{path}: {len(missing)} case(s) in the split were not found in the data: {shown}")
+            raise DataError(f"{path}: {len(missing)} case(s) in the split were not found in the data: {shown}")
     return CaseSplit(
         payload["train"],
         payload["val"],
@@ -216,5 +217,5 @@ def select_cases(cases, case_ids):
     by_id = {c.case_id: c for c in cases}
     missing = [i for i in case_ids if i not in by_id]
     if missing:
-        raise ValueError(f"case(s) not found in the data: {', '.join(missing[:10])}")
+        raise DataError(f"case(s) not found in the data: {', '.join(missing[:10])}")
     return [by_id[i] for i in case_ids]
