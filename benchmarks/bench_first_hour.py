@@ -54,9 +54,10 @@ def _cpu_model():
 def conditions(load_before, load_after):
     """Where and how loaded: a dict, and a one-line description for the README."""
     cores = os.cpu_count()
-    busiest = max(load_before[0], load_after[0])
-    # A run is "idle" when the 1-minute load average stayed below half a core per core.
-    state = "idle" if busiest < 0.5 * cores else "loaded"
+    # "idle": nothing else ran when the measurement started (1-minute load average below
+    # half a core per core). The load *after* includes the measurement's own work (a
+    # training keeps both cores busy), so it is reported but does not decide.
+    state = "idle" if load_before[0] < 0.5 * cores else "loaded"
     from gliseg_nb.course import quiet_tensorflow
 
     tf = quiet_tensorflow()  # only for its version: without its C++ log lines
