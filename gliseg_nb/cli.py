@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import sys
 import warnings
 from pathlib import Path
@@ -314,9 +313,6 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    # nibabel logs a header problem (to stderr, through logging's last resort) and then
-    # raises it; the library turns the exception into the one error line, which is enough.
-    logging.getLogger("nibabel").setLevel(logging.CRITICAL)
     if args.command in _TENSORFLOW_COMMANDS:
         # Before anything imports TensorFlow: its C++ log lines are noise in a terminal.
         from .course import quiet_tensorflow

@@ -78,7 +78,7 @@ def test_plot_case_rejects_a_slice_outside_the_volume(case_data):
 @pytest.mark.slow
 def test_save_case_figure_writes_a_png(synthetic_dataset, tmp_path):
     out = save_case_figure(synthetic_dataset, tmp_path / "figures" / "case.png",
-                           case_id="BraTS20_Training_002")
+                           case_id="BraTS20_Synthetic_002")
     assert out == tmp_path / "figures" / "case.png"
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert sorted(p.name for p in out.parent.iterdir()) == ["case.png"]  # no temporary file
@@ -86,8 +86,8 @@ def test_save_case_figure_writes_a_png(synthetic_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_save_case_figure_names_an_unknown_case(synthetic_dataset, tmp_path):
-    with pytest.raises(DataError, match="no case 'BraTS20_Training_999'"):
-        save_case_figure(synthetic_dataset, tmp_path / "x.png", case_id="BraTS20_Training_999")
+    with pytest.raises(DataError, match="no case 'BraTS20_Synthetic_999'"):
+        save_case_figure(synthetic_dataset, tmp_path / "x.png", case_id="BraTS20_Synthetic_999")
 
 
 @pytest.mark.slow

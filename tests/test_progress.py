@@ -87,6 +87,7 @@ def test_train_into_a_file_is_a_few_plain_lines_without_tensorflow_logs(tmp_path
     epochs = 3
     argv = [sys.executable, "-m", "gliseg_nb", "train", str(data), "--out", str(tmp_path / "run")]
     for key, value in {**TINY, "epochs": epochs, "steps_per_epoch": 10}.items():
+        value = ",".join(value) if isinstance(value, tuple) else value  # modalities=flair,t1ce
         argv += ["--set", f"{key}={value}"]
     env = {**os.environ, "GLISEG_NB_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore::UserWarning"}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # what a learner's shell has: nothing set

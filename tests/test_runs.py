@@ -17,7 +17,7 @@ from gliseg_nb import Config, RunError, RunFolder
 from gliseg_nb import _locking
 
 TINY = dict(image_size=16, depth=1, base_filters=4, batch_size=8, augment=False, dropout=0.0,
-            early_stopping_patience=10)
+            early_stopping_patience=10, modalities=("flair", "t1ce"))  # two channels, as _tiny_datasets
 
 HOLD_LOCK = """
     import sys, time
