@@ -101,20 +101,6 @@ def test_unwritable_output_folder_is_one_line(tiny_predict_setup, tmp_path, caps
                           "Permission denied")
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
-                    reason="root (or Windows) ignores folder permissions; simulated in the test above")
-def test_read_only_output_folder_is_one_line(tiny_predict_setup, tmp_path, capsys, no_prediction):
-    run, dataset = tiny_predict_setup
-    out = tmp_path / "readonly"
-    out.mkdir()
-    out.chmod(0o500)
-    try:
-        code, _, err = run_cli(capsys, "predict", run, dataset, "--out", out)
-    finally:
-        out.chmod(0o700)
-    assert_one_line_error(code, err, "predict", out, "cannot write into")
-
-
 def test_train_out_is_a_file_and_train_data_is_a_file(tmp_path, capsys):
     dataset = write_layout(tmp_path / "data", "brats2020", n_cases=2)
     target = tmp_path / "run"
