@@ -37,10 +37,10 @@ SHAPE = (48, 56, 32)
 WIDTH = 600
 CONSTRAINTS = REPO / "constraints" / "colab.txt"
 #: The classic Notebook and its widget extension for ipywidgets 7, ipyevents, and what the
-#: viewers import (matplotlib draws the PNG that goes with each view). ipywidgets itself is
+#: viewers import (nibabel for the orientation, matplotlib for the PNG sent with each view). ipywidgets itself is
 #: pinned by constraints/colab.txt.
 PACKAGES = ["ipywidgets", "widgetsnbextension>=3.6,<4", "notebook>=6.5,<7", "ipyevents>=2.0",
-            "numpy", "matplotlib", "pillow"]
+            "numpy", "nibabel", "matplotlib", "pillow"]
 OUTPUT = ".output_area"     # the classic Notebook's output area (JupyterLab: .jp-OutputArea-output)
 
 
@@ -93,7 +93,7 @@ def widgets7_python(tmp_path_factory):
 
 
 def _write_notebook(root, case_file):
-    """Both viewers on a case saved as arrays (the environment has no nibabel nor nilearn)."""
+    """Both viewers on a case saved as arrays (gliseg_nb.data needs nilearn, not installed there)."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -210,7 +210,12 @@ def page7(classic):
         page.wait_for_timeout(1000)
         page.evaluate("Jupyter.notebook.execute_all_cells()")
         # Three pictures in the CaseViewer, two in the ComparisonViewer.
-        page.locator(f"{OUTPUT} img.widget-image").nth(4).wait_for(timeout=60_000)
+        try:
+            page.locator(f"{OUTPUT} img.widget-image").nth(4).wait_for(timeout=60_000)
+        except Exception:
+            outputs = page.evaluate(f"() => [...document.querySelectorAll('{OUTPUT}')].map("
+                                    "area => area.innerText.slice(0, 2000))")
+            pytest.fail(f"the viewers did not show; outputs: {outputs}; JavaScript errors: {errors}")
         page.evaluate(f"""() => {{
             window.srcChanges = [];
             document.querySelectorAll('{OUTPUT} img.widget-image').forEach((img, i) =>
@@ -274,6 +279,9 @@ def test_the_kernel_runs_colabs_ipywidgets(page7):
     # The classic Notebook's widget extension for ipywidgets 7 is the one in the page.
     assert page7.evaluate("() => !!document.querySelector("
                           "'script[src*=\"jupyter-js-widgets/extension\"]')")
+    # ipyevents' files are installed (the fixture did it): the viewer's help does not ask for them.
+    help_text = _viewer(page7, 0).locator(".widget-html").last.inner_text()
+    assert help_text.startswith("Click a picture") and "nbextension" not in help_text
 
 
 def test_case_viewer_slider_dropdowns_checkbox_click_and_keys(page7):
