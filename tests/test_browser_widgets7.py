@@ -7,8 +7,8 @@ Notebook 6.5 with widgetsnbextension 3.6, so that is what this module starts: a 
 environment of its own (not this one, whose ipywidgets is 8) with Colab's ipywidgets, the
 Notebook 6.5, ipyevents and the few packages the viewers import; the kernel imports this
 checkout's gliseg_nb. Then, as in tests/test_browser.py: open a notebook showing a
-`CaseViewer` and a `ComparisonViewer`, move each control, see the pictures change, with no
-JavaScript error.
+`CaseViewer`, a `ComparisonViewer` and a `view_3d`, move each control, see the pictures
+change, with no JavaScript error.
 
 Building the environment takes about a minute (pip, from PyPI). Set
 ``GLISEG_NB_WIDGETS7_PYTHON`` to the python of such an environment to reuse it. Outside CI
@@ -37,10 +37,10 @@ SHAPE = (48, 56, 32)
 WIDTH = 600
 CONSTRAINTS = REPO / "constraints" / "colab.txt"
 #: The classic Notebook and its widget extension for ipywidgets 7, ipyevents, and what the
-#: viewers import (nibabel for the orientation, matplotlib for the PNG sent with each view). ipywidgets itself is
-#: pinned by constraints/colab.txt.
+#: viewers import (nibabel for the orientation, matplotlib for the PNG sent with each view),
+#: and ipyniivue for `view_3d`. ipywidgets itself is pinned by constraints/colab.txt.
 PACKAGES = ["ipywidgets", "widgetsnbextension>=3.6,<4", "notebook>=6.5,<7", "ipyevents>=2.0",
-            "numpy", "nibabel", "matplotlib", "pillow"]
+            "numpy", "nibabel", "matplotlib", "pillow", "ipyniivue>=2.0"]
 OUTPUT = ".output_area"     # the classic Notebook's output area (JupyterLab: .jp-OutputArea-output)
 
 
@@ -110,7 +110,9 @@ def _write_notebook(root, case_file):
     # A prediction that differs from the truth: the labels moved two voxels along x.
     comparison = (f"comparison = ComparisonViewer(case, prediction=np.roll(saved['labels'], 2, axis=0),"
                   f" width={WIDTH})\ncomparison")
-    notebook = new_notebook(cells=[new_code_cell(setup), new_code_cell(viewer), new_code_cell(comparison)])
+    view = "from gliseg_nb.viewers import view_3d\nview_3d(case)"
+    notebook = new_notebook(cells=[new_code_cell(setup), new_code_cell(viewer), new_code_cell(comparison),
+                                   new_code_cell(view)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
     path = root / "viewer7.ipynb"
@@ -341,6 +343,27 @@ def test_comparison_viewer_slider_and_click(page7):
     viewer.locator("img.widget-image").nth(1).click(position={"x": 2, "y": 2})
     pictures = _wait_for_change(viewer, pictures)
     _wait(lambda: _readout(viewer) != readout, "the readout did not change after a click")
+
+
+def test_view_3d_draws_the_case_with_its_labels(page7):
+    """NiiVue (ipyniivue, an anywidget) draws in WebGL: its canvas shows the image and labels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    canvas = page7.locator(f"{OUTPUT} canvas").first
+    canvas.wait_for(timeout=30_000)
+
+    def labelled():
+        pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"), dtype=int)
+        grey = (np.ptp(pixels, axis=-1) < 8) & (pixels[..., 0] > 40)      # the image
+        # Green is the oedema's colour only (NiiVue's crosshair is red).
+        red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+        oedema = (green > red + 40) & (green > blue + 40)
+        return grey.mean() > 0.1 and oedema.mean() > 0.001
+
+    _wait(labelled, "the NiiVue canvas shows no image with labels", timeout=30)
 
 
 def test_slider_latency_from_key_to_new_picture(page7, record_property):
