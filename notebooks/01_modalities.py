@@ -143,7 +143,7 @@ else:
 # Six of them, from the smallest whole tumour to the largest, each cut through the axial
 # slice with the most tumour, FLAIR above and T1ce below, the expert labels outlined in the
 # course's colours (red necrotic or non-enhancing core, green edema, yellow enhancing
-# tumour). With your own data, the first six cases.
+# tumour). With your own data, the first six cases that have labels.
 
 # %%
 by_id = {case.case_id: case for case in cases}
@@ -152,27 +152,27 @@ if simulated:
     picked = [by_size[round(i * (len(by_size) - 1) / 5)] for i in range(6)]
     gallery_cases = [by_id[parameters["case_id"]] for parameters in picked]
     titles = [f"{p['case_id'].rsplit('_', 1)[-1]}: {p['grade']}, WT {whole_tumour_ml(p):.0f} mL" for p in picked]
-else:
-    gallery_cases, titles = cases[:6], None
+else:  # your own data: the first six cases with a segmentation
+    gallery_cases, titles = [case for case in cases if case.seg is not None][:6], None
 plot_case_gallery(gallery_cases, modalities=("flair", "t1ce"), titles=titles)
 plt.show()
 
 # %% [markdown]
 # **What is simulated.** Every case starts from the same brain, the MNI152 template that
-# ships with nilearn (an average of 152 adult brains), warped per case: a brain 84-100 % of
-# the template's size, a smooth random deformation of a few millimetres, larger or smaller
-# ventricles, and anatomy pushed aside by the tumour (mass effect). The tumours follow
+# ships with nilearn (an average of 152 adult brains), warped per case: a brain of its own
+# size (the table's last column), a smooth random deformation of a few millimetres, larger
+# or smaller ventricles, and anatomy pushed aside by the tumour (mass effect). The tumours follow
 # rules meant to give real gliomas' sizes (whole tumour about 20-250 mL, the core about half
-# of it) and shapes: in high-grade-like cases (about 70 %) an uneven, partly incomplete
-# enhancing rim around an off-centre necrosis; in low-grade-like cases a large
+# of it) and shapes: in high-grade-like cases (HGG in the table) an uneven, partly incomplete
+# enhancing rim around an off-centre necrosis; in low-grade-like cases (LGG) a large
 # non-enhancing core with little or no enhancement; edema that spreads along the white
 # matter and stops at the cortex; now and then a second focus. Then what fools a model on
 # real scans: enhancing vessels and choroid plexus on T1ce, FLAIR-bright white-matter spots
 # that are not tumour, and in some cases a ragged skull-strip edge. Last, the scanner:
 # intensities of each tissue from one fixed table (varied by a few per cent per case), a
-# global scale, a slow bias field, noise, blur, and in about half of the cases thick axial
-# slices (2.5-6.5 mm) resampled back to 1 mm, which blurs them along the head's axis, as in
-# many older BraTS scans.
+# global scale, a slow bias field, noise, blur, and in many cases (the table's *thick
+# slices* column) thick axial slices of 2.5-6.5 mm resampled back to 1 mm, which blurs the
+# images along the head's axis, as in many older BraTS scans.
 #
 # **What is not.** One template, warped, is not a population: every brain has the same
 # folds, no atrophy, no other disease, no surgical cavity. No tumour grew: shapes and

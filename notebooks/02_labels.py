@@ -203,8 +203,9 @@ for region, mask in masks.items():
     n_voxels = int(mask.sum())
     print(f"  {region} {REGION_NAMES[region]:30s}    {n_voxels:7d} voxels {n_voxels * voxel_ml:7.2f} mL")
 report_tc = int(np.count_nonzero(case_data.labels == 1))
-print(f"  the report's 'TC' (class 1 only) would miss {int(masks['TC'].sum()) - report_tc} voxels,"
-      f" all of the enhancing tumour")
+missed = int(masks["TC"].sum()) - report_tc
+print(f"  the report's 'TC' (class 1 only) would miss {missed} voxels: all of the enhancing tumour"
+      + ("" if missed else " (this case has none, as many low-grade gliomas)"))
 
 # %% [markdown]
 # For scale: a glioblastoma's enhancing tumour and necrosis together often measure a few
@@ -216,8 +217,9 @@ print(f"  the report's 'TC' (class 1 only) would miss {int(masks['TC'].sum()) - 
 # To draw labels over an image, cut the same slice out of both and draw the labels with a
 # colour map in which class 0 is transparent (`label_colormap`). `ViewerState` (the state
 # behind the course's viewer) cuts slices in display orientation: anterior at the top, the
-# patient's left on the left. We pick the axial slice with the most tumour core (so that
-# every class shows), or the most tumour if the case has no core.
+# patient's left on the left. We pick the axial slice with the most tumour core (where
+# most classes show; a case without enhancing tumour, as many low-grade ones, has no
+# yellow), or the most tumour if the case has no core.
 
 # %%
 core_per_slice = masks["TC"].sum(axis=(0, 1))
