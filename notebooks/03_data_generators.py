@@ -212,8 +212,9 @@ plt.show()
 #
 # ## Resizing: labels are not images
 #
-# The report trains at 128 x 128 pixels, so every 240 x 240 slice is shrunk. Images are
-# resized with a smooth filter (each new pixel a weighted average of its neighbours).
+# The report's source notebook trains at 128 x 128 pixels, so every 240 x 240 slice is
+# shrunk. Images are resized with a smooth filter (each new pixel a weighted average of its
+# neighbours).
 # Labels must not be averaged: "halfway between background (0) and enhancing tumour (3)"
 # is not "necrosis (1.5)". Label maps are resized by **nearest neighbour**: each new pixel
 # copies one old pixel, so no class can appear that was not there.
@@ -446,8 +447,8 @@ plt.show()
 # ## Feeding the model, second way: `make_dataset`
 #
 # A generator that re-reads and re-preprocesses compressed volumes at every epoch does the
-# same work 35 times (the report's 35 epochs). `make_dataset` does it **once**, keeps the
-# preprocessed slices on disk, and then streams batches with `tf.data`, each batch mixing
+# same work 35 times (the source notebook's 35 epochs). `make_dataset` does it **once**,
+# keeps the preprocessed slices on disk, and then streams batches with `tf.data`, each batch mixing
 # slices of many patients, shuffled and augmented (random flips, small intensity changes),
 # prepared while the model computes. It is what notebook 4 trains on. The first call
 # preprocesses the training cases (a progress bar); later calls, and notebook 4, reuse

@@ -98,7 +98,8 @@ report = Config.preset("report")
 #
 # Each block is a function from a Keras tensor to a Keras tensor, so they compose like
 # ordinary functions. First, two 3x3 convolutions with ReLU, "same" padding so that the
-# image keeps its size, and the He-normal initialisation the report uses (suited to ReLU):
+# image keeps its size, and the He-normal initialisation of the report's source notebook
+# (suited to ReLU):
 
 # %%
 def conv_block(x, filters):
@@ -132,9 +133,13 @@ def decoder_block(x, skip, filters):
 #
 # ## The report's network
 #
-# Input 128 x 128 pixels with 2 channels (FLAIR and T1ce); four levels with 32, 64, 128 and
-# 256 filters; a 512-filter bottleneck followed by dropout (20 % of its outputs set to zero
-# at random during training, against overfitting); four decoder levels back up; 4 classes.
+# The report describes the architecture in words (its section 4); the exact network, with
+# its sizes, dropout and initialisation, and its training (optimiser, schedule, 35 epochs)
+# come from the report's source notebook (R. Kopál's Kaggle notebook, in the References).
+# "The report's network" here means that one: input 128 x 128 pixels with 2 channels
+# (FLAIR and T1ce); four levels with 32, 64, 128 and 256 filters; a 512-filter bottleneck
+# followed by dropout (20 % of its outputs set to zero at random during training, against
+# overfitting); four decoder levels back up; 4 classes.
 
 # %%
 def build_report_unet(input_shape=(128, 128, 2), n_classes=4, filters=(32, 64, 128, 256), dropout=0.2):
@@ -160,7 +165,7 @@ print(f"input {our_unet.input_shape} -> output {our_unet.output_shape}")
 print(f"parameters: {our_unet.count_params():,}")
 
 # %% [markdown]
-# 7,759,908: the parameter count of the report's network. Where do they come from? A 3x3
+# 7,759,908: the parameter count of the source notebook's network. Where do they come from? A 3x3
 # convolution from `c_in` to `c_out` channels has `3 * 3 * c_in * c_out` weights plus
 # `c_out` biases. Counting by hand, block by block:
 
@@ -238,11 +243,11 @@ print(config)
 # * the patients split 68/20/12 with the preset's seed (notebook 3), the slices fed by
 #   notebook 3's fast path `make_dataset` (training batches shuffled across patients and
 #   augmented with random flips and small intensity changes);
-# * Adam with the preset's learning rate; the report's schedule as callbacks: the learning
+# * Adam with the preset's learning rate; the source notebook's schedule as callbacks: the learning
 #   rate divided by 5 whenever the validation loss has not improved for 2 epochs (down to
 #   1e-6), and early stopping;
 # * the loss `ce+region_dice`, which adds the soft Dice of the BraTS *regions* (whole
-#   tumour, tumour core, enhancing tumour) to the report's cross-entropy, with extra
+#   tumour, tumour core, enhancing tumour) to the source notebook's cross-entropy, with extra
 #   weight for the rare classes: cross-entropy alone is dominated by the background pixels
 #   (notebook 5 builds the soft Dice from scratch);
 # * the metrics of `default_metrics`, counted over the epoch: the Dice of each tumour
@@ -316,8 +321,8 @@ for key in ("loss", "val_loss", "val_dice_mean"):
     print(f"epoch 1 {key:13s} plain Keras {ours:.4f}   library {library:.4f}   same to 4 decimals: {abs(ours - library) < 5e-5}")
 
 # %% [markdown]
-# How long does real training take? The report trained its network for 35 epochs on BraTS
-# 2020: about 250 training patients x 100 slices = 25,000 slices per epoch at 128 pixels.
+# How long does real training take? The source notebook trains the report's network for
+# 35 epochs on BraTS 2020: about 250 training patients x 100 slices = 25,000 slices per epoch at 128 pixels.
 # This 2-core CPU trains that network at about 8 slices per second (`docs/benchmarks.md`,
 # Training, measured at a quiet moment; under load it drops to 4-6), so a single epoch
 # would take almost an hour (25,000 / 8 = 3,125 s) and the 35 epochs over a day. A GPU changes the picture: on
@@ -543,7 +548,7 @@ else:
 # 1. Remove the skip connections from `decoder_block` (no concatenation). Predict the new
 #    parameter count of the report's network before you check it. Why should the
 #    segmentations get blurrier, and which tumour part should suffer most?
-# 2. The report trains with cross-entropy alone. From the table of corrections, which
+# 2. The source notebook trains with cross-entropy alone. From the table of corrections, which
 #    region gains most from the region Dice loss? Explain why from what each loss counts.
 # 3. In the prediction figure, find pixels the model gets wrong. Are they at borders
 #    between classes or inside regions? What does that suggest about which errors a Dice
