@@ -165,9 +165,9 @@ print(f"input {our_unet.input_shape} -> output {our_unet.output_shape}")
 print(f"parameters: {our_unet.count_params():,}")
 
 # %% [markdown]
-# 7,759,908: the parameter count of the source notebook's network. Where do they come from? A 3x3
-# convolution from `c_in` to `c_out` channels has `3 * 3 * c_in * c_out` weights plus
-# `c_out` biases. Counting by hand, block by block:
+# 7,759,908: the parameter count of the source notebook's network. Where do they come
+# from? A 3x3 convolution from `c_in` to `c_out` channels has `3 * 3 * c_in * c_out`
+# weights plus `c_out` biases. Counting by hand, block by block:
 
 # %% tags=["nbval-check-output"]
 def conv_parameters(kernel, c_in, c_out):
@@ -243,13 +243,13 @@ print(config)
 # * the patients split 68/20/12 with the preset's seed (notebook 3), the slices fed by
 #   notebook 3's fast path `make_dataset` (training batches shuffled across patients and
 #   augmented with random flips and small intensity changes);
-# * Adam with the preset's learning rate; the source notebook's schedule as callbacks: the learning
-#   rate divided by 5 whenever the validation loss has not improved for 2 epochs (down to
-#   1e-6), and early stopping;
+# * Adam with the preset's learning rate; the source notebook's schedule as callbacks: the
+#   learning rate divided by 5 whenever the validation loss has not improved for 2 epochs
+#   (down to 1e-6), and early stopping;
 # * the loss `ce+region_dice`, which adds the soft Dice of the BraTS *regions* (whole
-#   tumour, tumour core, enhancing tumour) to the source notebook's cross-entropy, with extra
-#   weight for the rare classes: cross-entropy alone is dominated by the background pixels
-#   (notebook 5 builds the soft Dice from scratch);
+#   tumour, tumour core, enhancing tumour) to the source notebook's cross-entropy, with
+#   extra weight for the rare classes: cross-entropy alone is dominated by the background
+#   pixels (notebook 5 builds the soft Dice from scratch);
 # * the metrics of `default_metrics`, counted over the epoch: the Dice of each tumour
 #   class and their mean, the Dice of the regions WT, TC and ET, precision, sensitivity
 #   and specificity, the report's accuracy, and a mean IoU of the argmax labels.
@@ -322,7 +322,8 @@ for key in ("loss", "val_loss", "val_dice_mean"):
 
 # %% [markdown]
 # How long does real training take? The source notebook trains the report's network for
-# 35 epochs on BraTS 2020: about 250 training patients x 100 slices = 25,000 slices per epoch at 128 pixels.
+# 35 epochs on BraTS 2020: about 250 training patients x 100 slices = 25,000 slices per
+# epoch at 128 pixels.
 # This 2-core CPU trains that network at about 8 slices per second (`docs/benchmarks.md`,
 # Training, measured at a quiet moment; under load it drops to 4-6), so a single epoch
 # would take almost an hour (25,000 / 8 = 3,125 s) and the 35 epochs over a day. A GPU changes the picture: on
@@ -361,8 +362,9 @@ print("last epoch: " + ", ".join(
 # then a fall, is the noise of a small validation set); the Dice of each tumour class
 # rising after a slow start, at different speeds. On these synthetic cases the enhancing
 # tumour, very bright on T1ce in the simulation, is usually learnt first, and the edema,
-# whose border fades into normal white matter, last; on real scans the enhancing tumour is
-# the hard one (see *Synthetic scores are not real-scan scores* below). The learning rate
+# whose border fades into normal white matter, last. Real scans rank the regions
+# differently (the whole tumour is the easiest there; see *Synthetic scores are not
+# real-scan scores* below). The learning rate
 # drops by 5 when the validation loss has not improved for 2 epochs. A few epochs on 16
 # synthetic patients give a model that has learnt something, but it is not converged,
 # and its validation scores rest on only a handful of patients.
@@ -377,9 +379,10 @@ scores = region_dice(run.model, val_cases, run.config)
 print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for region in ("WT", "TC", "ET")))
 
 # %% [markdown]
-# <!-- The course's one quotation of the transfer to real scans. Source: docs/benchmarks.md,
+# <!-- Notebooks 00-04 quote the transfer to real scans here only. Source: docs/benchmarks.md,
 # "Transfer to real scans" (benchmarks/bench_transfer.py, results/transfer-v3-final.json).
-# When those numbers change, update this cell (and the README's "What to expect"). -->
+# When those numbers change, update this cell, notebook 06's "A real scan" and the README's
+# "What to expect". -->
 # ## Synthetic scores are not real-scan scores
 #
 # These validation scores come from synthetic patients drawn by the same generator as the
