@@ -631,7 +631,12 @@ def _thick_slice_matrix(n_slices, thickness, offset):
     step = positions[1] - positions[0]
     index = np.clip((grid - positions[0]) / step, 0, positions.size - 1)
     weights = _linear_weights(index, positions.size).astype(np.float64)
-    return (weights @ profile).astype(np.float32)
+    matrix = (weights @ profile).astype(np.float32)
+    # The profile's far tails fall below float32's smallest normal number. Such subnormal
+    # weights add nothing a float32 sum can hold (checked: the same voxels), but they slow
+    # the matrix product about eightfold on x86 CPUs, so they are set to zero.
+    matrix[np.abs(matrix) < np.finfo(np.float32).tiny] = 0.0
+    return matrix
 
 
 def _class_intensities(rng, modality, realistic):
@@ -799,8 +804,8 @@ def synthesize_case(seed=0, index=0, return_maps=False):
                        1.0)
     core_is_net = tumour["kind"] == "lgg"
 
-    brain_coordinates = [np.float32(s) + np.nonzero(head)[axis].astype(np.float32)
-                         for axis, s in enumerate(box.start)]
+    brain_coordinates = [np.float32(s) + where.astype(np.float32)
+                         for s, where in zip(box.start, np.nonzero(head))]
     n_brain = brain_coordinates[0].size
     resolution = _SIMULATION["resolution"]
     thick_case = resolution and rng.uniform() < 0.5
