@@ -742,11 +742,20 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     # Anatomy: the template maps resampled onto this case's brain box.
     box = anatomy.brain_box(templates["mask"])
     coords = anatomy.template_coordinates(box)
-    warped = np.empty((len(templates["maps"]), *box.shape), dtype=np.float32)
-    for channel, template_map in enumerate(templates["maps"]):
-        ndi.map_coordinates(template_map, coords, output=warped[channel], order=1,
-                            mode="constant", cval=0.0)
+    warped = np.zeros((len(templates["maps"]), *box.shape), dtype=np.float32)
+    *tissue_maps, mask_map = templates["maps"]
+    ndi.map_coordinates(mask_map, coords, output=warped[-1], order=1, mode="constant", cval=0.0)
+    # The other maps were multiplied by the (non-negative) mask, so they are 0 wherever its
+    # linear interpolation is 0 (every neighbour with a weight is 0): they are interpolated
+    # only where it is not, about half the box. Each point is interpolated on its own, so
+    # the values are the same as over the whole box.
+    inside = np.flatnonzero(warped[-1])
+    points = coords.reshape(3, -1)[:, inside]
     del coords
+    for channel, template_map in enumerate(tissue_maps):
+        warped[channel].ravel()[inside] = ndi.map_coordinates(
+            template_map, points, order=1, mode="constant", cval=0.0)
+    del points, inside
     t1_template, gm, wm, mask = warped
     brain = mask > 0.5
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
