@@ -301,23 +301,44 @@ class _Anatomy:
         axes = box.axes()
         shapes = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
         grid = [a.reshape(shape) for a, shape in zip(axes, shapes)]
+        # The box has millions of voxels: the float32 operations below work in place
+        # (`out=`) on arrays of its size rather than making a new one for each step.
+        scratch = np.empty(box.shape, dtype=np.float32)
         for centre, radius, strength in self.pulls:
             # Separable Gaussian weight of the distance to the centre: three 1-D factors.
-            offsets = [g - np.float32(c) for g, c in zip(grid, centre)]
             factors = [np.exp(-((a - np.float32(c)) / np.float32(r)) ** 2).reshape(shape)
                        for a, c, r, shape in zip(axes, centre, radius, shapes)]
             pull = np.float32(strength) * (factors[0] * factors[1]) * factors[2]
-            grid = [g - o * pull for g, o in zip(grid, offsets)]
+            moved = []
+            for g, c in zip(grid, centre):
+                # g - (g - c) * pull
+                if g.shape == box.shape:  # an array of this loop's own: updated in place
+                    np.subtract(g, np.float32(c), out=scratch)
+                    np.multiply(scratch, pull, out=scratch)
+                    moved.append(np.subtract(g, scratch, out=g))
+                else:  # still one axis of the box (first pull)
+                    step = np.multiply(g - np.float32(c), pull)
+                    moved.append(np.subtract(g, step, out=step))
+            grid = moved
+        del pull
         if self.warp is not None:
             warp = self._warp_box(box)
-            grid = [g + w for g, w in zip(grid, warp)]
+            grid = [np.add(g, w, out=g) if g.shape == box.shape else g + w
+                    for g, w in zip(grid, warp)]
             del warp
-        centred = [g - np.float32(c + s) for g, c, s in zip(grid, _GRID_CENTRE, self.shift)]
+        centred = [np.subtract(g, np.float32(c + s), out=g) if g.shape == box.shape
+                   else g - np.float32(c + s) for g, c, s in zip(grid, _GRID_CENTRE, self.shift)]
         coords = np.empty((3, *box.shape), dtype=np.float32)
         for row in range(3):
+            # centre + flip * (m0 * x + m1 * y + m2 * z), summed left to right.
             m = self.matrix[row].astype(np.float32)
-            coords[row] = _TEMPLATE_CENTRE[row] + self.flip[row] * (
-                m[0] * centred[0] + m[1] * centred[1] + m[2] * centred[2])
+            out = np.multiply(m[0], centred[0], out=coords[row])
+            np.add(out, np.multiply(m[1], centred[1], out=scratch), out=out)
+            np.add(out, np.multiply(m[2], centred[2], out=scratch), out=out)
+            # flip is +-1 and the centre a whole number: float32 gives the same values as
+            # float64 then rounding to float32.
+            np.multiply(out, np.float32(self.flip[row]), out=out)
+            np.add(out, np.float32(_TEMPLATE_CENTRE[row]), out=out)
         return coords
 
 
