@@ -622,16 +622,30 @@ def _confounders(rng, anatomy, templates, tumour, tissue, case_box):
     return {"wml": lesions * tissue["wm"], "vessel": vessels * tissue["mask"], "choroid": choroid}
 
 
-def _bias_field(rng, amplitude, coordinates):
-    """A smooth multiplicative field exp(quadratic polynomial) at BraTS voxel coordinates (3, N)."""
-    x, y, z = [(c - np.float32(m)) / np.float32(80.0)
-               for c, m in zip(coordinates, (120.0, 120.0, 77.0))]
+def _bias_axes(coordinates):
+    """The coordinates (3, N) of `_bias_field`: BraTS voxels centred and scaled (once per case)."""
+    return [(c - np.float32(m)) / np.float32(80.0)
+            for c, m in zip(coordinates, (120.0, 120.0, 77.0))]
+
+
+def _bias_field(rng, amplitude, axes):
+    """A smooth multiplicative field exp(quadratic polynomial) at the points `_bias_axes` gives."""
+    x, y, z = axes
     c = rng.normal(0.0, 1.0, size=9).astype(np.float32)
-    poly = (c[0] * x + c[1] * y + c[2] * z + c[3] * x * x + c[4] * y * y + c[5] * z * z
-            + c[6] * x * y + c[7] * y * z + c[8] * x * z)
+    # c0 x + c1 y + c2 z + c3 x x + c4 y y + c5 z z + c6 x y + c7 y z + c8 x z, summed
+    # left to right, in place (millions of brain voxels, once per contrast).
+    poly = np.multiply(c[0], x)
+    term = np.empty_like(poly)
+    for k, (a, b) in enumerate([(y, None), (z, None), (x, x), (y, y), (z, z), (x, y), (y, z),
+                                (x, z)], start=1):
+        np.multiply(c[k], a, out=term)
+        if b is not None:
+            np.multiply(term, b, out=term)
+        np.add(poly, term, out=poly)
+    del term
     poly -= poly.mean()
-    poly *= np.float32(amplitude) / (np.abs(poly).max() + 1e-6)
-    return np.exp(poly)
+    poly *= np.float32(amplitude) / (max(poly.max(), -poly.min()) + 1e-6)
+    return np.exp(poly, out=poly)
 
 
 def _thick_slice_matrix(n_slices, thickness, offset):
@@ -834,9 +848,9 @@ def synthesize_case(seed=0, index=0, return_maps=False):
                        1.0)
     core_is_net = tumour["kind"] == "lgg"
 
-    brain_coordinates = [np.float32(s) + where.astype(np.float32)
-                         for s, where in zip(box.start, np.nonzero(head))]
-    n_brain = brain_coordinates[0].size
+    bias_axes = _bias_axes([np.float32(s) + where.astype(np.float32)
+                            for s, where in zip(box.start, np.nonzero(head))])
+    n_brain = bias_axes[0].size
     resolution = _SIMULATION["resolution"]
     thick_case = resolution and rng.uniform() < 0.5
     images = {}
@@ -844,10 +858,16 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     for modality in MODALITIES:
         values = _class_intensities(rng, modality, appearance)
         v = {name: np.float32(values[i]) for name, i in _CLASS_INDEX.items()}
-        image = v["wm"] * tissue["wm"] + v["gm"] * tissue["gm"] + v["csf"] * tissue["csf"]
+        # v_wm wm + v_gm gm + v_csf csf, in place (box-sized arrays).
+        image = np.multiply(v["wm"], tissue["wm"])
+        scratch = np.multiply(v["gm"], tissue["gm"])
+        image += scratch
+        image += np.multiply(v["csf"], tissue["csf"], out=scratch)
         if modality == "t1":
             # Blend in the template's own T1 for realistic deep grey matter and texture.
-            image = 0.5 * image + 0.5 * t1_template
+            image *= 0.5
+            image += np.multiply(0.5, t1_template, out=scratch)
+        del scratch
         flat_image = image.ravel()
         for name, (flat, weights) in confounders.items():
             flat_image[flat] += weights * (v[name] - flat_image[flat])
@@ -878,12 +898,20 @@ def synthesize_case(seed=0, index=0, return_maps=False):
             # Thick axial slices upsampled to 1 mm: sharp in-plane, blurred along z. Noise
             # arises at acquisition, so it is added first and smoothed with the rest.
             thickness = rng.uniform(2.5, 6.5)
-            real = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
-            imaginary = sigma * rng.standard_normal(image.shape, dtype=np.float32)
-            image = np.sqrt(real * real + imaginary * imaginary)  # Rician magnitude noise
-            del real, imaginary
+            # Rician magnitude noise: sqrt((image + sigma n1)^2 + (sigma n2)^2), in place.
+            real = rng.standard_normal(image.shape, dtype=np.float32)
+            real *= sigma
+            real += image
+            imaginary = rng.standard_normal(image.shape, dtype=np.float32)
+            imaginary *= sigma
+            np.multiply(real, real, out=real)
+            np.multiply(imaginary, imaginary, out=imaginary)
+            real += imaginary
+            del imaginary
+            np.sqrt(real, out=real)
             matrix = _thick_slice_matrix(box.shape[2], thickness, rng.uniform(0.0, thickness))
-            image = (image.reshape(-1, box.shape[2]) @ matrix.T).reshape(box.shape)
+            np.matmul(real.reshape(-1, box.shape[2]), matrix.T, out=image.reshape(-1, box.shape[2]))
+            del real
             values = image[head]
         else:
             values = image[head]
@@ -892,7 +920,7 @@ def synthesize_case(seed=0, index=0, return_maps=False):
             values = np.sqrt(real * real + imaginary * imaginary)  # Rician magnitude noise
         # Scanner effects, on brain voxels only (skull-stripped: the rest stays 0).
         bias_amplitude = rng.uniform(0.1, 0.5) if resolution else rng.uniform(0.15, 0.35)
-        values *= _bias_field(rng, bias_amplitude, brain_coordinates)
+        values *= _bias_field(rng, bias_amplitude, bias_axes)
         values *= np.float32(level)
         box_image = np.zeros(box.shape, dtype=np.int16)
         box_image[head] = np.clip(np.rint(values), 1, 32767)  # brain voxels never 0
