@@ -351,7 +351,7 @@ def plot_region_scores(rows, metric="dice", ax=None, path=None, title=None):
                    linewidths=0)
     if metric in ("dice", "sensitivity", "lesion_dice"):
         ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel(metric)
+    ax.set_ylabel({"dice": "Dice", "hd95": "HD95 (mm)", "lesion_dice": "lesion-wise Dice"}.get(metric, metric))
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title if title is not None else f"{metric} per case ({len(per_case)} cases)")
     if path is not None:
