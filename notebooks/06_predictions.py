@@ -138,8 +138,10 @@ viewer
 # %% [markdown]
 # The same view as a static figure (what this page shows where widgets cannot run), here
 # in the axial plane through the centre of the tumour, then in the coronal plane. The
-# coronal view shows something the axial one cannot: the model works slice by slice, so
-# its outlines can jump from one axial slice to the next.
+# coronal view cuts across the axial slices the model predicted one at a time: compare
+# how the outlines continue from one row of pixels (one axial slice) to the next in the
+# truth and in the prediction, and which classes the prediction misses or adds (compare
+# with the volumes printed above).
 
 # %%
 viewer.state.set_plane("axial")
@@ -322,22 +324,27 @@ else:
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
 # removes isolated voxels that only one copy predicted. It costs four forward passes
-# instead of one. Measured on this course's synthetic data, it moved the whole-tumour Dice
-# by a few hundredths and removed stray enhancing voxels (`docs/benchmarks.md`, "Test-time
-# flips and small-ET removal, measured"); run it to see this case.
+# instead of one: with this small 64 px network the whole prediction took about 1.3 times
+# as long (reading, resizing and the argmax cost as much as the network), with the
+# report's network 3-4 times (`docs/benchmarks.md`). On an earlier `quick` model,
+# flip averaging added 0.01-0.03 Dice to every region and removed the stray enhancing
+# voxels of a case without enhancing tumour (`docs/benchmarks.md`, "The same options with
+# the current `quick` model"); run it to see this case.
 #
 # **Solution 2.** The labels are the same array, but the identity affine says voxel
 # (i, j, k) lies at (i, j, k) mm, with the axes pointing right, anterior and superior,
-# while the scans' affine says they are flipped (LPS) and offset. nilearn places every
-# image by its affine, so the prediction lands shifted and mirrored against the scan.
-# `evaluate_case` compares arrays voxel by voxel and would not notice: the mistake only
-# shows in world coordinates, in viewers and in any software that resamples.
+# while the scans' affine says they point left and posterior (LPS) from another origin.
+# nilearn, and every viewer, places an image by its affine, so the prediction lands
+# mirrored and shifted against the scan. `evaluate_case` compares arrays voxel by voxel
+# and would not notice: the mistake only shows in world coordinates, in viewers and in
+# any software that resamples. Where the centre of the predicted tumour lands:
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 wrong_affine = nib.Nifti1Image(on_disk, np.eye(4))
-plotting.plot_roi(wrong_affine, bg_img=background_image, cut_coords=centre_mm, cmap="autumn", alpha=0.5,
-                  dim=-0.5, draw_cross=False, colorbar=False, title="the same labels with an identity affine")
-plt.show()
+wrong_centre_mm = nib.affines.apply_affine(wrong_affine.affine, centre)
+print("axes with the scan's affine:", nib.aff2axcodes(written.affine), "with the identity:", nib.aff2axcodes(wrong_affine.affine))
+print(f"tumour centre in scanner coordinates: {np.round(centre_mm, 1)} mm with the scan's affine, "
+      f"{np.round(wrong_centre_mm, 1)} mm with the identity: {np.linalg.norm(wrong_centre_mm - centre_mm):.0f} mm apart")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 3.** The file stores the enhancing tumour as 3. An evaluation that expects
@@ -349,6 +356,8 @@ plt.show()
 # %% tags=["solution"] jupyter={"source_hidden": true}
 internal_path = write_prediction(prediction, case, out_dir / "internal", label_convention="internal")
 print("labels in the internal-convention file:", np.unique(np.asanyarray(nib.load(internal_path).dataobj)).tolist())
+print("classes 0-3 are written as", list(range(4)), "(internal) instead of",
+      [int(v) for v in from_internal(np.arange(4), case.layout)], f"({case.layout})")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 4.** The rule changes a case only if its predicted enhancing tumour is
