@@ -620,10 +620,9 @@ print(f"MeanIoU of the class indices (argmax): {float(tiny_right.result()):.3f}"
 # A prediction that is wrong everywhere gets a "mean IoU" of 0.375 when fed the report's
 # way (every 0-entry matches, no 1-entry does), and 0 when fed class indices. During
 # training, the course's `ArgmaxMeanIoU` metric takes the argmax of both sides for this
-# reason. Notebook 4 measures, one correction at a time, what fixing the source
-# notebook's other choices changes; the same benchmark (`benchmarks/bench_corrections.py`,
-# `docs/benchmarks.md`) reproduces this mechanism on the source notebook's own trained
-# model.
+# reason. Notebook 4 ("The report's corrections, measured") shows, one correction at a
+# time, what fixing the source notebook's other choices changes, and the same mechanism on
+# the source notebook's own trained model (`benchmarks/bench_corrections.py`).
 #
 # What to report instead: Dice and HD95 per region (WT, TC, ET), per case, with their mean,
 # a confidence interval and the spread over enough held-out patients, beside a simple
