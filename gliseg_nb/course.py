@@ -77,7 +77,7 @@ def demo_case(cases, data_dir=None):
     return (high_grade or list(by_id.values()))[0]
 
 
-def format_settings(configs, fields=None, width=26):
+def format_settings(configs, fields=None, width=None):
     """Several `Config` objects side by side, one setting per line.
 
     Parameters
@@ -86,8 +86,8 @@ def format_settings(configs, fields=None, width=26):
         Column title -> settings (``{"quick": Config.preset("quick"), ...}``).
     fields : list of str or None, default=None
         The settings to show, in this order; None shows every field of `Config`.
-    width : int, default=26
-        Width of each column, in characters.
+    width : int or None, default=None
+        Width of each column, in characters; None fits the widest value shown.
 
     Returns
     -------
@@ -99,6 +99,9 @@ def format_settings(configs, fields=None, width=26):
     if fields is None:
         fields = [field.name for field in dataclasses.fields(Config)]
     name_width = max(len("setting"), *(len(name) for name in fields))
+    if width is None:
+        width = max(*(len(title) for title in configs),
+                    *(len(str(getattr(config, name))) for config in configs.values() for name in fields))
     lines = [f"{'setting':{name_width}s} " + " ".join(f"{title:>{width}s}" for title in configs)]
     for name in fields:
         lines.append(f"{name:{name_width}s} "

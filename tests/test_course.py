@@ -235,6 +235,10 @@ def test_format_settings_puts_presets_side_by_side():
     assert lines[0].split() == ["setting", "quick", "report"]
     assert lines[1].split() == ["image_size", str(quick.image_size), str(report.image_size)]
     assert lines[2].split() == ["epochs", str(quick.epochs), str(report.epochs)]
+    # Columns fit the widest value: every line ends at the same place, the values right-aligned.
+    wide = format_settings({"quick": quick, "report": report}, fields=["modalities", "epochs"]).splitlines()
+    assert len({len(line) for line in wide}) == 1
+    assert wide[1].endswith(str(report.modalities)) and wide[2].endswith(str(report.epochs))
     import dataclasses
 
     every = format_settings({"quick": quick}).splitlines()
