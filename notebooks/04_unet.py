@@ -362,10 +362,10 @@ print("last epoch: " + ", ".join(
 # What to look for: the training and validation losses falling together (a validation
 # loss rising while the training loss falls is overfitting; a bump of one or two epochs,
 # then a fall, is the noise of a small validation set); the Dice of each tumour class
-# rising after a slow start, at different speeds: in this run's log (printed above) the
-# enhancing tumour, very bright on T1ce in the simulation, ends highest, and the edema,
-# whose border fades into normal white matter, lowest; another seed or dataset can order
-# them differently. Real scans rank the regions
+# rising after a slow start, at different speeds. In this run's log (the curves above) the
+# enhancing tumour, very bright on T1ce in the simulation, leads at every epoch, and the
+# edema, whose border fades into normal white matter, trails; one run on 16 patients
+# shows an order, not a rule, and another seed or dataset can change it. Real scans rank the regions
 # differently (the whole tumour is the easiest there; see *Synthetic scores are not
 # real-scan scores* below). The learning rate
 # drops by 5 when the validation loss has not improved for 2 epochs. A few epochs on 16
@@ -593,7 +593,7 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # patients, notebook 5) rather than a single number. In the corrections benchmark the
 # corrected model's ET Dice of the 8 held-out patients has a standard deviation of about
 # 0.3 (printed under the table): the low-grade patient with no enhancing tumour scores 1.0
-# (none predicted), the one with almost none (0.01 mL) 0.0, the others 0.7-0.8. The
+# (none predicted), the one with almost none (0.01 mL) 0.0, the others 0.70-0.82. The
 # standard error of their mean is about 0.3 / sqrt(8) = 0.11, twice the difference.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}

@@ -1,6 +1,7 @@
 """gliseg_nb.measured: the benchmark results the notebooks quote travel inside the package."""
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -44,11 +45,17 @@ def test_load_names_a_broken_file(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_built_wheel_contains_the_results(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
-                             "--no-build-isolation", "-w", str(tmp_path)],
+    # Built from a copy, so that setuptools' build/ and egg-info stay out of the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "gliseg_nb", source / "gliseg_nb",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
+                             "--no-build-isolation", "-w", str(tmp_path / "wheels")],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    (wheel,) = tmp_path.glob("gliseg_nb-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob("gliseg_nb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for stem in measured.available():
         assert f"gliseg_nb/measured/{stem}.json" in names
