@@ -107,6 +107,50 @@ def test_show_command(synthetic_dataset, tmp_path, capsys):
     assert "no case 'nope'" in capsys.readouterr().err
 
 
+def _score_rows(rng, n_cases):
+    return [{"case_id": f"case{i}", "scores": {region: {"dice": float(value)} for region, value
+                                                  in zip(("WT", "TC", "ET"), rng.uniform(0, 1, size=3))}}
+            for i in range(n_cases)]
+
+
+def test_plot_region_scores_draws_a_box_per_region_in_its_colour_and_every_case(rng, tmp_path):
+    from gliseg_nb.labels import REGION_COLORS
+    from gliseg_nb.plotting import plot_region_scores
+
+    rows = _score_rows(rng, 9)
+    figure = plot_region_scores(rows, path=tmp_path / "boxes.png")
+    try:
+        ax = figure.axes[0]
+        boxes = [patch for patch in ax.patches]
+        assert len(boxes) == 3
+        for patch, region in zip(boxes, ("WT", "TC", "ET")):
+            assert np.allclose(patch.get_facecolor()[:3], REGION_COLORS[region])
+        # One dot per case and region, at the case's value.
+        dots = [collection.get_offsets() for collection in ax.collections]
+        assert [len(d) for d in dots] == [9, 9, 9]
+        assert np.allclose(np.sort(dots[2][:, 1]), np.sort([row["scores"]["ET"]["dice"] for row in rows]))
+        # The median line of each box sits at the median of its region.
+        horizontal = [line.get_ydata()[0] for line in ax.lines
+                      if len(line.get_ydata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]]
+        for region in ("WT", "TC", "ET"):
+            median = np.median([row["scores"][region]["dice"] for row in rows])
+            assert np.isclose(horizontal, median).any(), region
+        assert "9 cases" in ax.get_title()
+    finally:
+        plt.close(figure)
+    assert (tmp_path / "boxes.png").read_bytes()[:8] == PNG_MAGIC
+    assert REGION_COLORS["WT"] == CLASS_COLORS[2] and REGION_COLORS["ET"] == CLASS_COLORS[3]
+
+
+def test_plot_region_scores_refuses_no_rows_and_a_missing_metric(rng):
+    from gliseg_nb.plotting import plot_region_scores
+
+    with pytest.raises(ValueError, match="no scores"):
+        plot_region_scores([])
+    with pytest.raises(ValueError, match="hd95"):
+        plot_region_scores(_score_rows(rng, 3), metric="hd95")
+
+
 # -- plot_case_gallery: several cases side by side ---------------------------------------------
 @pytest.fixture(scope="module")
 def small_cases(tmp_path_factory):
