@@ -90,19 +90,20 @@ print(format_case_table(cases[:3]))
 # | **T2** | T2-weighted | water: CSF **and** edema | white matter | edema and tumour bright, but so are the ventricles |
 # | **FLAIR** | T2-weighted, with the signal of free water (CSF) suppressed | edema, infiltrated tissue | CSF | **edema** stands out next to dark ventricles |
 #
-# Gadolinium normally stays inside blood vessels because the **blood-brain barrier**
-# keeps it there. Aggressive tumour tissue breaks that barrier, so contrast seeps in and
-# makes it bright on T1ce. Contrast also shows in normal structures: vessels, because the
-# blood inside them carries the gadolinium, and the choroid plexus inside the ventricles,
-# which has no barrier; so "bright on T1ce" is not the same as "tumour". Likewise, small bright spots on FLAIR in older patients' white matter
-# are often not tumour. The synthetic data include such look-alikes on purpose.
+# Gadolinium normally stays inside blood vessels because the **blood-brain barrier** keeps
+# it there. Aggressive tumour tissue breaks that barrier, so contrast seeps in and makes
+# it bright on T1ce. Contrast also shows in normal structures: vessels, because the blood
+# inside them carries the gadolinium, and the choroid plexus inside the ventricles, which
+# has no barrier; so "bright on T1ce" is not the same as "tumour". Likewise, small bright
+# spots on FLAIR in older patients' white matter are often not tumour. The synthetic data
+# include such look-alikes on purpose.
 #
 # This is why BraTS gives four contrasts: no single one separates all three tumour parts.
 # The report's source notebook (and our `report` preset) feeds the network two of them,
-# FLAIR and T1ce, which between them show the edema and the enhancing tumour. The `quick` preset reads all four: T1 and T2
-# help to tell the necrotic core from the edema, and on real scans a model trained on the
-# synthetic data found the tumour core clearly better with four contrasts than with two
-# (`docs/benchmarks.md`, "Transfer to real scans").
+# FLAIR and T1ce, which between them show the edema and the enhancing tumour. The `quick`
+# preset reads all four: T1 and T2 help to tell the necrotic core from the edema, and on
+# real scans a model trained on the synthetic data found the tumour core clearly better
+# with four contrasts than with two (`docs/benchmarks.md`, "Transfer to real scans").
 
 # %% [markdown]
 # ## The embedded cases: what is simulated, and what is not
@@ -296,9 +297,10 @@ plt.show()
 # that is bright on both T2 and FLAIR, and the ventricles that are bright on T2 but dark
 # on FLAIR.
 #
-# The ground-truth labels go on top with `plot_roi`. On disk BraTS stores the enhancing tumour
-# as 4; we build an image of the course's classes 0-3 (same affine) so that the colours
-# are those of the report: red necrotic core, green edema, yellow enhancing tumour.
+# The ground-truth labels go on top with `plot_roi`. On disk BraTS stores the enhancing
+# tumour as 4; we build an image of the course's classes 0-3 (same affine) so that the
+# colours are those of the report: red necrotic core, green edema, yellow enhancing
+# tumour.
 
 # %%
 labels_img = nib.Nifti1Image(case_data.labels, case_data.affine)

@@ -229,11 +229,11 @@ plt.show()
 # ## Resizing: labels are not images
 #
 # The report's source notebook trains at 128 x 128 pixels, so every 240 x 240 slice is
-# shrunk. Images are resized with a smooth filter (each new pixel a weighted average of its
-# neighbours).
-# Labels must not be averaged: "halfway between background (0) and enhancing tumour (3)"
-# is 1.5, which rounds to necrosis or edema, classes that are not there. Label maps are resized by **nearest neighbour**: each new pixel
-# copies one old pixel, so no class can appear that was not there.
+# shrunk. Images are resized with a smooth filter (each new pixel a weighted average of
+# its neighbours). Labels must not be averaged: "halfway between background (0) and
+# enhancing tumour (3)" is 1.5, which rounds to necrosis or edema, classes that are not
+# there. Label maps are resized by **nearest neighbour**: each new pixel copies one old
+# pixel, so no class can appear that was not there.
 #
 # The report's source notebook one-hot encodes the labels first and then resizes the four
 # masks bilinearly. First, a toy slice with only background and enhancing tumour, resized
@@ -380,12 +380,12 @@ print(f"  the raw volumes as float64: {raw_bytes / 1e9:.0f} GB")
 
 # %% [markdown]
 # About 10 GB of arrays, and nearly 90 GB of raw volumes: more than a Colab session or a
-# laptop holds. A **data generator** loads only what the next batch needs. The source notebook's is
-# a `keras.utils.Sequence`; in Keras 3 it is a `keras.utils.PyDataset`: a class with
-# `__len__` (batches per epoch) and `__getitem__(i)` (batch `i`), plus `on_epoch_end`
-# to reshuffle. Keras calls `__getitem__` in worker threads or processes while the model
-# trains; in Keras 3 the `workers` and `use_multiprocessing` settings belong to the
-# dataset's constructor (`fit` no longer accepts them).
+# laptop holds. A **data generator** loads only what the next batch needs. The source
+# notebook's is a `keras.utils.Sequence`; in Keras 3 it is a `keras.utils.PyDataset`: a
+# class with `__len__` (batches per epoch) and `__getitem__(i)` (batch `i`), plus
+# `on_epoch_end` to reshuffle. Keras calls `__getitem__` in worker threads or processes
+# while the model trains; in Keras 3 the `workers` and `use_multiprocessing` settings
+# belong to the dataset's constructor (`fit` no longer accepts them).
 #
 # A generator is short enough to write from scratch. This one is the design of the
 # report's source notebook: batch `i` holds every selected slice of patient `i`, read from
@@ -460,9 +460,10 @@ plt.show()
 # %% [markdown]
 # The order of the patients and of the slices within each patient is shuffled at every
 # epoch, but a batch still holds the slices of only one or two patients (the report's
-# source notebook feeds exactly one patient per batch). Slices of one brain look alike, so such batches are
-# strongly correlated: each step pulls the weights towards one patient, the next towards
-# another. The fast path below mixes slices of many patients in every batch.
+# source notebook feeds exactly one patient per batch). Slices of one brain look alike, so
+# such batches are strongly correlated: each step pulls the weights towards one patient,
+# the next towards another. The fast path below mixes slices of many patients in every
+# batch.
 #
 # ## Feeding the model, second way: `make_dataset`
 #
@@ -548,9 +549,9 @@ print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices
 # 3. Split the 369 BraTS 2020 ids with 20 different seeds. How often does one given patient
 #    land in the test set? What does that mean when you compare two models trained with
 #    different, unrecorded seeds?
-# 4. Why should a batch that mixes slices of many patients (the fast path) train better than
-#    a batch of one patient's slices (the source notebook's generator), even with the same slices
-#    in each epoch?
+# 4. Why should a batch that mixes slices of many patients (the fast path) train better
+#    than a batch of one patient's slices (the source notebook's generator), even with the
+#    same slices in each epoch?
 # 5. `brain_slices_only` or a fixed window of slices: which would you use to choose the
 #    training slices, and which slices must be predicted when the model segments a whole
 #    volume? Why are the two answers different?

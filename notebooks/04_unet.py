@@ -14,9 +14,9 @@
 # # 4. The U-Net, built and trained
 #
 # This notebook builds the report's network from three small functions, checks it against
-# the parameter count of the report's source notebook, and then trains a small version of it for real on this
-# machine: first one epoch in plain Keras (`compile`, then `fit`), then the full short
-# training with the course's library, which runs the same recipe.
+# the parameter count of the report's source notebook, and then trains a small version of
+# it for real on this machine: first one epoch in plain Keras (`compile`, then `fit`),
+# then the full short training with the course's library, which runs the same recipe.
 #
 # **Runtime**: the quick training takes about two minutes on two CPU cores (measured, see
 # the README's *What to expect*); one epoch in plain Keras comes first, and each training
@@ -225,10 +225,11 @@ plt.show()
 # The `quick` preset keeps the same shape but makes it small enough to train on a laptop
 # CPU, in about two minutes on two CPU cores (measured, see the README): 64 x 64 pixels,
 # three levels of 8, 16 and 32 filters, every 2nd slice, all four contrasts. Its settings
-# beside the report's are below. It also trains with a loss the report does not use: cross-entropy plus the soft
-# Dice of the BraTS *regions* (whole tumour, tumour core, enhancing tumour), so that it
-# learns what BraTS scores. That is a teaching shortcut, not a result: the report's network
-# at 128 pixels (the source notebook's size) on real data is what you would train on a GPU.
+# beside the report's are below. It also trains with a loss the report does not use:
+# cross-entropy plus the soft Dice of the BraTS *regions* (whole tumour, tumour core,
+# enhancing tumour), so that it learns what BraTS scores. That is a teaching shortcut, not
+# a result: the report's network at 128 pixels (the source notebook's size) on real data
+# is what you would train on a GPU.
 
 # %%
 print(format_settings({PRESET: config, "report": report}))
@@ -359,18 +360,18 @@ print("last epoch: " + ", ".join(
     ) if key in last))
 
 # %% [markdown]
-# What to look for: the training and validation losses falling together (a validation
-# loss rising while the training loss falls is overfitting; a bump of one or two epochs,
-# then a fall, is the noise of a small validation set); the Dice of each tumour class
-# rising after a slow start, at different speeds. In this run's log (the curves above) the
+# What to look for: the training and validation losses falling together (a validation loss
+# rising while the training loss falls is overfitting; a bump of one or two epochs, then a
+# fall, is the noise of a small validation set); the Dice of each tumour class rising
+# after a slow start, at different speeds. In this run's log (the curves above) the
 # enhancing tumour, very bright on T1ce in the simulation, leads at every epoch, and the
-# edema, whose border fades into normal white matter, trails; one run on 16 patients
-# shows an order, not a rule, and another seed or dataset can change it. Real scans rank the regions
-# differently (the whole tumour is the easiest there; see *Synthetic scores are not
-# real-scan scores* below). The learning rate
-# drops by 5 when the validation loss has not improved for 2 epochs. A few epochs on 16
-# synthetic patients give a model that has learnt something, but it is not converged,
-# and its validation scores rest on only a handful of patients.
+# edema, whose border fades into normal white matter, trails; one run on 16 patients shows
+# an order, not a rule, and another seed or dataset can change it. Real scans rank the
+# regions differently (the whole tumour is the easiest there; see *Synthetic scores are
+# not real-scan scores* below). The learning rate drops by 5 when the validation loss has
+# not improved for 2 epochs. A few epochs on 16 synthetic patients give a model that has
+# learnt something, but it is not converged, and its validation scores rest on only a
+# handful of patients.
 #
 # BraTS scores regions rather than classes: whole tumour (WT = classes 1+2+3), tumour
 # core (TC = 1+3) and enhancing tumour (ET = 3). The validation Dice per region of the
@@ -406,10 +407,11 @@ print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for regio
 # | the same budget spent on real cases (leave-one-out over the five, 3 training cases per fold) | 0.77 | 0.58 | 0.46 |
 #
 # Five cases are few: one case moves a mean by 0.04 easily, and the two training seeds of
-# the same setting in the table differ by up to 0.06 (TC: 0.56 against 0.62). The low-grade case is where the synthetic-trained model
-# fails (whole tumour Dice 0.29): its large non-enhancing core looks unlike the simulated
-# ones. So on real scans this two-minute model is about as good as the same budget spent on
-# three real cases, and far from a model trained on hundreds of real cases for hours.
+# the same setting in the table differ by up to 0.06 (TC: 0.56 against 0.62). The
+# low-grade case is where the synthetic-trained model fails (whole tumour Dice 0.29): its
+# large non-enhancing core looks unlike the simulated ones. So on real scans this
+# two-minute model is about as good as the same budget spent on three real cases, and far
+# from a model trained on hundreds of real cases for hours.
 
 # %% [markdown]
 # ## Predictions on validation slices
@@ -600,12 +602,12 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # **Solution 5.** Train with the old and the new generator under exactly the same preset,
 # budget and seeds, and score both models on the same real cases with expert labels that
 # neither training saw (`benchmarks/bench_transfer.py` does this). Repeat with a few
-# training seeds, since two training seeds differed by up to 0.06 on five real cases, and keep a larger
-# hidden real set for the final decision so that you do not tune the generator to the
-# cases you look at. The synthetic validation score cannot answer the question: the new
-# generator changes the validation patients too. A change can make the synthetic task
-# easier and transfer worse (the per-case random intensities did exactly that,
-# `docs/benchmarks.md`).
+# training seeds, since two training seeds differed by up to 0.06 on five real cases, and
+# keep a larger hidden real set for the final decision so that you do not tune the
+# generator to the cases you look at. The synthetic validation score cannot answer the
+# question: the new generator changes the validation patients too. A change can make the
+# synthetic task easier and transfer worse (the per-case random intensities did exactly
+# that, `docs/benchmarks.md`).
 
 # %% [markdown]
 # ## References
