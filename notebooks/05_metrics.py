@@ -338,12 +338,12 @@ print(f"model from {run.run_dir.name} ({'cached' if run.reused else 'trained now
 # time: the generator draws new, independent brains from the same distribution when given
 # another seed (seed 0 made the training set). The next cell adds `N_MORE` of them,
 # generated once into the cache like the training set and never seen in training. Each
-# costs a few seconds (generating, segmenting and scoring it), which keeps this notebook
-# short; raise `N_MORE` for narrower intervals below. They are named `seed1/...`, since
+# costs a few seconds (generating it the first time, then segmenting and scoring it), so
+# six keep this notebook short; raise `N_MORE` for narrower intervals below. They are named `seed1/...`, since
 # their file names repeat those of seed 0.
 
 # %%
-N_MORE, MORE_SEED = 8, 1  # extra synthetic patients, and their seed
+N_MORE, MORE_SEED = 6, 1  # extra synthetic patients, and their seed
 held_out = [(case.case_id, case) for case in test_cases]
 if DATA_DIR is None and not os.environ.get(DATA_ENV_VAR):  # the course's synthetic data
     more_dir = get_data_dir(n_cases=N_MORE, seed=MORE_SEED, progress=False)
