@@ -693,7 +693,7 @@ print(f"MeanIoU of the class indices (argmax): {float(tiny_right.result()):.3f}"
 # training, the course's `ArgmaxMeanIoU` metric takes the argmax of both sides for this
 # reason. Notebook 4 ("The report's corrections, measured") shows, one correction at a
 # time, what fixing the source notebook's other choices changes, and the same mechanism on
-# the source notebook's own trained model (`benchmarks/bench_corrections.py`).
+# the source notebook's own trained model.
 #
 # What to report instead: Dice and HD95 per region (WT, TC, ET), per case, with their mean,
 # a confidence interval and the spread over enough held-out patients, beside a simple
@@ -751,11 +751,11 @@ print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_mi
 # tumour: invisible in the whole-volume Dice, but each one a false lesion in the
 # lesion-wise score. On this synthetic data the larger ones mostly sit on the simulated
 # white-matter spots that are bright on FLAIR like edema (the look-alikes of notebook 1;
-# `docs/benchmarks.md` checks this against the generator's maps). Two usual remedies:
-# discard predicted components below a size (`gliseg-nb predict --min-component-voxels`,
-# or by hand in exercise 8), or average the predictions over flipped inputs (`--tta`);
-# `docs/benchmarks.md` measures both. A size threshold is a trade: real gliomas can have
-# small satellite lesions too.
+# the project's docs/benchmarks.md checks this against the generator's maps). Two usual
+# remedies: discard predicted components below a size (`gliseg-nb predict
+# --min-component-voxels`, or by hand in exercise 8), or average the predictions over
+# flipped inputs (`--tta`). A size threshold is a trade: real gliomas can have small
+# satellite lesions too.
 #
 # ## Summary
 #
