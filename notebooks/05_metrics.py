@@ -179,9 +179,10 @@ for name in by_hand:
 # Precision is safe for one class, but the report's source notebook averages precision
 # (and sensitivity, specificity and Dice) over **all four classes, background
 # included**. Background precision is close to 1 for any model, so it lifts the average.
-# The library's region scores (WT, TC, ET, below) never count background. The one average
-# of the library that does is its training metric `ArgmaxMeanIoU`, which, like Keras'
-# `MeanIoU`, includes background by default (`class_ids=(1, 2, 3)` leaves it out).
+# The library's region scores (WT, TC, ET, below) never count background, and its
+# training metrics for Dice, precision, sensitivity and specificity average over the three
+# tumour classes only. The exception is `ArgmaxMeanIoU`, which, like Keras' `MeanIoU`,
+# includes background by default (`class_ids=(1, 2, 3)` leaves it out).
 #
 # ## Dice and IoU are tied together
 #
