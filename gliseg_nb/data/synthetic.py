@@ -83,7 +83,7 @@ __all__ = [
 DATA_ENV_VAR = "GLISEG_NB_DATA"
 #: Environment variable naming the cache folder the synthetic dataset is generated into.
 #: Bumped whenever the generator changes the voxels it writes (names the cache folder).
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
 # The parts of the version-3 simulation, each of which can be switched off (back to what
 # version 2 did) to measure what it is worth: `benchmarks/bench_transfer.py --ablate PART`
@@ -103,6 +103,14 @@ _SIMULATION = {
     "resolution": True,
     # imperfect skull-stripping: leftover tissue outside the brain, eroded edges
     "skull_edge": True,
+    # version 4, the look of the lesions as real scans show it: faint to strong and patchy
+    # enhancement, necrosis and non-enhancing tumour that are not black on T1/T1ce nor
+    # dark on FLAIR (some low-grade cores show the T2-FLAIR mismatch), edema as bright as
+    # real edema up to its border. Off: version 3's fixed lesion contrasts.
+    "lesions": True,
+    # version 4 low-grade tumours: large (60-240 mL), mostly non-enhancing core, rarely a
+    # small enhancing spot. Off: version 3's low-grade sizes (those of the high-grade ones).
+    "low_grade": True,
 }
 
 #: Shape of every BraTS volume (1 mm isotropic, SRI24 space).
@@ -388,9 +396,20 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
     if kind is None:
         roll = rng.uniform()
         kind = "lgg" if roll < 0.3 else ("solid" if roll < 0.42 else "necrotic")
+    # Version 4: low-grade gliomas are usually found late, large (BraTS low-grade cases:
+    # whole tumour 160-230 mL, most of it non-enhancing core).
+    low_grade = _SIMULATION["low_grade"] and kind == "lgg" and realistic
     if realistic:
-        whole_ml = rng.uniform(3.0, 25.0) if satellite else rng.uniform(20.0, 200.0)
-        core_fraction = rng.uniform(0.4, 0.85) if kind == "lgg" else rng.uniform(0.25, 0.7)
+        if satellite:
+            whole_ml = rng.uniform(3.0, 25.0)
+        elif low_grade:
+            whole_ml = rng.uniform(60.0, 240.0)
+        else:
+            whole_ml = rng.uniform(20.0, 200.0)
+        if low_grade:
+            core_fraction = rng.uniform(0.5, 0.85)
+        else:
+            core_fraction = rng.uniform(0.4, 0.85) if kind == "lgg" else rng.uniform(0.25, 0.7)
         # Radii of spheres of those volumes. The edema reaches about 1.1 core radii plus
         # its margin, and loses some volume to CSF and cortex (measured: ~0.9 of the sphere).
         core_radius = (3000.0 * whole_ml * core_fraction / (4.0 * np.pi)) ** (1.0 / 3.0)
@@ -437,14 +456,19 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
             # Parts of the rim that do not enhance (incomplete rims) and enhancing nodules.
             "rim_gap_threshold": rng.uniform(0.4, 2.5),
             "nodule_threshold": rng.uniform(1.4, 3.0),
-            # Low-grade tumours: some have a small patch of enhancement.
-            "lgg_enhancing": bool(rng.uniform() < 0.35),
+            # Low-grade tumours: some have a small patch of enhancement (version 4: fewer).
+            "lgg_enhancing": bool(rng.uniform() < (0.2 if low_grade else 0.35)),
             "white_matter_preference": rng.uniform(0.3, 0.9),
         })
     else:
         tumour.update({"necrosis_level": rng.uniform(0.42, 0.66), "necrosis_offset": np.zeros(3),
                        "rim_gap_threshold": np.inf, "nodule_threshold": np.inf,
                        "lgg_enhancing": False, "white_matter_preference": 0.35})
+    # Version 4 (`_SIMULATION["lesions"]`): the edema's signal at its border, as a share
+    # of its full contrast. Real edema stays FLAIR-bright up to where the experts draw its
+    # edge (its 10th percentile is about 1 standard deviation above the brain's mean);
+    # version 3's faded to 45 %, fainter than what is labelled edema in real scans.
+    tumour["edema_floor"] = rng.uniform(0.55, 0.85) if _SIMULATION["lesions"] else 0.45
     return tumour
 
 
@@ -527,7 +551,8 @@ def _tumour_maps(rng, tumour, tissue, case_box):
     edema = ((edema_level < 1.0) & allowed | shell & (csf < 0.6)) & brain & (labels == 0)
     labels[edema] = 2
     strength = np.clip((1.0 - edema_level) / 0.6, 0.0, 1.0)
-    strength = np.where(edema, 0.45 + 0.55 * strength, 0.0).astype(np.float32)
+    floor = tumour["edema_floor"]
+    strength = np.where(edema, floor + (1.0 - floor) * strength, 0.0).astype(np.float32)
     return box, labels, strength
 
 
@@ -634,8 +659,32 @@ def _thick_slice_matrix(n_slices, thickness, offset):
     return (weights @ profile).astype(np.float32)
 
 
-def _class_intensities(rng, modality, realistic):
+# Version 4 lesion contrasts (`_SIMULATION["lesions"]`), drawn per case: uniform ranges of
+# each lesion class's intensity relative to a reference class of the same contrast. They
+# follow what real scans show (BraTS cases z-scored over the brain: enhancement about 1-3
+# standard deviations above the brain's mean on T1ce, not 3-4; necrosis and non-enhancing
+# tumour grey-dark on T1 and T1ce rather than black; on FLAIR the core about as bright as
+# the edema, from the T2-FLAIR mismatch of some low-grade tumours, whose core is much darker
+# on FLAIR than on T2, to a FLAIR-bright core).
+#   contrast: {lesion class: (reference class, low, high)}
+_LESION_CONTRASTS = {
+    "flair": {"edema": ("gm", 1.3, 1.85), "necrosis": ("edema", 0.6, 1.3),
+              "net": ("edema", 0.65, 1.3), "et": ("edema", 0.6, 1.3)},
+    "t2": {"edema": ("gm", 1.35, 1.9), "necrosis": ("edema", 0.95, 1.35),
+           "net": ("edema", 1.0, 1.4), "et": ("edema", 0.7, 0.95)},
+    "t1ce": {"edema": ("wm", 0.65, 0.9), "necrosis": ("wm", 0.38, 0.72),
+             "net": ("wm", 0.45, 0.75), "et": ("wm", 1.12, 1.55)},
+    "t1": {"edema": ("wm", 0.6, 0.9), "necrosis": ("wm", 0.35, 0.68),
+           "net": ("wm", 0.42, 0.72), "et": ("wm", 0.6, 0.9)},
+}
+
+
+def _class_intensities(rng, modality, realistic, lesions=False):
     """Relative intensity of each class in one contrast for one case (see `_CONTRASTS`).
+
+    With `lesions` (version 4, `_SIMULATION["lesions"]`) and not `realistic`, normal
+    tissues keep the fixed table (+-5 %) and the lesion classes are drawn from
+    `_LESION_CONTRASTS`.
 
     Version 3 (`_SIMULATION["appearance"]`) draws them per case from wide ranges around
     the clinical ordering, as SynthSeg draws its Gaussian means, with the lesion classes
@@ -646,7 +695,11 @@ def _class_intensities(rng, modality, realistic):
     base = np.array(_CONTRASTS[modality])
     if not realistic:
         values = base * rng.uniform(0.95, 1.05, size=len(_CLASS_INDEX))
-        if modality == "flair":
+        if lesions:
+            # In order: edema first, as the other FLAIR and T2 classes refer to it.
+            for name, (reference, low, high) in _LESION_CONTRASTS[modality].items():
+                values[_CLASS_INDEX[name]] = values[_CLASS_INDEX[reference]] * rng.uniform(low, high)
+        elif modality == "flair":
             values[_CLASS_INDEX["necrosis"]] = rng.uniform(0.4, 1.0)
         return values
     #                  wm    gm    csf   edema necro net   et    wml   vessel choroid
@@ -798,6 +851,13 @@ def synthesize_case(seed=0, index=0, return_maps=False):
                        1.0 + texture_amplitude * _smooth_noise(rng, tumour_labels.shape, texture_scale),
                        1.0)
     core_is_net = tumour["kind"] == "lgg"
+    lesion_look = _SIMULATION["lesions"]
+    if lesion_look:
+        # Patchy enhancement: contrast uptake varies across the enhancing tissue, from full
+        # to a fraction of it, in patches of about 1 cm (version 4).
+        patchiness = rng.uniform(0.0, 0.5)
+        uptake = 1.0 - np.float32(patchiness) * np.clip(
+            0.5 + 0.5 * _smooth_noise(rng, tumour_labels.shape, 3.0), 0.0, 1.0)
 
     brain_coordinates = [np.float32(s) + np.nonzero(head)[axis].astype(np.float32)
                          for axis, s in enumerate(box.start)]
@@ -807,7 +867,7 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     images = {}
     scanner = {}
     for modality in MODALITIES:
-        values = _class_intensities(rng, modality, appearance)
+        values = _class_intensities(rng, modality, appearance, lesions=lesion_look)
         v = {name: np.float32(values[i]) for name, i in _CLASS_INDEX.items()}
         image = v["wm"] * tissue["wm"] + v["gm"] * tissue["gm"] + v["csf"] * tissue["csf"]
         if modality == "t1":
@@ -819,7 +879,11 @@ def synthesize_case(seed=0, index=0, return_maps=False):
         sub = image[tumour_slices]
         sub += fractions["edema"] * (v["edema"] - sub)
         sub += fractions["necrosis"] * ((v["net"] if core_is_net else v["necrosis"]) - sub)
-        sub += fractions["et"] * (v["et"] - sub)
+        if lesion_look and modality == "t1ce":
+            # Enhancing tissue is non-enhancing tumour plus the contrast it took up.
+            sub += fractions["et"] * (v["net"] + uptake * (v["et"] - v["net"]) - sub)
+        else:
+            sub += fractions["et"] * (v["et"] - sub)
         sub *= texture
         if rim is not None:
             # Leftover dura, fat or CSF at the edge: anything from dark to bright.
