@@ -403,7 +403,7 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
         if satellite:
             whole_ml = rng.uniform(3.0, 25.0)
         elif low_grade:
-            whole_ml = rng.uniform(60.0, 240.0)
+            whole_ml = rng.uniform(60.0, 220.0)
         else:
             whole_ml = rng.uniform(20.0, 200.0)
         if low_grade:
@@ -468,7 +468,7 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
     # of its full contrast. Real edema stays FLAIR-bright up to where the experts draw its
     # edge (its 10th percentile is about 1 standard deviation above the brain's mean);
     # version 3's faded to 45 %, fainter than what is labelled edema in real scans.
-    tumour["edema_floor"] = rng.uniform(0.55, 0.85) if _SIMULATION["lesions"] else 0.45
+    tumour["edema_floor"] = rng.uniform(0.5, 0.85) if _SIMULATION["lesions"] else 0.45
     return tumour
 
 
@@ -664,17 +664,17 @@ def _thick_slice_matrix(n_slices, thickness, offset):
 # follow what real scans show (BraTS cases z-scored over the brain: enhancement about 1-3
 # standard deviations above the brain's mean on T1ce, not 3-4; necrosis and non-enhancing
 # tumour grey-dark on T1 and T1ce rather than black; on FLAIR the core about as bright as
-# the edema, from the T2-FLAIR mismatch of some low-grade tumours, whose core is much darker
-# on FLAIR than on T2, to a FLAIR-bright core).
+# the edema or darker (the T2-FLAIR mismatch of some low-grade tumours: a core bright on T2,
+# much less so on FLAIR), sometimes brighter; T2 edema less bright than version 3's).
 #   contrast: {lesion class: (reference class, low, high)}
 _LESION_CONTRASTS = {
-    "flair": {"edema": ("gm", 1.3, 1.85), "necrosis": ("edema", 0.6, 1.3),
-              "net": ("edema", 0.65, 1.3), "et": ("edema", 0.6, 1.3)},
-    "t2": {"edema": ("gm", 1.35, 1.9), "necrosis": ("edema", 0.95, 1.35),
-           "net": ("edema", 1.0, 1.4), "et": ("edema", 0.7, 0.95)},
+    "flair": {"edema": ("gm", 1.3, 1.85), "necrosis": ("edema", 0.5, 1.15),
+              "net": ("edema", 0.55, 1.15), "et": ("edema", 0.6, 1.2)},
+    "t2": {"edema": ("gm", 1.25, 1.75), "necrosis": ("edema", 0.95, 1.3),
+           "net": ("edema", 1.0, 1.35), "et": ("edema", 0.7, 0.95)},
     "t1ce": {"edema": ("wm", 0.65, 0.9), "necrosis": ("wm", 0.38, 0.72),
-             "net": ("wm", 0.45, 0.75), "et": ("wm", 1.12, 1.55)},
-    "t1": {"edema": ("wm", 0.6, 0.9), "necrosis": ("wm", 0.35, 0.68),
+             "net": ("wm", 0.45, 0.75), "et": ("wm", 1.2, 1.55)},
+    "t1": {"edema": ("wm", 0.6, 0.9), "necrosis": ("wm", 0.4, 0.68),
            "net": ("wm", 0.42, 0.72), "et": ("wm", 0.6, 0.9)},
 }
 
@@ -855,7 +855,7 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     if lesion_look:
         # Patchy enhancement: contrast uptake varies across the enhancing tissue, from full
         # to a fraction of it, in patches of about 1 cm (version 4).
-        patchiness = rng.uniform(0.0, 0.5)
+        patchiness = rng.uniform(0.0, 0.3)
         uptake = 1.0 - np.float32(patchiness) * np.clip(
             0.5 + 0.5 * _smooth_noise(rng, tumour_labels.shape, 3.0), 0.0, 1.0)
 
