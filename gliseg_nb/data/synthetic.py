@@ -11,17 +11,22 @@ files), with, per "patient" (version 3 of the generator):
 * one glioma (sometimes a second, smaller focus) of the sizes real ones have: whole tumour
   about 20-250 mL, tumour core about half of it. High-grade tumours (70 %) have an
   enhancing rim of uneven thickness (2-9 mm), incomplete in places, with nodules, around an
-  off-centre necrosis; some are solid. Low-grade-like tumours (30 %) are a large
-  non-enhancing core with little or no enhancement. Edema spreads further along white
-  matter, stops at the cortex and the ventricles, and fades at its border; the tumour
-  pushes the anatomy aside (mass effect);
+  off-centre necrosis; some are solid. Low-grade-like tumours (30 %) are large (60-220 mL)
+  with a big non-enhancing core and little or no enhancement. Edema spreads further along
+  white matter, stops at the cortex and the ventricles, and stays bright up to its border;
+  the tumour pushes the anatomy aside (mass effect);
+* lesions that look the way real ones do (version 4), each class's contrast drawn per case
+  from ranges set from z-score statistics of real BraTS scans: enhancement from faint to
+  strong and patchy within a tumour, necrosis and non-enhancing tumour grey rather than
+  black on T1 and T1ce, a core on FLAIR about as bright as the edema, darker (the T2-FLAIR
+  mismatch of some low-grade tumours) or brighter;
 * confounders, as in real scans: enhancing vessels along the cortex and choroid plexus in
   the ventricles on T1ce, FLAIR-bright periventricular white-matter lesions that are not
   tumour, and, in some cases, an imperfect skull-strip (leftover tissue at the edge, brain
   eroded in places);
 * four contrasts from the tissue and lesion classes in the clinical ordering (T1: white >
   grey > CSF; T2: CSF bright; FLAIR: CSF dark, edema bright; T1ce: enhancement), each
-  class's intensity jittered per case; then scanner effects: a global scale, a smooth
+  normal tissue's intensity jittered per case; then scanner effects: a global scale, a smooth
   multiplicative bias field, Rician noise, blur, and in half the cases thick axial slices
   (2.5-6.5 mm) upsampled back to 1 mm, as many older scans were. A SynthSeg-style
   randomisation of every class's intensity over wide ranges is built in but off by
