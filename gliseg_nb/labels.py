@@ -38,6 +38,7 @@ __all__ = [
     "CLASS_COLORS",
     "REGIONS",
     "REGION_NAMES",
+    "REGION_COLORS",
     "CONVENTIONS",
     "LAYOUT_CONVENTION",
     "convention_for_layout",
@@ -86,6 +87,15 @@ REGION_NAMES = {
     "WT": "whole tumour",
     "TC": "tumour core",
     "ET": "enhancing tumour",
+}
+
+#: One colour per region for charts of region scores: the colour of the class that the
+#: region adds to the next region inside it (WT's outer layer is edema, TC's is the
+#: necrotic core, ET is the enhancing tumour), so a region's box matches its outline.
+REGION_COLORS = {
+    "WT": CLASS_COLORS[2],
+    "TC": CLASS_COLORS[1],
+    "ET": CLASS_COLORS[3],
 }
 
 #: On-disk label -> internal class, for each labelling convention.

@@ -26,7 +26,9 @@
 # * score a segmentation the way BraTS does: by region (WT, TC, ET), with Dice and the 95th
 #   percentile Hausdorff distance (HD95) in millimetres;
 # * tell, from the numbers alone, that the report's "IoU 0.9" and "Dice 0.62" cannot describe
-#   the same masks.
+#   the same masks, and show on a trained model what Keras' `MeanIoU` counted instead;
+# * report a mean score over patients with a bootstrap confidence interval, a box plot and
+#   a baseline scored on the same patients, and say what the empty-mask convention does to it.
 
 # %%
 # In Colab, install the course; anywhere else this cell does nothing.
@@ -48,24 +50,33 @@ from gliseg_nb.course import quiet_tensorflow
 
 quiet_tensorflow()
 
+import os
+import time
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
 from gliseg_nb.course import load_or_train
-from gliseg_nb.data import load_case
-from gliseg_nb.labels import REGIONS
+from gliseg_nb.data import DATA_ENV_VAR, find_cases, get_data_dir, load_case
+from gliseg_nb.data.synthetic import threshold_baseline
+from gliseg_nb.labels import REGION_COLORS, REGIONS
 from gliseg_nb.metrics import (
     background_everywhere_scores,
+    bootstrap_ci,
     dice_score,
+    empty_convention_effect,
     evaluate_case,
     hd95,
     keras_meaniou_as_fed,
+    lesion_wise_scores,
+    region_confidence_intervals,
     report_metrics,
     summarize_scores,
 )
 from gliseg_nb.metrics.evaluation import format_case_table, format_summary_table
 from gliseg_nb.pipeline import preprocess_case
+from gliseg_nb.plotting import plot_region_scores
 from gliseg_nb.predict import predict_case
 
 np.set_printoptions(linewidth=100)
@@ -306,52 +317,12 @@ print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd
 # and HD95 373.13 mm (the diagonal of the 240 x 240 x 155 mm volume,
 # $\sqrt{240^2 + 240^2 + 155^2}$) if it predicts even one voxel of it.
 #
-# ## Lesion by lesion: the BraTS 2023 scores
-#
-# A whole-volume Dice is dominated by the largest lesion. A model that outlines one big
-# tumour well, misses a small second one and adds a false one elsewhere still scores well,
-# because the small lesions hold few voxels. From 2023 the BraTS challenges also score
-# **lesion-wise**: the ground truth is cut into lesions (connected components; lesions
-# closer than a few voxels count as one), each lesion gets its own Dice and HD95 against
-# the predicted components that reach it, a missed lesion and every predicted component
-# that reaches no lesion (a false positive) score Dice 0 and HD95 374 mm (the 2023
-# evaluation code rounds the 373.13 mm diagonal up to a round number), lesions of at
-# most 50 mm³ are left out, and the case's score is the mean over lesions and false
-# positives. Every lesion counts the same, whatever its size:
-
-# %% tags=["nbval-check-output"]
-from gliseg_nb.metrics import lesion_wise_scores
-
-
-def ball(shape, centre, radius):
-    grid = np.indices(shape)
-    return ((grid - np.reshape(centre, (-1, 1, 1, 1))) ** 2).sum(axis=0) <= radius**2
-
-
-shape = (60, 60, 40)
-big = ball(shape, (18, 18, 20), 9)  # found: about 3 mL
-small = ball(shape, (46, 46, 20), 4)  # missed: about 0.3 mL
-false_one = ball(shape, (15, 46, 20), 3)  # predicted where there is nothing
-truth, prediction = big | small, big | false_one
-lesions = lesion_wise_scores(prediction, truth)
-print(f"whole-volume Dice {dice_score(prediction, truth):.3f}, HD95 {hd95(prediction, truth):.2f} mm")
-print(f"lesion-wise  Dice {lesions['lesion_dice']:.3f}, HD95 {lesions['lesion_hd95']:.2f} mm "
-      f"({lesions['lesions']} lesions, {lesions['lesions_missed']} missed, "
-      f"{lesions['false_positive_lesions']} false positive)")
-
-# %% [markdown]
-# The whole-volume Dice barely notices the missed lesion and the false one (HD95 does
-# notice the false one, far from everything); the lesion-wise Dice is (1 + 0 + 0) / 3. `evaluate_case(..., lesion_wise=True)` adds these scores to every
-# region, and `gliseg-nb evaluate --lesion-wise` prints them.
-#
-# ## Scores of a trained model on the test patients
+# ## Scores of a trained model on held-out patients
 #
 # Now the real thing. `load_or_train` returns the model notebook 4 trained (or trains it,
 # about a minute with the `quick` preset, if this notebook runs first; with the `report`
 # preset on real data, run notebook 4 first, on a GPU), with the split: the test patients
-# were never used for training nor for choosing the best epoch. `predict_case` segments each
-# whole volume on its original 240 x 240 x 155 grid (notebook 6 shows how) and
-# `evaluate_case` scores it by region.
+# were never used for training nor for choosing the best epoch.
 
 # %%
 run = load_or_train(DATA_DIR, PRESET)
@@ -359,58 +330,175 @@ test_cases = run.cases_of("test")
 print(f"model from {run.run_dir.name} ({'cached' if run.reused else 'trained now'}); "
       f"{len(test_cases)} test patients: {', '.join(case.case_id for case in test_cases)}")
 
+# %% [markdown]
+# A handful of test patients is too few for statistics: with three, one case more or less
+# moves a mean Dice by several points. On BraTS 2020's 369 training cases the same split
+# holds out 45 test patients. On the course's synthetic data more patients cost only
+# time: the generator draws new, independent brains from the same distribution when given
+# another seed (seed 0 made the training set). The next cell adds `N_MORE` of them,
+# generated once into the cache like the training set and never seen in training. Each
+# costs a few seconds (generating, segmenting and scoring it), which keeps this notebook
+# short; raise `N_MORE` for narrower intervals below. They are named `seed1/...`, since
+# their file names repeat those of seed 0.
+
 # %%
-rows, report_rows, background_rows = [], [], []
-for case in test_cases:
+N_MORE, MORE_SEED = 8, 1  # extra synthetic patients, and their seed
+held_out = [(case.case_id, case) for case in test_cases]
+if DATA_DIR is None and not os.environ.get(DATA_ENV_VAR):  # the course's synthetic data
+    more_dir = get_data_dir(n_cases=N_MORE, seed=MORE_SEED, progress=False)
+    held_out += [(f"seed{MORE_SEED}/{case.case_id}", case) for case in find_cases(more_dir)]
+print(f"{len(held_out)} held-out patients: {len(test_cases)} from the split's test set, "
+      f"{len(held_out) - len(test_cases)} more drawn with seed {MORE_SEED}")
+
+# %% [markdown]
+# Each patient is segmented as a whole volume on its original 240 x 240 x 155 grid
+# (`predict_case`; notebook 6 shows how) and scored by region with `evaluate_case`. The
+# same loop scores a **baseline**, to tell how much the network adds: one global threshold
+# on the z-scored FLAIR image (`threshold_baseline`: every brain voxel brighter than the
+# threshold is "tumour"), the threshold chosen as the best one on training patients, as
+# the network's weights were. For the sections further down, the loop also keeps the
+# split's test patients' predictions and their 2-D slices.
+
+# %%
+started = time.perf_counter()
+baseline = threshold_baseline(run.cases_of("train")[:8])  # reads only FLAIR and labels
+rows, baseline_wt_dice, kept = [], [], {}
+for name, case in held_out:
     case_data = load_case(case, modalities=list(run.config.modalities))
     labels = predict_case(run.model, case_data, run.config)  # the whole volume, 240 x 240 x 155
-    scores = evaluate_case(labels, case_data.labels, case_data.zooms, lesion_wise=True)
-    rows.append({"case_id": case.case_id, "scores": scores})
-    # The report's numbers were computed on the 2-D training slices: do the same (see below).
-    x_slices, y_slices = preprocess_case(case_data, run.config)
-    probabilities = run.model.predict(x_slices, verbose=0)
-    report_rows.append(report_metrics(np.argmax(probabilities, axis=-1), y_slices, probabilities))
-    background_rows.append(background_everywhere_scores(y_slices))
+    rows.append({"case_id": name, "scores": evaluate_case(labels, case_data.labels, case_data.zooms)})
+    at_threshold = threshold_baseline([case_data], thresholds=[baseline["threshold"]])
+    baseline_wt_dice.append(at_threshold["mean_dice"])
+    if case in test_cases:
+        kept[name] = {"labels": labels, "truth": case_data.labels, "zooms": case_data.zooms,
+                      "slices": preprocess_case(case_data, run.config)}
+print(f"{len(rows)} patients segmented and scored in {time.perf_counter() - started:.0f} s; "
+      f"baseline threshold {baseline['threshold']:.2f} (z-score units), chosen on 8 training patients")
+
+# %%
 print(format_case_table(rows))
 
 # %% [markdown]
-# The specificity columns read 0.998 or more whatever the Dice next to them, as predicted
-# above. Dice and HD95 are the columns to read. The mean, median and spread over the test
-# patients:
+# The specificity columns read 0.99 or more whatever the Dice next to them, as predicted
+# above. Dice and HD95 are the columns to read. The mean, median and spread over the
+# held-out patients:
 
 # %%
 print(format_summary_table(summarize_scores(rows)))
 
 # %% [markdown]
-# And lesion by lesion: the whole-volume Dice beside the lesion-wise one, with the number
-# of lesions missed and of false-positive components in each case (`LesDice` is the
-# lesion-wise Dice, `FP` the false positives):
+# ### How sure is a mean over a few patients?
+#
+# These patients are one sample of the patients the model could meet; another sample of
+# the same size would give another mean. The **bootstrap** estimates by how much: draw as
+# many patients as there are, *with replacement*, from the held-out ones, recompute the
+# mean, repeat ten thousand times, and read where the middle 95 % of those means lie
+# (`scipy.stats.bootstrap`, here with its bias-corrected BCa method, which suits skewed
+# scores such as Dice values piled up near 1 with a few zeros). `region_confidence_intervals`
+# does this per region; the resampling is seeded, so the intervals are repeatable.
 
 # %%
-print(format_case_table(rows, metrics=("dice", "lesion_dice", "lesions_missed", "false_positive_lesions")))
+dice_intervals = region_confidence_intervals(rows, "dice")
+hd95_intervals = region_confidence_intervals(rows, "hd95")
+print(f"{'region':8s} {'mean Dice':>9s}  {'95 % interval':>15s}    {'mean HD95':>9s}  {'95 % interval':>17s}")
+for region in REGIONS:
+    d, h = dice_intervals[region], hd95_intervals[region]
+    print(f"{region:8s} {d['mean']:9.3f}  [{d['low']:.3f}, {d['high']:.3f}]    "
+          f"{h['mean']:6.1f} mm  [{h['low']:5.1f}, {h['high']:5.1f}] mm")
+print(f"(over {len(rows)} patients)")
 
 # %% [markdown]
-# Where the `FP` column is not 0, the model predicted small stray components away from the
-# tumour: invisible in the whole-volume Dice, but each one a false lesion in the
-# lesion-wise score. On this synthetic data the larger ones mostly sit on the simulated
-# white-matter spots that are bright on FLAIR like edema (the look-alikes of notebook 1;
-# `docs/benchmarks.md` checks this against the generator's maps). Two usual remedies: discard predicted components
-# below a size (`gliseg-nb predict --min-component-voxels`, or by hand in exercise 7), or
-# average the predictions over flipped inputs (`--tta`); `docs/benchmarks.md` measures
-# both. A size threshold is a trade: real gliomas can have small satellite lesions too.
+# A box plot shows what the mean hides: the box spans the middle half of the patients,
+# the line in it is the median, the diamond the mean, and every dot is one patient. Dots
+# at exactly 0 or 1 are usually regions that are empty or nearly so: a tiny enhancing
+# tumour missed (or a few false enhancing voxels) scores 0, an empty one predicted empty
+# scores 1 (next section). Such dots drag the mean, and widen its interval, much more
+# than they move the median.
+
+# %%
+plot_region_scores(rows, "dice", title=f"Dice per patient and region ({len(rows)} held-out patients)")
+plt.show()
 
 # %% [markdown]
+# ### What the empty-mask convention does to the mean
+#
+# Some patients have no enhancing tumour at all (low-grade-looking tumours, here as in
+# BraTS). For them the ET Dice is 0/0, and the BraTS convention decides: 1 if the model
+# predicts no enhancing voxel either, 0 if it predicts even one. Those cases score
+# exactly 1 or exactly 0, whatever the model does elsewhere, and move the mean. Measured
+# on the predictions above, the ET mean with the convention (every case, what BraTS
+# reports) and without those cases:
+
+# %%
+effect = empty_convention_effect(rows, "ET")
+n_with_et = effect["n_cases"] - effect["n_empty_truth"]
+print(f"ET mean Dice, every case (BraTS convention): {effect['mean_with_convention']:.3f} ({effect['n_cases']} cases)")
+print(f"ET mean Dice, cases with ET in the truth:    {effect['mean_without_empty']:.3f} ({n_with_et} cases)")
+print(f"cases without ET: {effect['n_empty_truth']}; the model predicted none in {effect['n_empty_both']} "
+      f"(Dice 1) and some in {effect['n_false_alarm']} (Dice 0): {', '.join(effect['empty_truth_cases']) or 'none'}")
+
+# %% [markdown]
+# Each case without enhancing tumour adds a 1 or a 0 to the average: a perfect score for
+# predicting nothing, or a total miss for a few stray voxels. Which way the mean moves,
+# and by how much, depends only on how many such cases the test set holds and on a
+# handful of voxels in each. Report both numbers, or at least say how many cases had an
+# empty region, when comparing ET scores across papers or test sets. Patients whose
+# enhancing tumour is only a few voxels are nearly as fragile: the convention does not
+# apply to them, but a few voxels decide their Dice too (exercise 5 lists them).
+#
+# ### A baseline: one threshold on FLAIR
+#
+# Is the network any better than the simplest method that could work? Edema and tumour
+# are bright on FLAIR, so one threshold on the z-scored FLAIR gives a whole-tumour mask.
+# On the same held-out patients, the whole-tumour Dice of both:
+
+# %%
+unet_wt_dice = np.array([row["scores"]["WT"]["dice"] for row in rows])
+baseline_wt_dice = np.array(baseline_wt_dice)
+difference = unet_wt_dice - baseline_wt_dice
+for title, values in (("U-Net", unet_wt_dice), ("FLAIR threshold", baseline_wt_dice), ("U-Net - threshold", difference)):
+    low, high = bootstrap_ci(values)
+    print(f"WT Dice, {title:18s} mean {values.mean():+.3f}  95 % interval [{low:+.3f}, {high:+.3f}]")
+print(f"the U-Net is better in {np.count_nonzero(difference > 0)} of {len(rows)} patients")
+
+figure, ax = plt.subplots(figsize=(4.6, 4.2))
+ax.scatter(baseline_wt_dice, unet_wt_dice, color=REGION_COLORS["WT"], edgecolor="black", zorder=3)
+ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="equal Dice")
+ax.set_xlabel("WT Dice, FLAIR threshold")
+ax.set_ylabel("WT Dice, U-Net")
+ax.set_xlim(0, 1)
+ax.set_ylim(0, 1)
+ax.set_title("One dot per held-out patient")
+ax.legend(loc="lower right")
+plt.show()
+
+# %% [markdown]
+# Dots above the dashed line are patients where the network beats the threshold. The
+# third line compares the two methods *patient by patient* (a paired comparison, the
+# right one when both are scored on the same patients): where its interval lies above 0,
+# the network is better on patients like these, not only on these few. A threshold
+# cannot separate the tumour's classes at all (no TC, no ET), and it marks every bright
+# FLAIR spot as tumour, the white-matter look-alikes of notebook 1 included.
+#
 # ## The report's numbers, on the same model
 #
 # The source notebook got its numbers from Keras metrics during `model.evaluate`, on the
-# 2-D slices the model works with (slices 22 to 121, resized), not on whole volumes. The
-# loop above did the same for each test patient: `report_metrics` computes, honestly,
-# what the source notebook reported: accuracy over every pixel, its Dice averaged over
-# the four classes with background, and Keras' `MeanIoU` fed the way the source notebook
-# fed it. `background_everywhere_scores` gives the same numbers for a "model" that
-# answers *background* for every pixel: no tumour found at all.
+# 2-D slices the model works with (slices 22 to 121, resized), not on whole volumes. For
+# the split's test patients the loop above kept those slices; `report_metrics` computes,
+# honestly, what the source notebook reported: accuracy over every pixel, its Dice
+# averaged over the four classes with background, and Keras' `MeanIoU` fed the way the
+# source notebook fed it. `background_everywhere_scores` gives the same numbers for a
+# "model" that answers *background* for every pixel: no tumour found at all.
 
 # %%
+report_rows, background_rows = [], []
+for name, item in kept.items():
+    x_slices, y_slices = item["slices"]
+    item["probabilities"] = run.model.predict(x_slices, verbose=0)  # softmax, (slices, H, W, 4)
+    report_rows.append(report_metrics(np.argmax(item["probabilities"], axis=-1), y_slices, item["probabilities"]))
+    background_rows.append(background_everywhere_scores(y_slices))
+
+
 def mean_of(results, key):
     return float(np.mean([result[key] for result in results]))
 
@@ -434,7 +522,7 @@ for region in REGIONS:
 print(f"share of background pixels in these slices: {mean_of(background_rows, 'background_fraction'):.2%}")
 
 # %% [markdown]
-# Read the table column by column:
+# Read the table row by row:
 #
 # * **Accuracy.** Predicting background everywhere is right on every background pixel,
 #   which is almost all of them: the "model" that finds nothing scores well above 95 %
@@ -445,40 +533,156 @@ print(f"share of background pixels in these slices: {mean_of(background_rows, 'b
 #   term a class absent from both masks counts as perfect too, so the useless model is
 #   already far above 0. The report's 0.62 mixes a near-perfect background with tumour
 #   classes that must be much lower.
-# * **"IoU 0.9".** Keras' `MeanIoU(num_classes=4)` expects class *indices* (0, 1, 2, 3) by
-#   default. The source notebook gave it one-hot targets and softmax probabilities instead.
-#   Keras then reads every entry of those arrays as a class index: it truncates the
-#   probabilities to integers (nearly all become 0) and compares "0" with "1" entries of
-#   the one-hot targets, which are mostly 0 as well. The result depends on how many
-#   entries are zero, not on the tumour: in the table it is higher for the "model" that
-#   finds nothing than for the trained one. The true mean IoU (argmax first) is lower than
-#   the Dice, as it must be.
+# * **MeanIoU as fed.** It ranks the model that finds nothing *above* the trained one,
+#   and above the true mean IoU of either. It does not measure overlap; the next cells
+#   show what it measures.
 #
-# The small demonstration below feeds Keras' real `MeanIoU` the way the source notebook
-# did, with a prediction that gets *every* pixel wrong:
+# ### "IoU 0.9": what Keras' MeanIoU counted
+#
+# `keras.metrics.MeanIoU(num_classes=4)` expects class *indices* (0, 1, 2, 3) by default.
+# The source notebook gave it one-hot targets and softmax probabilities instead. Keras
+# then reads every *entry* of those arrays as a class index and truncates it to an
+# integer: a probability of 0.97 becomes class 0, and only an output that is exactly 1.0
+# in float32 (a softmax saturates there when the network is very sure) becomes class 1.
+# Classes 2 and 3 never occur. The "mean IoU" is the mean of two IoUs: of the entries
+# that are 0 and of the entries that are 1. On the trained model's outputs for the test
+# slices, from scratch, then with Keras itself:
 
-# %% tags=["nbval-check-output"]
-true_classes = np.array([[0, 0, 1], [2, 3, 0]])
-wrong_classes = (true_classes + 1) % 4  # every pixel wrong
-y_true = np.eye(4, dtype="float32")[true_classes]
-y_pred = np.full(true_classes.shape + (4,), 0.05, dtype="float32")  # softmax-like outputs
-y_pred[np.arange(2)[:, None], np.arange(3)[None, :], wrong_classes] = 0.85
+# %%
+probabilities = np.concatenate([item["probabilities"] for item in kept.values()])
+true_classes = np.concatenate([item["slices"][1] for item in kept.values()])
+one_hot_truth = np.eye(4, dtype="float32")[true_classes]
+exactly_one = probabilities == 1.0
+print(f"softmax outputs exactly 1.0 in float32: {exactly_one.mean():.2%} of the entries, "
+      f"in {exactly_one.any(axis=-1).mean():.2%} of the pixels")
+
+entries_true = one_hot_truth.reshape(-1).astype(int)  # what Keras' cast does to each entry
+entries_pred = probabilities.reshape(-1).astype(int)  # truncation: 1 only where exactly 1.0
+
+
+def iou_of_entries(value):
+    both = np.count_nonzero((entries_true == value) & (entries_pred == value))
+    either = np.count_nonzero((entries_true == value) | (entries_pred == value))
+    return both / either
+
+
+print(f"IoU of the entries that are 0: {iou_of_entries(0):.3f}")
+print(f"IoU of the entries that are 1: {iou_of_entries(1):.3f}")
+print(f"their mean, from scratch:      {(iou_of_entries(0) + iou_of_entries(1)) / 2:.3f}")
 as_fed = keras.metrics.MeanIoU(num_classes=4)
-as_fed.update_state(y_true, y_pred)
-print(f"Keras MeanIoU fed one-hot and softmax: {float(as_fed.result()):.3f}")
-print(f"the same, re-implemented in NumPy:     {keras_meaniou_as_fed(y_true, y_pred):.3f}")
+as_fed.update_state(one_hot_truth, probabilities)
+print(f"Keras MeanIoU fed as the source notebook did: {float(as_fed.result()):.3f} "
+      f"(NumPy re-implementation: {keras_meaniou_as_fed(one_hot_truth, probabilities):.3f})")
 right_way = keras.metrics.MeanIoU(num_classes=4)
-right_way.update_state(true_classes, np.argmax(y_pred, axis=-1))
-print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
+right_way.update_state(true_classes, np.argmax(probabilities, axis=-1))
+print(f"true mean IoU (class indices, argmax):        {float(right_way.result()):.3f}")
 
 # %% [markdown]
-# A prediction that is wrong everywhere gets a "mean IoU" of 0.375 when fed the
-# report's way, and 0 when fed class indices. During training, the course's
-# `ArgmaxMeanIoU` metric takes the argmax of both sides for this reason.
+# The IoU of the 1-entries is close to the share of pixels with an output of exactly 1.0:
+# nearly every such output sits on the right class. So the value rises with how *sure*
+# the network is, not with how well it outlines the tumour. A network trained longer,
+# like the report's (35 epochs at 128 px), saturates its softmax on more pixels. To see
+# it without training, make the same network's outputs more confident: raise the
+# probabilities to a power and renormalise. The argmax, and so every mask and every true
+# score, does not change:
+
+# %%
+for power in (1, 2, 4):
+    sharper = probabilities.astype(np.float64) ** power
+    sharper = (sharper / sharper.sum(axis=-1, keepdims=True)).astype(np.float32)
+    if power == 1:
+        sharper = probabilities  # the network's own outputs, untouched
+    assert np.array_equal(np.argmax(sharper, axis=-1), np.argmax(probabilities, axis=-1))  # same masks
+    print(f"probabilities ** {power:2d}: {np.mean(sharper.max(axis=-1) == 1.0):6.2%} of pixels at exactly 1.0, "
+          f"MeanIoU as fed {keras_meaniou_as_fed(one_hot_truth, sharper):.3f}, "
+          f"true mean IoU {float(right_way.result()):.3f}")
+
+# %% [markdown]
+# The same masks score anything from the first value to above 0.9 when fed the report's
+# way: its "IoU 0.9" is a statement about saturated softmax outputs. The smallest
+# demonstration feeds Keras' real `MeanIoU` a prediction that gets *every* pixel wrong:
+
+# %% tags=["nbval-check-output"]
+tiny_classes = np.array([[0, 0, 1], [2, 3, 0]])
+wrong_classes = (tiny_classes + 1) % 4  # every pixel wrong
+tiny_truth = np.eye(4, dtype="float32")[tiny_classes]
+tiny_pred = np.full(tiny_classes.shape + (4,), 0.05, dtype="float32")  # softmax-like outputs
+tiny_pred[np.arange(2)[:, None], np.arange(3)[None, :], wrong_classes] = 0.85
+tiny_as_fed = keras.metrics.MeanIoU(num_classes=4)
+tiny_as_fed.update_state(tiny_truth, tiny_pred)
+print(f"Keras MeanIoU fed one-hot and softmax: {float(tiny_as_fed.result()):.3f}")
+print(f"the same, re-implemented in NumPy:     {keras_meaniou_as_fed(tiny_truth, tiny_pred):.3f}")
+tiny_right = keras.metrics.MeanIoU(num_classes=4)
+tiny_right.update_state(tiny_classes, np.argmax(tiny_pred, axis=-1))
+print(f"MeanIoU of the class indices (argmax): {float(tiny_right.result()):.3f}")
+
+# %% [markdown]
+# A prediction that is wrong everywhere gets a "mean IoU" of 0.375 when fed the report's
+# way (every 0-entry matches, no 1-entry does), and 0 when fed class indices. During
+# training, the course's `ArgmaxMeanIoU` metric takes the argmax of both sides for this
+# reason. Notebook 4 ("The report's corrections, measured") shows, one correction at a
+# time, what fixing the source notebook's other choices changes, and the same mechanism on
+# the source notebook's own trained model (`benchmarks/bench_corrections.py`).
 #
-# What to report instead: Dice and HD95 per region (WT, TC, ET), per case, with their mean
-# and spread over the test patients, as above. For reference, the winner of BraTS 2020
-# (nnU-Net) reached a test Dice of about 0.89 (WT), 0.85 (TC) and 0.82 (ET).
+# What to report instead: Dice and HD95 per region (WT, TC, ET), per case, with their mean,
+# a confidence interval and the spread over enough held-out patients, beside a simple
+# baseline, as above. For reference, the winner of BraTS 2020 (nnU-Net) reached a test
+# Dice of about 0.89 (WT), 0.85 (TC) and 0.82 (ET).
+#
+# ## Optional: lesion by lesion, the BraTS 2023 scores
+#
+# This section can be skipped; nothing later depends on it. A whole-volume Dice is
+# dominated by the largest lesion. A model that outlines one big tumour well, misses a
+# small second one and adds a false one elsewhere still scores well, because the small
+# lesions hold few voxels. From 2023 the BraTS challenges also score **lesion-wise**: the
+# ground truth is cut into lesions (connected components; lesions closer than a few
+# voxels count as one), each lesion gets its own Dice and HD95 against the predicted
+# components that reach it, a missed lesion and every predicted component that reaches no
+# lesion (a false positive) score Dice 0 and HD95 374 mm (the 2023 evaluation code rounds
+# the 373.13 mm diagonal up to a round number), lesions of at most 50 mm³ are left out,
+# and the case's score is the mean over lesions and false positives. Every lesion counts
+# the same, whatever its size:
+
+# %% tags=["nbval-check-output"]
+def ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return ((grid - np.reshape(centre, (-1, 1, 1, 1))) ** 2).sum(axis=0) <= radius**2
+
+
+shape = (60, 60, 40)
+big = ball(shape, (18, 18, 20), 9)  # found: about 3 mL
+small = ball(shape, (46, 46, 20), 4)  # missed: about 0.3 mL
+false_one = ball(shape, (15, 46, 20), 3)  # predicted where there is nothing
+lesion_truth, lesion_prediction = big | small, big | false_one
+lesions = lesion_wise_scores(lesion_prediction, lesion_truth)
+print(f"whole-volume Dice {dice_score(lesion_prediction, lesion_truth):.3f}, HD95 {hd95(lesion_prediction, lesion_truth):.2f} mm")
+print(f"lesion-wise  Dice {lesions['lesion_dice']:.3f}, HD95 {lesions['lesion_hd95']:.2f} mm "
+      f"({lesions['lesions']} lesions, {lesions['lesions_missed']} missed, "
+      f"{lesions['false_positive_lesions']} false positive)")
+
+# %% [markdown]
+# The whole-volume Dice barely notices the missed lesion and the false one (HD95 does
+# notice the false one, far from everything); the lesion-wise Dice is (1 + 0 + 0) / 3.
+# `evaluate_case(..., lesion_wise=True)` adds these scores to every region, and
+# `gliseg-nb evaluate --lesion-wise` prints them. On the split's test patients, the
+# whole-volume Dice beside the lesion-wise one, with the number of lesions missed and of
+# false-positive components (`LesDice` is the lesion-wise Dice, `FP` the false positives):
+
+# %%
+lesion_rows = [{"case_id": name, "scores": evaluate_case(item["labels"], item["truth"], item["zooms"], lesion_wise=True)}
+               for name, item in kept.items()]
+print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_missed", "false_positive_lesions")))
+
+# %% [markdown]
+# Where the `FP` column is not 0, the model predicted small stray components away from the
+# tumour: invisible in the whole-volume Dice, but each one a false lesion in the
+# lesion-wise score. On this synthetic data the larger ones mostly sit on the simulated
+# white-matter spots that are bright on FLAIR like edema (the look-alikes of notebook 1;
+# `docs/benchmarks.md` checks this against the generator's maps). Two usual remedies:
+# discard predicted components below a size (`gliseg-nb predict --min-component-voxels`,
+# or by hand in exercise 8), or average the predictions over flipped inputs (`--tta`);
+# `docs/benchmarks.md` measures both. A size threshold is a trade: real gliomas can have
+# small satellite lesions too.
 #
 # ## Summary
 #
@@ -489,36 +693,186 @@ print(f"MeanIoU of the class indices (argmax): {float(right_way.result()):.3f}")
 # * Background is about 98 % of a brain volume: accuracy and specificity are near 1 for any
 #   model, and averages over classes that include background flatter the model.
 # * IoU $= D/(2-D) \leq$ Dice, so "IoU 0.9" beside "Dice 0.62" is impossible for the same
-#   masks; it came from Keras' `MeanIoU` fed one-hot targets and probabilities.
+#   masks. It came from Keras' `MeanIoU` fed one-hot targets and probabilities, which
+#   counts softmax outputs that are exactly 1.0: it measures confidence, not overlap.
 # * BraTS scores regions (WT, TC, ET) with Dice and HD95 per case; empty masks have fixed
-#   conventions (Dice 1 / HD95 0 if both are empty, Dice 0 / HD95 373.13 mm if one is).
+#   conventions (Dice 1 / HD95 0 if both are empty, Dice 0 / HD95 373.13 mm if one is),
+#   and the cases they apply to can move a mean by themselves.
+# * A mean over patients needs its uncertainty (a bootstrap confidence interval), its
+#   spread (a box plot with every patient) and a baseline scored on the same patients.
 # * Since 2023 BraTS also scores lesion by lesion: each lesion and each false-positive
 #   component counts the same, so small missed lesions and stray predictions show.
 #
 # ## Exercises
 #
-# 1. Shift the predicted mask of the 6 x 8 example by two pixels instead of one. Compute
-#    Dice and IoU by hand and check $J = D/(2-D)$.
-# 2. Write `specificity` for the 60 x 80 image as a function of the image size. How large
-#    must the image be for the specificity to exceed 0.999?
-# 3. Look at `background_rows[0]["dice_per_class"]`: the Dice of each class for the
-#    background-only prediction. Which classes score 1, and why? What is their mean?
-# 4. Find the smallest far blob that changes HD95 in the example above. Then move a 4 x 4 x 4
-#    blob closer to the cube: how does HD95 follow the distance?
-# 5. Find in the case table the test patient with the lowest ET Dice. Is its enhancing
-#    tumour small? What does that say about averaging Dice over patients?
-# 6. In the lesion example, make the false positive smaller and smaller (radius 2, 1).
-#    When does the whole-volume HD95 stop seeing it? Does the lesion-wise Dice ever stop?
-# 7. Remove from the test predictions every connected component of the whole tumour smaller
-#    than 100 voxels (`scipy.ndimage.label` numbers the components, `np.bincount` counts
-#    their voxels). How do the whole-volume and the lesion-wise Dice change? Compare with
-#    `gliseg_nb.predict.remove_small_components`.
+# 1. A colleague's model reaches accuracy 0.995 and specificity 0.999 on BraTS volumes.
+#    What do these numbers tell you about its tumour outlines? On the 60 x 80 image, build
+#    a prediction with specificity 1 and Dice 0, and one that finds every tumour pixel
+#    (sensitivity 1) yet has a *lower* accuracy than the first.
+# 2. For one case, Dice and IoU always rank two predictions in the same order: why? Over
+#    several patients, can the *mean* IoU rank two models differently from the mean Dice?
+#    Find per-patient Dice values for two models on two patients where it happens.
+# 3. With the 1 cm cube of the HD95 section, build a prediction with Dice above 0.9 and
+#    HD95 above 10 mm, and one with Dice below 0.6 and HD95 below 3 mm. What does each
+#    metric miss that the other sees?
+# 4. The ET interval above is wider than the WT one: give two reasons. About how many
+#    held-out patients would halve the width of the WT interval? A student lists every
+#    held-out patient twice and gets a narrower interval: what is wrong with that?
+# 5. The BraTS 2020 winner relabelled any predicted enhancing tumour smaller than a few
+#    hundred voxels as necrosis. Using the empty-mask convention, explain when this raises
+#    the mean ET Dice and when it lowers it. Which held-out patients above would the rule
+#    touch with a limit of 500 voxels (0.5 mL), and how would their ET Dice change?
+# 6. The baseline's threshold was chosen on training patients. Choose it on the held-out
+#    patients themselves (`threshold_baseline` of their cases). How much does the
+#    baseline's mean Dice rise, and why is that number not a fair opponent for the U-Net?
+# 7. Predict, without running anything, what Keras' `MeanIoU` fed the source notebook's
+#    way returns for (a) softmax outputs that are exactly one-hot and right everywhere and
+#    (b) outputs of 0.25 for every class everywhere. Check. Why would the report's longer
+#    training push the value up, even with masks no better than ours?
+# 8. (Optional section.) Remove from the test predictions every connected component of the
+#    whole tumour smaller than 100 voxels (`scipy.ndimage.label` numbers the components,
+#    `np.bincount` counts their voxels). How do the whole-volume and the lesion-wise Dice
+#    change? Compare with `gliseg_nb.predict.remove_small_components`.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 1.** Accuracy and specificity are dominated by the background: they say the
+# model does not paint the healthy brain as tumour, and nothing about the outlines. A
+# prediction of nothing at all has specificity 1 and Dice 0; one that covers the tumour
+# and a margin around it finds every tumour pixel, yet its false positives cost accuracy,
+# so it scores *below* the empty prediction:
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def scores_of(pred, truth):
+    tp, fp = np.count_nonzero(pred & truth), np.count_nonzero(pred & ~truth)
+    fn, tn = np.count_nonzero(~pred & truth), np.count_nonzero(~pred & ~truth)
+    return (f"Dice {2 * tp / (2 * tp + fp + fn):.3f}, sensitivity {tp / (tp + fn):.3f}, "
+            f"specificity {tn / (tn + fp):.4f}, accuracy {(tp + tn) / truth.size:.4f}")
+
+
+nothing = np.zeros_like(big_truth)
+with_margin = ndimage.binary_dilation(big_truth, iterations=2)  # the tumour and 2 pixels around it
+print("nothing:               ", scores_of(nothing, big_truth))
+print("tumour + 2-px margin:  ", scores_of(with_margin, big_truth))
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 2.** For one case $J = D/(2-D)$ grows with $D$, so a higher Dice always
+# means a higher IoU. Over patients the means can disagree, because $D/(2-D)$ is convex:
+# averaging it rewards a model whose scores are spread out (very good on some patients,
+# bad on others) over a model that is steadily middling. Model A below has the lower mean
+# Dice and the higher mean IoU. Choose the metric before looking at the results.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+model_a, model_b = np.array([1.0, 0.2]), np.array([0.62, 0.62])  # Dice on two patients
+for title, dice_values in (("A", model_a), ("B", model_b)):
+    print(f"model {title}: mean Dice {dice_values.mean():.3f}, mean IoU {np.mean(dice_values / (2 - dice_values)):.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 3.** A far blob barely changes Dice but moves HD95 once its border holds more
+# than 5 % of all border points; a prediction that is the cube shrunk on every side loses
+# most of its voxels (Dice counts volume) while every border point stays within a few
+# millimetres of the truth (HD95 counts distance). Dice misses *where* the errors are;
+# HD95 misses *how much* is wrong when the errors are all near the border.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+far_blob = cube.copy()
+far_blob[28:34, 28:34, 28:34] = True  # a 6 x 6 x 6 false tumour, 1 cm away
+shrunk = np.zeros_like(cube)
+shrunk[12:18, 12:18, 12:18] = True  # the cube, 2 mm smaller on every side
+for title, pred in (("cube + far blob", far_blob), ("cube shrunk by 2 mm", shrunk)):
+    print(f"{title:20s} Dice {dice_score(pred, cube):.3f}, HD95 {hd95(pred, cube):5.2f} mm")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** The width of the interval follows the spread of the per-patient values
+# divided by the square root of the number of patients. ET values spread more: the
+# enhancing tumour is small, so a few voxels of error are a large share of it, and cases
+# without ET score exactly 0 or 1 by the convention. Halving the width takes about four
+# times the patients. Listing each patient twice narrows the interval by about
+# $\sqrt{2}$, but the copies add no information: the bootstrap assumes independent
+# patients, and the copies are not.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+wt_values = np.array([row["scores"]["WT"]["dice"] for row in rows])
+et_values = np.array([row["scores"]["ET"]["dice"] for row in rows])
+print(f"spread (std) of the per-patient Dice: WT {wt_values.std():.3f}, ET {et_values.std():.3f}")
+for title, values in (("as measured", wt_values), ("every patient listed twice", np.repeat(wt_values, 2))):
+    low, high = bootstrap_ci(values)
+    print(f"WT, {title:27s} width of the 95 % interval {high - low:.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 5.** The rule only touches cases with a small predicted enhancing tumour.
+# If the truth has none, the case goes from Dice 0 (a false alarm) to Dice 1: the mean
+# rises. If the truth does have a small enhancing tumour, the case goes from its Dice
+# (often already low) to 0: the mean falls, or stays put where the Dice was already 0.
+# The rule pays off when small predicted ET is more often a false alarm than a true small
+# ET, as it was on BraTS 2020's data. On the held-out patients above (a volume printed
+# as 0.00 mL is a few voxels, not none):
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+touched = []
+for row in rows:
+    et = row["scores"]["ET"]
+    if 0 < et["volume_pred_ml"] < 0.5:  # 0.5 mL = 500 voxels of 1 mm³
+        new_dice = 1.0 if et["volume_truth_ml"] == 0 else 0.0  # no ET predicted any more
+        print(f"{row['case_id']:28s} truth ET {et['volume_truth_ml']:5.2f} mL, predicted {et['volume_pred_ml']:5.2f} mL: "
+              f"Dice {et['dice']:.3f} -> {new_dice:.3f}")
+        touched.append(new_dice - et["dice"])
+print(f"{len(touched)} of {len(rows)} patients touched; mean ET Dice changes by {np.sum(touched) / len(rows):+.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 6.** Choosing the threshold on the patients it is scored on can only raise its
+# mean Dice there (the training patients' threshold is one of the candidates): it is
+# fitted to these very patients, and would not do as well on new ones. The network's
+# weights were fitted on training patients and its epoch chosen on validation patients,
+# so only the training-chosen threshold is a fair opponent. Nothing else in this notebook
+# was tuned on the held-out patients.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+tuned_on_held_out = threshold_baseline([case for _, case in held_out])
+print(f"threshold chosen on 8 training patients: {baseline['threshold']:.2f}, "
+      f"mean WT Dice on the held-out patients {baseline_wt_dice.mean():.3f}")
+print(f"threshold chosen on the held-out ones:   {tuned_on_held_out['threshold']:.2f}, "
+      f"mean WT Dice on the held-out patients {tuned_on_held_out['mean_dice']:.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 7.** (a) Every entry is exactly 0 or 1 and equal to the target: both IoUs are
+# 1, so 1.0. (b) Every entry truncates to 0: the 0-entries (three quarters of the target's
+# entries) match, IoU 0.75; no prediction is 1, IoU 0; the mean is 0.375, whatever the
+# image. Longer training makes the softmax saturate (exactly 1.0 in float32) on more
+# pixels, which moves the value from (b) towards (a) with masks no better, as the
+# `probabilities ** power` cell showed.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+print(f"(a) exactly one-hot and right: {keras_meaniou_as_fed(one_hot_truth, one_hot_truth):.3f}")
+print(f"(b) 0.25 everywhere:           {keras_meaniou_as_fed(one_hot_truth, np.full_like(one_hot_truth, 0.25)):.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 8.** Removing small components leaves the whole-volume Dice almost unchanged
+# (they hold few voxels) and raises the lesion-wise Dice wherever they were false
+# positives, since each of them counted as a lesion with Dice 0. The library's function
+# gives the same result, except that it always keeps the largest component. On the test
+# patient with the most false positives, whole tumour:
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+from gliseg_nb.predict import remove_small_components
+
+name = max(lesion_rows, key=lambda row: row["scores"]["WT"]["false_positive_lesions"])["case_id"]
+item = kept[name]
+components, _ = ndimage.label(item["labels"] > 0, structure=np.ones((3, 3, 3)))
+sizes = np.bincount(components.ravel())
+small = np.flatnonzero(sizes < 100)
+cleaned = np.where(np.isin(components, small[small > 0]), 0, item["labels"])
+print("same as the library:", np.array_equal(cleaned, remove_small_components(item["labels"], 100)))
+for title, labels in (("as predicted", item["labels"]), ("small parts removed", cleaned)):
+    lesion = lesion_wise_scores(labels > 0, item["truth"] > 0, item["zooms"])
+    print(f"{name} {title:20s} Dice {dice_score(labels > 0, item['truth'] > 0):.3f}, "
+          f"lesion-wise Dice {lesion['lesion_dice']:.3f}, {lesion['false_positive_lesions']} false positives")
 
 # %% [markdown]
 # ## References
 #
 # * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*. Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>), called "the source notebook" in this course.
 # * L. Maier-Hein, A. Reinke et al., "Metrics reloaded: recommendations for image analysis validation", *Nature Methods* 21, 195-212, 2024.
+# * B. Efron, "Better bootstrap confidence intervals", *Journal of the American Statistical Association* 82(397), 171-185, 1987 (the BCa interval); B. Efron, R. J. Tibshirani, *An Introduction to the Bootstrap*, Chapman & Hall, 1993.
 # * A. A. Taha, A. Hanbury, "Metrics for evaluating 3D medical image segmentation: analysis, selection, and tool", *BMC Medical Imaging* 15, 29, 2015.
 # * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
 # * S. Bakas et al., "Identifying the best machine learning algorithms for brain tumor segmentation, progression assessment, and overall survival prediction in the BRATS challenge", arXiv:1811.02629, 2018.

@@ -23,7 +23,7 @@
 # * segment a whole case with a 2-D network, slice by slice, and put the result back on the
 #   original grid;
 # * compare a prediction with the ground truth in an interactive viewer, in any plane;
-# * score every test patient by region and summarise the scores;
+# * score the prediction by region, as notebook 5 does for every held-out patient;
 # * write a BraTS-format prediction (`<case_id>.nii.gz`, the release's labels, the scan's
 #   affine), read it back with nibabel and check it;
 # * do the same from the command line, on real data.
@@ -60,9 +60,9 @@ from nilearn import plotting
 from gliseg_nb.course import load_or_train
 from gliseg_nb.data import load_case
 from gliseg_nb.labels import CLASS_NAMES, from_internal
-from gliseg_nb.metrics import evaluate_case, summarize_scores
-from gliseg_nb.metrics.evaluation import format_case_table, format_summary_table
-from gliseg_nb.predict import predict_case, write_prediction
+from gliseg_nb.metrics import evaluate_case
+from gliseg_nb.metrics.evaluation import format_case_table
+from gliseg_nb.predict import predict_case, remove_small_enhancing, write_prediction
 from gliseg_nb.viewers import ComparisonViewer
 
 # %% [markdown]
@@ -138,8 +138,10 @@ viewer
 # %% [markdown]
 # The same view as a static figure (what this page shows where widgets cannot run), here
 # in the axial plane through the centre of the tumour, then in the coronal plane. The
-# coronal view shows something the axial one cannot: the model works slice by slice, so
-# its outlines can jump from one axial slice to the next.
+# coronal view cuts across the axial slices the model predicted one at a time: compare
+# how the outlines continue from one row of pixels (one axial slice) to the next in the
+# truth and in the prediction, and which classes the prediction misses or adds (compare
+# with the volumes printed above).
 
 # %%
 viewer.state.set_plane("axial")
@@ -152,28 +154,19 @@ viewer.redraw()  # update the interactive view too
 viewer.static_figure()
 
 # %% [markdown]
-# ## Scores of every test patient
+# ## Scores of this prediction
 #
-# Each test patient, segmented and scored by region (WT = 1+2+3, TC = 1+3, ET = 3) with
-# Dice, HD95 in millimetres, sensitivity and specificity, then summarised over patients:
+# The whole-volume prediction lives on the ground truth's grid, so it is scored voxel by
+# voxel, by region (WT = 1+2+3, TC = 1+3, ET = 3), with the Dice and HD95 of notebook 5:
 
 # %%
-rows = []
-for test_case in test_cases:
-    test_data = case_data if test_case == case else load_case(test_case, modalities=list(config.modalities))
-    test_prediction = prediction if test_case == case else predict_case(run.model, test_data, config)
-    rows.append({"case_id": test_case.case_id,
-                 "scores": evaluate_case(test_prediction, test_data.labels, test_data.zooms)})
-print(format_case_table(rows, metrics=("dice", "hd95")))
-
-# %%
-print(format_summary_table(summarize_scores(rows)))
+scores = evaluate_case(prediction, case_data.labels, case_data.zooms)
+print(format_case_table([{"case_id": case.case_id, "scores": scores}], metrics=("dice", "hd95", "volume_truth_ml")))
 
 # %% [markdown]
-# With three test patients the mean is a rough guide; on BraTS 2020's 369 training cases
-# the same split gives 45 test patients. Report the median and the spread too: one case
-# whose small enhancing tumour was missed costs Dice 0 and HD95 373 mm and pulls the mean
-# down on its own.
+# One patient's scores say little about the model: notebook 5 scores every held-out
+# patient this way and reports the means with confidence intervals, a box plot and a
+# baseline. Those are the numbers to quote.
 #
 # ## Writing BraTS-format NIfTI
 #
@@ -242,7 +235,7 @@ plt.show()
 # (the trick of the BraTS 2020 winner, since a false enhancing tumour in a case without one
 # costs Dice 0 and HD95 373 mm). `evaluate` scores a folder of predictions against the
 # ground truth of every case that has one (each needs a prediction), prints the per-case
-# table and the summary you saw above, and can write them as CSV or JSON. On BraTS
+# table and the summary of notebook 5, and can write them as CSV or JSON. On BraTS
 # validation data, whose labels are not public, upload the predictions to the challenge's
 # evaluation platform instead.
 #
@@ -308,17 +301,83 @@ else:
 #
 # ## Exercises
 #
-# 1. Predict the test case with `tta_flips=True`. How long does it take, and does the Dice
-#    of each region change?
-# 2. Write the prediction with `label_convention="internal"` and read it back. Which value
-#    does the enhancing tumour have now? Why would the BraTS evaluation score this file badly?
-# 3. In the coronal view, find a place where the prediction changes abruptly from one axial
-#    slice to the next. What kind of network would avoid it?
-# 4. Set `min_et_voxels=500` in `predict_case`. For which test patient does it change the
-#    ET scores, and in which direction?
-# 5. Run the `gliseg-nb predict` command printed above in a terminal, then `gliseg-nb
-#    evaluate` on its output folder. Why does `evaluate` complain, and how do you make it
-#    score only the test patients?
+# 1. Before running it: should averaging the predictions over flipped inputs
+#    (`predict_case(..., tta_flips=True)`) change the prediction more at the border of the
+#    tumour or inside it, and why? Then predict the case with it: how long does it take,
+#    and how do the region scores move?
+# 2. Wrap the written labels in a NIfTI image with an identity affine
+#    (`nib.Nifti1Image(on_disk, np.eye(4))`) and draw it over the scan with nilearn as
+#    above. What goes wrong, and why? Would `evaluate_case` notice?
+# 3. Write the prediction with `label_convention="internal"`. The BraTS evaluation of
+#    2019-2021 reads 4 as enhancing tumour and has no label 3. Which of the three region
+#    scores would it get wrong on this file, and which would survive?
+# 4. Apply `remove_small_enhancing(prediction, 500)` (what `predict_case(...,
+#    min_et_voxels=500)` does). Does it change this case? With the empty-mask convention
+#    of notebook 5, describe a patient for whom the rule gains Dice and one for whom it
+#    costs Dice.
+# 5. In the coronal view, the outlines are built from axial slices predicted one by one.
+#    What would you change in the network's input or architecture so that neighbouring
+#    slices agree, and what would it cost?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 1.** Inside the tumour and far outside it the network is sure whichever way
+# the slice is flipped, so the average changes nothing there; at the border the
+# probabilities of the flipped copies differ, and averaging them moves the border and
+# removes isolated voxels that only one copy predicted. It costs four forward passes
+# instead of one: with this small 64 px network the whole prediction took about 1.3 times
+# as long (reading, resizing and the argmax cost as much as the network), with the
+# report's network 3-4 times (`docs/benchmarks.md`). On an earlier `quick` model,
+# flip averaging added 0.01-0.03 Dice to every region and removed the stray enhancing
+# voxels of a case without enhancing tumour (`docs/benchmarks.md`, "The same options with
+# the current `quick` model"); run it to see this case.
+#
+# **Solution 2.** The labels are the same array, but the identity affine says voxel
+# (i, j, k) lies at (i, j, k) mm, with the axes pointing right, anterior and superior,
+# while the scans' affine says they point left and posterior (LPS) from another origin.
+# nilearn, and every viewer, places an image by its affine, so the prediction lands
+# mirrored and shifted against the scan. `evaluate_case` compares arrays voxel by voxel
+# and would not notice: the mistake only shows in world coordinates, in viewers and in
+# any software that resamples. Where the centre of the predicted tumour lands:
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+wrong_affine = nib.Nifti1Image(on_disk, np.eye(4))
+wrong_centre_mm = nib.affines.apply_affine(wrong_affine.affine, centre)
+print("axes with the scan's affine:", nib.aff2axcodes(written.affine), "with the identity:", nib.aff2axcodes(wrong_affine.affine))
+print(f"tumour centre in scanner coordinates: {np.round(centre_mm, 1)} mm with the scan's affine, "
+      f"{np.round(wrong_centre_mm, 1)} mm with the identity: {np.linalg.norm(wrong_centre_mm - centre_mm):.0f} mm apart")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 3.** The file stores the enhancing tumour as 3. An evaluation that expects
+# 0, 1, 2 and 4 finds no enhancing voxel: ET scores Dice 0 wherever the truth has
+# enhancing tumour (and HD95 373 mm), TC loses the enhancing part and drops, and WT,
+# which is every label above 0, survives unchanged. (An evaluation that rejects unknown
+# labels would refuse the file, the better outcome.)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+internal_path = write_prediction(prediction, case, out_dir / "internal", label_convention="internal")
+print("labels in the internal-convention file:", np.unique(np.asanyarray(nib.load(internal_path).dataobj)).tolist())
+print("classes 0-3 are written as", list(range(4)), "(internal) instead of",
+      [int(v) for v in from_internal(np.arange(4), case.layout)], f"({case.layout})")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** The rule changes a case only if its predicted enhancing tumour is
+# non-empty and smaller than 500 voxels. If the truth has no enhancing tumour, the case
+# goes from Dice 0 (a false alarm) to Dice 1; if the truth has a small enhancing tumour
+# that the model found, it goes from that Dice to 0.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+cleaned = remove_small_enhancing(prediction, 500)
+print(f"predicted enhancing voxels: {np.count_nonzero(prediction == 3)}, "
+      f"truth: {np.count_nonzero(case_data.labels == 3)}; changed by the rule: {cleaned is not prediction}")
+print(f"ET Dice {scores['ET']['dice']:.3f} -> {evaluate_case(cleaned, case_data.labels, case_data.zooms)['ET']['dice']:.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 5.** Give the network its neighbours: a 2.5-D input stacks the slices above
+# and below as extra channels (a few more input channels, almost no extra cost), or a 3-D
+# U-Net convolves across slices too (far more memory and compute per case, and fewer
+# training samples per patient). Averaging the predictions of networks trained on axial,
+# coronal and sagittal slices (a triplanar ensemble) is another way, at three times the
+# cost of prediction.
 
 # %% [markdown]
 # ## References

@@ -615,3 +615,40 @@ def test_lesion_wise_scores_do_not_depend_on_the_empty_space_around(rng):
     big_truth[1:31, 60:90, 38:58] = truth
     big_pred[1:31, 60:90, 38:58] = pred
     assert evaluation.lesion_wise_scores(big_pred, big_truth) == evaluation.lesion_wise_scores(pred, truth)
+
+
+@pytest.mark.parametrize("where", ["inside", "at the edge"])
+def test_evaluate_case_scores_a_crop_exactly_as_the_whole_volume(rng, where):
+    """evaluate_case scores only the box around the tumour; nothing may change by it."""
+    from gliseg_nb.labels import REGIONS
+    from gliseg_nb.metrics.evaluation import _region_scores, lesion_wise_scores
+
+    shape = (48, 40, 36)
+    pred = np.zeros(shape, dtype=np.uint8)
+    truth = np.zeros(shape, dtype=np.uint8)
+    corner = (20, 14, 10) if where == "inside" else (0, 0, 22)  # touching three faces of the array
+    box = tuple(slice(c, c + 14) for c in corner)
+    for labels in (pred, truth):
+        part = np.zeros((14, 14, 14), dtype=np.uint8)
+        for label in (2, 1, 3):
+            part[_random_blobby_mask(rng, (14, 14, 14), n_blobs=2)] = label
+        labels[box] = part
+    pred[40:43, 30:33, 2:4] = 2  # a far false positive: a second component, a far border
+    spacing = (1.0, 1.2, 2.0)
+    scores = evaluate_case(pred, truth, spacing, lesion_wise=True)
+    voxel_ml = float(np.prod(spacing)) / 1000
+    for region, classes in REGIONS.items():
+        pred_mask, truth_mask = np.isin(pred, classes), np.isin(truth, classes)
+        expected = _region_scores(pred_mask, truth_mask, spacing, voxel_ml)  # the whole volume
+        expected.update(lesion_wise_scores(pred_mask, truth_mask, spacing))
+        assert scores[region].keys() == expected.keys()
+        for metric, value in expected.items():
+            assert scores[region][metric] == pytest.approx(value, rel=1e-12), (region, metric)
+
+
+def test_evaluate_case_of_two_empty_volumes():
+    empty = np.zeros((10, 12, 8), dtype=np.uint8)
+    scores = evaluate_case(empty, empty)
+    for region in ("WT", "TC", "ET"):
+        assert (scores[region]["dice"], scores[region]["hd95"]) == (1.0, 0.0)
+        assert (scores[region]["sensitivity"], scores[region]["specificity"]) == (1.0, 1.0)

@@ -159,3 +159,36 @@ def test_binder_installs_the_package_from_the_repository_root():
                     for line in (binder / "requirements.txt").read_text().splitlines()]
     # TensorFlow comes with the package's own lower bound; no second, conflicting pin here.
     assert not any(line.startswith("tensorflow") for line in requirements)
+
+
+@pytest.mark.parametrize("ipynb", IPYNB_FILES, ids=lambda p: p.stem)
+def test_solutions_are_collapsed_and_follow_the_exercises(ipynb):
+    """Worked solutions for instructors: tagged ``solution``, collapsed, after the exercises."""
+    notebook = nbformat.read(ipynb, as_version=4)
+
+    def heading_of(cell):
+        return [line.lstrip("#").strip().lower() for line in cell.source.splitlines()
+                if cell.cell_type == "markdown" and line.startswith("#")]
+
+    exercises_at = max((i for i, cell in enumerate(notebook.cells) if "exercises" in heading_of(cell)), default=None)
+    references_at = max((i for i, cell in enumerate(notebook.cells) if "references" in heading_of(cell)), default=None)
+    for index, cell in enumerate(notebook.cells):
+        if "solution" not in cell.metadata.get("tags", []):
+            continue
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, (
+            f"{ipynb.name} cell {index}: a solution must be collapsed (jupyter.source_hidden)")
+        assert exercises_at is not None and references_at is not None
+        assert exercises_at < index < references_at, (
+            f"{ipynb.name} cell {index}: solutions go between the Exercises and the References")
+        assert "nbval-check-output" not in cell.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("stem", ["05_metrics", "06_predictions"])
+def test_every_exercise_has_a_worked_solution(stem):
+    notebook = nbformat.read(NOTEBOOK_DIR / f"{stem}.ipynb", as_version=4)
+    exercises = next(cell.source for cell in notebook.cells
+                     if cell.cell_type == "markdown" and "## Exercises" in cell.source)
+    numbers = re.findall(r"^(\d+)\. ", exercises.split("## Exercises", 1)[1], flags=re.MULTILINE)
+    solved = {int(n) for cell in notebook.cells if "solution" in cell.metadata.get("tags", [])
+              for n in re.findall(r"\*\*Solution (\d+)\.\*\*", cell.source)}
+    assert numbers and {int(n) for n in numbers} == solved

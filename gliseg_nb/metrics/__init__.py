@@ -6,6 +6,8 @@
 * `gliseg_nb.metrics.evaluation`: NumPy scoring of whole label volumes by BraTS region
   (WT, TC, ET): Dice, HD95 in mm, sensitivity, specificity, volumes in mL, and the BraTS
   2023 lesion-wise Dice and HD95.
+* `gliseg_nb.metrics.statistics`: how sure a mean over cases is (bootstrap confidence
+  intervals) and how the empty-mask convention moves a region's mean.
 """
 
 from .evaluation import (  # noqa: E402  (NumPy only: no TensorFlow import here)
@@ -20,6 +22,7 @@ from .evaluation import (  # noqa: E402  (NumPy only: no TensorFlow import here)
     report_metrics,
     summarize_scores,
 )
+from .statistics import bootstrap_ci, empty_convention_effect, region_confidence_intervals  # noqa: E402
 
 # The Keras metrics need TensorFlow: re-exported lazily so that `gliseg-nb evaluate` and
 # `import gliseg_nb.metrics` stay fast. `gliseg_nb.load_model` imports the module itself

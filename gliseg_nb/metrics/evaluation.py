@@ -216,13 +216,16 @@ def hd95(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0)):
     return float(np.percentile(distances, 95))
 
 
-def _region_scores(pred_mask, truth_mask, spacing, voxel_ml):
+def _region_scores(pred_mask, truth_mask, spacing, voxel_ml, n_voxels=None):
+    # n_voxels: the whole volume's size when the masks are a crop of it (the voxels left
+    # out are background in both, so they only add true negatives).
+    n_voxels = pred_mask.size if n_voxels is None else int(n_voxels)
     pred_count = int(np.count_nonzero(pred_mask))
     truth_count = int(np.count_nonzero(truth_mask))
     true_positive = int(np.count_nonzero(pred_mask & truth_mask))
     false_negative = truth_count - true_positive
     false_positive = pred_count - true_positive
-    true_negative = pred_mask.size - truth_count - false_positive
+    true_negative = n_voxels - truth_count - false_positive
     if pred_count + truth_count == 0:
         dice = 1.0
     else:
@@ -403,13 +406,21 @@ def evaluate_case(pred, truth, spacing=(1.0, 1.0, 1.0), lesion_wise=False):
     voxel_ml = float(np.prod(spacing)) / 1000.0
     pred = pred.astype(np.uint8, copy=False)
     truth = truth.astype(np.uint8, copy=False)
+    n_voxels = pred.size
+    # Outside the box around the tumour of both volumes everything is background in both:
+    # it only adds true negatives, so score the box (a few % of a BraTS volume). The margin
+    # keeps every border erosion, distance and lesion dilation exactly as on the full volume.
+    box = bounding_box((pred > 0) | (truth > 0), _CROP_MARGIN + LESION_DILATION)
+    if box is None:
+        box = tuple(slice(0, 1) for _ in pred.shape)  # nothing anywhere: one background voxel
+    pred, truth = pred[box], truth[box]
     scores = {}
     for region, classes in REGIONS.items():
         # A lookup table turns labels into a region mask in one pass (faster than np.isin).
         table = np.zeros(256, dtype=bool)
         table[list(classes)] = True
         pred_mask, truth_mask = table[pred], table[truth]
-        scores[region] = _region_scores(pred_mask, truth_mask, spacing, voxel_ml)
+        scores[region] = _region_scores(pred_mask, truth_mask, spacing, voxel_ml, n_voxels)
         if lesion_wise:
             scores[region].update(lesion_wise_scores(pred_mask, truth_mask, spacing))
     return scores
