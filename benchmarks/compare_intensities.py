@@ -17,7 +17,9 @@ difficulty proxies:
   separable than a crisp synthetic rim;
 * the ratio of the mean absolute difference between neighbouring voxels along z to that
   along x, inside the brain (about 1 for isotropic scans, below 1 for thick slices
-  upsampled to 1 mm).
+  upsampled to 1 mm);
+* the best single global threshold on z-scored FLAIR and the whole-tumour Dice it gets
+  (`gliseg_nb.data.synthetic.threshold_baseline`).
 
 Only summary numbers are printed (and written with ``--json``); no voxel leaves this script.
 """
@@ -133,6 +135,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from gliseg_nb.data import find_cases, load_case
+    from gliseg_nb.data.synthetic import threshold_baseline
 
     rng = np.random.default_rng(0)
     out = {}
@@ -152,6 +155,12 @@ def main(argv=None):
                 print(f"  {case.case_id:26s} WT {v['WT']:6.1f} TC {v['TC']:6.1f} ET {v['ET']:5.1f}  "
                       f"medians brain/core1/edema/enh: {medians}")
         out[name] = summarise(name, per_case)
+        # The oracle FLAIR threshold: how far intensity alone gets on the whole tumour.
+        baseline = threshold_baseline(cases)
+        out[name]["flair_threshold"] = {"threshold": baseline["threshold"],
+                                        "mean_dice": round(baseline["mean_dice"], 3)}
+        print(f"best global FLAIR threshold {baseline['threshold']:.2f} (z): "
+              f"mean WT Dice {baseline['mean_dice']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 
