@@ -394,7 +394,7 @@ def test_synth_command_takes_a_worker_count_and_refuses_zero(tmp_path, monkeypat
     assert not (tmp_path / "other").exists()
 
 
-# -- version 3: the parts of the simulation ---------------------------------------------------
+# -- versions 3 and 4: the parts of the simulation -------------------------------------------
 def test_thick_slice_matrix_keeps_constants_and_blurs_along_z():
     matrix = synthetic._thick_slice_matrix(40, thickness=5.0, offset=1.5)
     assert matrix.shape == (40, 40)

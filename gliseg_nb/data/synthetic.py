@@ -4,7 +4,7 @@ No BraTS data can be downloaded inside a classroom notebook, so the course ships
 instead: a simulator of glioma MRI whose training value should carry over to real scans.
 Each case is the MNI152 1 mm brain bundled with nilearn (T1 template, grey and white-matter
 maps, brain mask), resampled onto the BraTS grid (240 x 240 x 155, 1 mm, LPS like the real
-files), with, per "patient" (version 3 of the generator):
+files), with, per "patient" (version 4 of the generator):
 
 * its own brain shape: a random affine (size 84-100 % of the template's), a smooth random nonlinear warp
   (displacements of a few mm over ~2 cm) and larger or smaller ventricles;
@@ -90,9 +90,9 @@ DATA_ENV_VAR = "GLISEG_NB_DATA"
 #: Bumped whenever the generator changes the voxels it writes (names the cache folder).
 GENERATOR_VERSION = "4"
 
-# The parts of the version-3 simulation, each of which can be switched off (back to what
-# version 2 did) to measure what it is worth: `benchmarks/bench_transfer.py --ablate PART`
-# (or on, `--add PART`). Private: the dataset the course uses is the one these defaults give.
+# The parts of the simulation, each of which can be switched off (the first five back to
+# what version 2 did, the last two back to version 3) to measure what it is worth:
+# `benchmarks/bench_transfer.py --ablate PART` (or on, `--add PART`). Private: the dataset the course uses is the one these defaults give.
 _SIMULATION = {
     # brain shape: nonlinear warp, wider size range, ventricles enlarged or narrowed
     "anatomy": True,
