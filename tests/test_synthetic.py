@@ -219,9 +219,9 @@ def test_scanner_variation_changes_intensity_scale_between_cases(synthetic_datas
 @pytest.mark.slow
 def test_flair_threshold_baseline_is_in_the_calibrated_range(synthetic_dataset):
     result = threshold_baseline(synthetic_dataset)
-    # Real BraTS scans: an oracle FLAIR threshold gets a whole-tumour Dice of about 0.63-0.66
-    # (docs/benchmarks.md). Three cases vary more than a whole set (version 4: 0.55 on these
-    # three, 0.74 on 24 cases): neither trivial nor hopeless for a threshold.
+    # On real BraTS scans an oracle FLAIR threshold gets a whole-tumour Dice of about 0.63
+    # (issue 11). Three cases vary more than a whole set (version 4: 0.55 on these three,
+    # 0.74 on 24 cases): neither trivial nor hopeless for a threshold.
     assert 0.45 <= result["mean_dice"] <= 0.85, result
     assert 0.0 < result["threshold"] < 4.0
     assert set(result["per_case_dice"]) == set(result["case_ids"])

@@ -92,7 +92,8 @@ GENERATOR_VERSION = "4"
 
 # The parts of the simulation, each of which can be switched off (the first five back to
 # what version 2 did, the last two back to version 3) to measure what it is worth:
-# `benchmarks/bench_transfer.py --ablate PART` (or on, `--add PART`). Private: the dataset the course uses is the one these defaults give.
+# `benchmarks/bench_transfer.py --ablate PART` (or on, `--add PART`). Private: the dataset
+# the course uses is the one these defaults give.
 _SIMULATION = {
     # brain shape: nonlinear warp, wider size range, ventricles enlarged or narrowed
     "anatomy": True,
@@ -108,12 +109,12 @@ _SIMULATION = {
     "resolution": True,
     # imperfect skull-stripping: leftover tissue outside the brain, eroded edges
     "skull_edge": True,
-    # version 4, the look of the lesions as real scans show it: faint to strong and patchy
-    # enhancement, necrosis and non-enhancing tumour that are not black on T1/T1ce nor
-    # dark on FLAIR (some low-grade cores show the T2-FLAIR mismatch), edema as bright as
-    # real edema up to its border. Off: version 3's fixed lesion contrasts.
+    # version 4, the look of the lesions as real scans show it, drawn per case: faint to
+    # strong and patchy enhancement, necrosis and non-enhancing tumour grey (not black) on
+    # T1/T1ce, a core on FLAIR from darker than the edema (T2-FLAIR mismatch) to as bright,
+    # edema bright up to its border. Off: version 3's fixed lesion contrasts.
     "lesions": True,
-    # version 4 low-grade tumours: large (60-240 mL), mostly non-enhancing core, rarely a
+    # version 4 low-grade tumours: large (60-220 mL), mostly non-enhancing core, rarely a
     # small enhancing spot. Off: version 3's low-grade sizes (those of the high-grade ones).
     "low_grade": True,
 }
@@ -492,8 +493,8 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
                        "lgg_enhancing": False, "white_matter_preference": 0.35})
     # Version 4 (`_SIMULATION["lesions"]`): the edema's signal at its border, as a share
     # of its full contrast. Real edema stays FLAIR-bright up to where the experts draw its
-    # edge (its 10th percentile is about 1 standard deviation above the brain's mean);
-    # version 3's faded to 45 %, fainter than what is labelled edema in real scans.
+    # edge; version 3's faded to 45 %, fainter than what is labelled edema in real scans
+    # (docs/benchmarks.md compares the statistics).
     tumour["edema_floor"] = rng.uniform(0.5, 0.85) if _SIMULATION["lesions"] else 0.45
     return tumour
 
@@ -706,11 +707,11 @@ def _thick_slice_matrix(n_slices, thickness, offset):
 
 # Version 4 lesion contrasts (`_SIMULATION["lesions"]`), drawn per case: uniform ranges of
 # each lesion class's intensity relative to a reference class of the same contrast. They
-# follow what real scans show (BraTS cases z-scored over the brain: enhancement about 1-3
-# standard deviations above the brain's mean on T1ce, not 3-4; necrosis and non-enhancing
+# follow what real scans show (docs/benchmarks.md, "Version 4": enhancement on T1ce less
+# far above the brain's mean than version 3's; necrosis and non-enhancing
 # tumour grey-dark on T1 and T1ce rather than black; on FLAIR the core about as bright as
 # the edema or darker (the T2-FLAIR mismatch of some low-grade tumours: a core bright on T2,
-# much less so on FLAIR), sometimes brighter; T2 edema less bright than version 3's).
+# much less so on FLAIR), sometimes brighter).
 #   contrast: {lesion class: (reference class, low, high)}
 _LESION_CONTRASTS = {
     "flair": {"edema": ("gm", 1.3, 1.85), "necrosis": ("edema", 0.5, 1.15),
@@ -1250,7 +1251,7 @@ def threshold_baseline(data, modality="flair", thresholds=None):
     difficulty yardstick of the synthetic set (about 0.55-0.8, like simple intensity methods
     on real BraTS) and a baseline any trained model should beat. Measured on the 24 cases of
     seed 0: generator version 3, threshold 1.3, mean Dice 0.65; version 4, threshold 1.3,
-    mean Dice 0.74 (five real BraTS 2018 cases: threshold 0.9, mean Dice 0.66).
+    mean Dice 0.74 (real scans: docs/benchmarks.md, "Transfer to real scans").
 
     Parameters
     ----------
