@@ -33,6 +33,7 @@ _KERAS_METRICS = (
     "ArgmaxMeanIoU",
     "PixelAccuracy",
     "RegionDiceScore",
+    "decode_regions",
     "default_metrics",
 )
 
