@@ -285,3 +285,25 @@ def test_flip_averaging_equals_the_manual_average(tmp_path):
     expected = manual[brain[:, :, brain_slices]]
     np.testing.assert_allclose(averaged[:, :, brain_slices][brain[:, :, brain_slices]], expected, atol=1e-6)
     assert np.abs(averaged - plain).max() > 1e-4
+
+
+def test_augmentation_treats_the_slices_of_a_modality_alike():
+    import tensorflow as tf
+
+    from gliseg_nb.dataset import _augment
+
+    # Two modalities, three slices (2.5-D, k=1): every slice the same image, except that the
+    # centre slice has no brain in a block that both flips map onto itself.
+    x = np.ones((4, 8, 8, 6), dtype=np.float32) * np.array([1.0, 2.0] * 3, dtype=np.float32)
+    x[:, 2:6, 2:6, 2:4] = 0.0
+    y = np.zeros((4, 8, 8), dtype=np.int32)
+    out, _ = (t.numpy() for t in _augment(tf.constant(x), tf.constant(y), tf.constant([1, 2]), slices=3))
+    assert not out[:, 2:6, 2:6, 2:4].any()  # the centre's background stays exactly 0 ...
+    np.testing.assert_array_equal(out[:, 2:6, 2:6, :2], out[:, 2:6, 2:6, 4:])  # ... its neighbours' brain not
+    assert out[:, 2:6, 2:6, :2].all()
+    outside = np.ones((8, 8), dtype=bool)
+    outside[2:6, 2:6] = False
+    for modality in (0, 1):  # one scale and shift per modality, the same for its three slices
+        np.testing.assert_array_equal(out[:, outside, modality], out[:, outside, modality + 2])
+        np.testing.assert_array_equal(out[:, outside, modality], out[:, outside, modality + 4])
+    assert not np.allclose(out[:, outside, 0], 1.0)  # the intensities did change
