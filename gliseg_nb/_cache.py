@@ -76,10 +76,8 @@ CACHED_SETTINGS = (
     "brain_slices_only",
     "image_size",
     "normalization",
+    "context_slices",  # in the key only when set (`Config.key_dict`): older entries stay valid
 )
-#: Cached settings added later: part of the key only when not at their default, so that
-#: entries built before they existed stay valid.
-LATER_CACHED_SETTINGS = {"context_slices": 0}
 
 _ARRAY_FILES = ("x.npy", "y.npy")
 # Entries verified by this process: key (folder, stat of its files) -> True. Verification
@@ -104,9 +102,7 @@ def _digest(payload):
 
 def settings_key(config):
     """Key of the settings that shape the cached arrays."""
-    settings = {name: getattr(config, name) for name in CACHED_SETTINGS}
-    settings.update({name: getattr(config, name) for name, default in LATER_CACHED_SETTINGS.items()
-                     if getattr(config, name) != default})
+    settings = {name: value for name, value in config.key_dict().items() if name in CACHED_SETTINGS}
     return _digest({"format": CACHE_FORMAT, "settings": settings})
 
 

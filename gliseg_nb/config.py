@@ -26,6 +26,11 @@ LOSSES = ("categorical_crossentropy", "dice", "ce+dice", "ce+region_dice")
 #: What the network's last layer gives (`Config.outputs`).
 OUTPUTS = ("softmax", "regions")
 
+#: Fields added after caches were keyed on the settings, with their defaults. Cache keys
+#: (`Config.key_dict`) leave such a field out while it has its default, so that slice caches
+#: and cached runs made before it existed stay valid.
+ADDED_FIELDS = {"context_slices": 0, "outputs": "softmax"}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -283,6 +288,11 @@ class Config:
     # -- persistence --------------------------------------------------------------------
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def key_dict(self):
+        """The settings that name a cache entry: `to_dict` without `ADDED_FIELDS` at their default."""
+        return {name: value for name, value in self.to_dict().items()
+                if not (name in ADDED_FIELDS and value == ADDED_FIELDS[name])}
 
     @classmethod
     def from_dict(cls, values):

@@ -10,6 +10,7 @@ import gliseg_nb
 from gliseg_nb import Config, ConfigError
 from gliseg_nb._cache import CACHE_FORMAT, CACHED_SETTINGS, _digest, settings_key
 from gliseg_nb._preprocess import context_rows, stack_context
+from gliseg_nb.course import run_key
 from gliseg_nb.data import find_cases, load_case
 from gliseg_nb.labels import REGIONS, decode_outputs, labels_to_regions, regions_to_labels
 from gliseg_nb.losses import CEDiceLoss, RegionLoss, get_loss, region_targets
@@ -31,10 +32,15 @@ def test_defaults_keep_the_report_network_and_the_cache_keys():
     for config in (Config(), Config.preset("quick")):
         assert config.outputs == "softmax" and config.context_slices == 0
         assert config.n_channels == len(config.modalities) and config.n_outputs == config.n_classes
-        # Slice caches built before the option existed keep their key (no rebuild).
-        old_key = _digest({"format": CACHE_FORMAT, "settings": {n: getattr(config, n) for n in CACHED_SETTINGS}})
+        # Slice caches and cached runs made before the options existed keep their keys.
+        before = [n for n in CACHED_SETTINGS if n != "context_slices"]
+        old_key = _digest({"format": CACHE_FORMAT, "settings": {n: getattr(config, n) for n in before}})
         assert settings_key(config) == old_key
         assert settings_key(config.replace(context_slices=1)) != old_key
+        old_fields = {k: v for k, v in config.to_dict().items() if k not in ("outputs", "context_slices")}
+        assert config.key_dict() == old_fields
+        identity = {"data_dir": "x", "files": []}
+        assert run_key(config, identity) != run_key(config.replace(outputs="regions"), identity)
     model = build_unet(Config.preset("quick"))
     assert model.output_shape == (None, 64, 64, 4)
     assert model.layers[-1].name == "class_probabilities"
