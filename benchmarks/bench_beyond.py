@@ -69,6 +69,9 @@ def parse_args(argv=None):
     parser.add_argument("--real", type=Path, default=None, help="also score every case of this folder")
     parser.add_argument("--work", type=Path, default=None,
                         help="run folders go here (default: <GLISEG_NB_CACHE>/bench-beyond); removed first")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the run folders of an earlier run with the same seeds and score them again "
+                             "(e.g. with --real); their training times are then the earlier ones")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "beyond-quick.json",
                         help="JSON results (default: benchmarks/results/beyond-quick.json)")
     return parser.parse_args(argv)
@@ -108,7 +111,13 @@ def score(model, config, cases, tta_flips=False):
 
 def train(config, train_cases, val_cases, run_dir, split):
     from gliseg_nb import load_model
+    from gliseg_nb.runs import RunFolder
     from gliseg_nb.train import fit
+
+    if RunFolder(run_dir).is_complete(config.epochs):  # --reuse: score the earlier run again
+        timing_file = run_dir / "timing.json"  # written by this script after training
+        times = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+        return load_model(run_dir / "best.keras", compile=False), {**times, "reused": True}
 
     load_before = os.getloadavg()
     wall, cpu = time.perf_counter(), cpu_seconds()
@@ -116,6 +125,7 @@ def train(config, train_cases, val_cases, run_dir, split):
     _, history = fit(config, train_cases, val_cases, run_dir, verbose=2, split=split)
     timing = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": cpu_seconds() - cpu,
               "epochs": len(history["epoch"]), "load_before": load_before, "load_after": os.getloadavg()}
+    (run_dir / "timing.json").write_text(json.dumps(timing) + "\n")
     return load_model(run_dir / "best.keras", compile=False), timing
 
 
@@ -123,7 +133,7 @@ def print_table(title, rows):
     print(f"\n{title}")
     print(f"{'':28s} {'WT':>6s} {'TC':>6s} {'ET':>6s} {'train s':>8s} {'predict s':>9s}")
     for name, row in rows.items():
-        trained = f"{row['train']['wall_seconds']:8.0f}" if "train" in row else f"{'-':>8s}"
+        trained = f"{row['train']['wall_seconds']:8.0f}" if "wall_seconds" in row.get("train", {}) else f"{'-':>8s}"
         print(f"{name:28s} " + " ".join(f"{row['test']['mean'][r]:6.3f}" for r in REGIONS)
               + f" {trained} {row['test']['predict_seconds']:9.1f}")
 
@@ -142,7 +152,8 @@ def main(argv=None):
     cases = [case for case in find_cases(data_dir) if case.seg is not None]
     real_cases = [case for case in find_cases(args.real) if case.seg is not None] if args.real else []
     work = args.work or cache_root() / "bench-beyond"
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
@@ -179,7 +190,7 @@ def main(argv=None):
                 rows[label] = row
                 print(f"  {label:26s} test " + " ".join(f"{r} {row['test']['mean'][r]:.3f}" for r in REGIONS)
                       + (f"; trained in {timing['wall_seconds']:.0f} s ({timing['epochs']} epochs, CPU "
-                         f"{timing['cpu_seconds']:.0f} s, load {timing['load_before'][0]:.1f})" if flips is False else ""),
+                         f"{timing['cpu_seconds']:.0f} s, load {timing['load_before'][0]:.1f})" if flips is False and "wall_seconds" in timing else ""),
                       flush=True)
         results["seeds"][str(seed)] = {"split": {k: list(v) for k, v in split.items()}, "rows": rows}
         print_table(f"seed {seed}: mean Dice over the {len(test_cases)} test patients", rows)
