@@ -313,3 +313,11 @@ def test_augmentation_treats_the_slices_of_a_modality_alike():
         np.testing.assert_array_equal(out[:, outside, modality], out[:, outside, modality + 2])
         np.testing.assert_array_equal(out[:, outside, modality], out[:, outside, modality + 4])
     assert not np.allclose(out[:, outside, 0], 1.0)  # the intensities did change
+
+
+def test_predict_folder_checks_its_tta_option_first(tmp_path):
+    from gliseg_nb.predict import predict_folder
+
+    with pytest.raises(ConfigError, match="tta must be True, False or one of"):
+        predict_folder(tmp_path / "no-model", tmp_path / "no-data", tmp_path / "out", tta="ud")
+    assert not (tmp_path / "out").exists()
