@@ -1,4 +1,4 @@
-"""Static figures: a case's four modalities and labels, training curves.
+"""Static figures: a case's four modalities and labels, several cases side by side, training curves.
 
 Slices are drawn the way radiologists read axial images: anterior at the top, the patient's
 right on the left of the screen. The orientation is taken from the affine, so BraTS files
@@ -182,6 +182,115 @@ def _save_figure(figure, path):
     except OSError as error:
         raise RunError(f"{path}: cannot write the image ({error.strerror or error})") from error
     return path
+
+
+# -- several cases side by side ------------------------------------------------------------------
+__all__ += ["plot_case_gallery"]
+
+
+def _outline_labels(axis, labels_2d, linewidth):
+    """Outline each tumour class of a display-oriented label slice in its own colour."""
+    for class_id in (1, 2, 3):
+        mask = labels_2d == class_id
+        if mask.any():
+            axis.contour(mask, levels=[0.5], colors=[_labels.CLASS_COLORS[class_id]],
+                         linewidths=linewidth)
+
+
+def plot_case_gallery(cases, modalities=("flair", "t1ce"), titles=None, axes=None,
+                      linewidth=1.0):
+    """Several cases side by side: one axial slice through each tumour, label outlines on top.
+
+    One column per case, one row per modality. Each case is cut through its axial slice
+    with the most tumour (the largest brain slice if it has none); only that slice of each
+    image is read. Labels are outlined, not filled, in the report's colours (one colour per
+    class, `gliseg_nb.labels.CLASS_COLORS`), so the image underneath stays visible.
+    Slices are shown in the radiological convention, like `plot_case`.
+
+    Parameters
+    ----------
+    cases : sequence of Case or CaseData
+        The cases to draw (`gliseg_nb.data.find_cases` or `load_case`); a `Case` is read
+        here (its labels, then one slice of each modality in `modalities`).
+    modalities : sequence of str, default=("flair", "t1ce")
+        One row per modality, in this order.
+    titles : sequence of str or None, default=None
+        One column title per case; None uses the case ids. Newlines are allowed.
+    axes : 2-D array of matplotlib.axes.Axes or None, default=None
+        ``len(modalities)`` rows by ``len(cases)`` columns; None creates the figure.
+    linewidth : float, default=1.0
+        Width of the outlines, in points.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .data import Case, CaseData, load_case
+
+    cases = list(cases)
+    modalities = list(modalities)
+    if not cases:
+        raise ValueError("plot_case_gallery needs at least one case")
+    unknown = [m for m in modalities if m not in _labels.MODALITIES]
+    if not modalities or unknown:
+        raise ValueError(f"modalities must be a non-empty subset of {list(_labels.MODALITIES)}, "
+                         f"got {modalities}")
+    if titles is not None and len(titles) != len(cases):
+        raise ValueError(f"titles: {len(titles)} given for {len(cases)} cases")
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(len(modalities), len(cases), squeeze=False,
+                                    figsize=(2.3 * len(cases), 2.6 * len(modalities) + 0.4),
+                                    layout="constrained")
+    axes = np.asarray(axes, dtype=object).reshape(len(modalities), len(cases))
+    figure = axes[0, 0].figure
+
+    for column, case in enumerate(cases):
+        if isinstance(case, Case):
+            labels_only = load_case(case, modalities=[])
+            labels = labels_only.labels
+            if labels is None:
+                raise DataError(f"{case.case_id}: no segmentation, nothing to outline")
+            # The tumour slice from the labels alone; then one slice of each image.
+            per_slice = np.count_nonzero(labels, axis=(0, 1))
+            if per_slice.any():
+                index = int(np.argmax(per_slice))
+            else:
+                index = labels.shape[2] // 2
+            case_data = load_case(case, modalities=modalities, slices=(index, index + 1))
+            slice_index = 0
+        elif isinstance(case, CaseData):
+            case_data = case
+            missing = [m for m in modalities if m not in case_data.images]
+            if missing:
+                raise DataError(f"{case_data.case.case_id}: modalities {missing} not loaded")
+            slice_index = _tumour_slice(case_data.labels, {m: case_data.images[m] for m in modalities})
+        else:
+            raise TypeError(f"plot_case_gallery expects Case or CaseData items, got {type(case).__name__}")
+        affine = case_data.affine
+        reference = axial_display(case_data.images[modalities[0]][:, :, slice_index], affine)
+        frame = bounding_box(reference != 0, margin=3) or (slice(None), slice(None))
+        outline = None
+        if case_data.labels is not None:
+            outline = axial_display(case_data.labels[:, :, slice_index], affine)[frame]
+        for row, modality in enumerate(modalities):
+            axis = axes[row, column]
+            picture = axial_display(case_data.images[modality][:, :, slice_index], affine)[frame]
+            brain = picture[picture > 0]
+            low, high = np.percentile(brain, (0.5, 99.5)) if brain.size else (0.0, 1.0)
+            axis.imshow(picture, cmap="gray", vmin=low, vmax=max(high, low + 1e-6),
+                        interpolation="nearest")
+            if outline is not None:
+                _outline_labels(axis, outline, linewidth)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(_MODALITY_TITLES[modality])
+        first = case_data.slices.start if case_data.slices is not None else 0
+        title = titles[column] if titles is not None else case_data.case.case_id
+        axes[0, column].set_title(f"{title}\nslice {first + slice_index}", fontsize=8)
+    return figure
 
 
 # -- training curves (report figure 7.1) ---------------------------------------------------------

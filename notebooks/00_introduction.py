@@ -42,7 +42,8 @@ if "google.colab" in sys.modules:
 #
 # * `DATA_DIR = None` uses the **embedded synthetic dataset**: BraTS-like cases built from
 #   a brain template, generated once on your machine (the README's *What to expect* says how
-#   long) and reused. Set it to
+#   long) and reused. They are simulated, not patients: notebook 1 shows what is simulated
+#   and what is not, and notebook 4 what a model trained on them does on real scans. Set it to
 #   the folder of a real BraTS download instead (any release, any of the layouts listed
 #   below), or set the environment variable `GLISEG_NB_DATA` before starting Jupyter.
 # * `PRESET = "quick"` keeps images small and networks narrow so that everything runs on a
@@ -156,9 +157,8 @@ print("gliseg-nb", gliseg_nb.__version__)
 # * **Your machine**: clone the repository, then `pip install -e ".[lab]"` (the package with
 #   JupyterLab, jupytext and what the tour needs) and `jupyter lab notebooks/`.
 #   `gliseg-nb tour --out build` runs every notebook headless and writes HTML pages into
-#   `build/`. To change a notebook, edit its twin `NN_topic.py` (plain Python, easy to
-#   review) and run `jupytext --update --to ipynb notebooks/NN_topic.py`: the `.ipynb` gets
-#   the new cells and keeps its outputs.
+#   `build/`. (Instructors who change a notebook: the README's section *The course* says
+#   how.)
 # * **Real data**: download BraTS (Kaggle's *BraTS2020 Training Data*, the official
 #   2019/2021/2023 releases, or the public Medical Segmentation Decathlon *Task01*, which
 #   `gliseg_nb.data.download_msd` fetches) and set `DATA_DIR` above. The layout is
@@ -218,14 +218,49 @@ viewer.static_figure()
 #
 # ## Exercises
 #
-# 1. A BraTS volume has 240 x 240 x 155 voxels of 1 mm. How many voxels is that, and how
-#    many millilitres of space does the grid cover? (1 mL = 1000 mm³.)
-# 2. Look at the settings table. Roughly how many times fewer pixels does a `quick` slice
-#    have than a `report` slice? How many of the selected slices does `quick` keep?
-# 3. Why might two experts draw the edema differently, more than the enhancing tumour?
-#    (Hint: think of what a sharp border looks like in each.)
-# 4. Set `DATA_DIR` to an empty folder of yours and run the notebook again. Is the
-#    error message clear? Put it back to `None` afterwards.
+# 1. Two experts outline the same tumour. Would you expect them to disagree more about the
+#    edema or about the enhancing tumour? Why? (Think of what each border looks like.)
+# 2. The course trains a 2-D network on axial slices of a 3-D scan. What does the network
+#    not see that a radiologist scrolling through the slices does see? For which of the
+#    things that light up on T1ce (tumour, vessels, the choroid plexus) could that matter?
+# 3. The `quick` preset shrinks each 240 x 240 slice to 64 x 64 pixels. Which tumour part
+#    is most likely to suffer from that, and why? (The enhancing rim is often 2-9 mm thick.)
+# 4. A model scores a Dice of 0.9 on the course's synthetic validation patients. What can
+#    you conclude about its use on real patients, and what would you need to measure
+#    before believing it?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 1.** About the edema. The enhancing tumour has a sharp border: on T1ce it is
+# bright against a dark necrosis inside and darker tissue outside. Edema fades into normal
+# white matter on FLAIR, so where it "ends" is a judgement, and tumour cells infiltrate
+# beyond any visible border. The inter-rater Dice of the first BraTS challenge shows the
+# difficulty differently: the small enhancing region loses a lot of Dice for each voxel of
+# disagreement, the large whole tumour little, so numbers alone do not settle it; look at
+# the borders.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 2.** Continuity along the head's axis. A radiologist sees that a bright spot
+# on one slice is a vessel because it continues as a tube through the next slices, or that
+# the choroid plexus sits in the ventricles on both sides; the tumour's rim, seen across
+# slices, closes into a shell around the necrosis. A 2-D network judges each slice alone,
+# from in-plane context only, so it has the fewest clues exactly for the look-alikes of
+# enhancing tumour. Giving it neighbouring slices as extra channels (2.5-D) or a 3-D
+# network restores some of that context.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 3.** The enhancing tumour. At 64 px a pixel covers 240 / 64 = 3.75 mm, so a rim
+# 2-9 mm thick is one to two pixels wide, or vanishes at its thin places; the necrosis
+# inside it shrinks too. The whole tumour, tens of millilitres, survives resizing easily.
+# Expect the ET scores to suffer first at low resolution, which is one reason the report
+# trains at 128 px and BraTS methods at full resolution.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** Very little. The score says the model fits the simulator: the validation
+# patients come from the same generator, with perfect labels, as the training patients.
+# On real scans the measured numbers are lower (notebook 4, *Synthetic scores are not
+# real-scan scores*). Before believing a model for real patients you would need scores on
+# real scans it never saw, from several hospitals and both grades, with enough patients
+# for a confidence interval, and the BraTS region scores (notebook 5), not one mean.
 
 # %% [markdown]
 # ## References

@@ -18,6 +18,7 @@
 # * describe a BraTS case: four co-registered MRI volumes and one label volume;
 # * say what T1, T1ce, T2 and FLAIR each show, and which tumour part is bright in which;
 # * open a NIfTI file with nibabel, read its header and only the voxels you need;
+# * say what the course's synthetic cases simulate, and what they do not;
 # * draw a case with nilearn and with the course's interactive viewer;
 # * explain, from intensity histograms, why images must be normalised before training.
 
@@ -44,6 +45,8 @@ from nilearn import plotting
 
 from gliseg_nb.data import find_cases, format_case_table, get_data_dir, load_case
 from gliseg_nb.labels import label_colormap
+from gliseg_nb.orientation import axial_display
+from gliseg_nb.plotting import plot_case_gallery
 from gliseg_nb.viewers import CaseViewer
 
 data_dir = get_data_dir(DATA_DIR)
@@ -101,6 +104,87 @@ print(format_case_table(cases[:3]))
 # (`docs/benchmarks.md`, "Transfer to real scans").
 
 # %% [markdown]
+# ## The embedded cases: what is simulated, and what is not
+#
+# Unless you set `DATA_DIR`, every case in this course is synthetic: written by
+# `gliseg_nb.data.synthesize` on your machine, in the BraTS 2020 layout, with no patient
+# behind it. The generator records how it drew each case in `synthetic_parameters.json`
+# beside the cases. Per case: the grade it imitates, the tumour volumes (WT, TC and ET, the
+# regions of notebook 2), the number of tumour foci, the thickness of the axial slices it
+# simulated (a dash: 1 mm, sharp), whether the skull-strip edge is ragged, and the brain's
+# size relative to the template.
+
+# %%
+import json
+
+
+def whole_tumour_ml(parameters):
+    volumes = parameters["volumes_ml"]
+    return volumes["necrotic_core"] + volumes["edema"] + volumes["enhancing"]
+
+
+parameters_file = data_dir / "synthetic_parameters.json"
+simulated = json.loads(parameters_file.read_text())["cases"] if parameters_file.is_file() else []
+if simulated:
+    print(f"{'case':22s} grade  WT mL  TC mL  ET mL  foci  thick slices  ragged edge  brain size")
+    for parameters in simulated:
+        volumes = parameters["volumes_ml"]
+        thick = [scan["slice_thickness_mm"] for scan in parameters["scanner"].values()
+                 if scan["slice_thickness_mm"]]
+        print(f"{parameters['case_id']:22s} {parameters['grade']:5s} {whole_tumour_ml(parameters):6.0f} "
+              f"{volumes['necrotic_core'] + volumes['enhancing']:6.0f} {volumes['enhancing']:6.0f} "
+              f"{parameters['lesions']:5d}  {f'{max(thick):.1f} mm' if thick else '-':>12s}  "
+              f"{'yes' if parameters['skull_strip_edge'] else 'no':>11s}  "
+              f"{100 * np.mean(parameters['anatomy_scale']):8.0f} %")
+else:
+    print(f"{data_dir}: no synthetic_parameters.json, so these are not the synthetic cases")
+
+# %% [markdown]
+# Six of them, from the smallest whole tumour to the largest, each cut through the axial
+# slice with the most tumour, FLAIR above and T1ce below, the expert labels outlined in the
+# course's colours (red necrotic or non-enhancing core, green edema, yellow enhancing
+# tumour). With your own data, the first six cases that have labels.
+
+# %%
+by_id = {case.case_id: case for case in cases}
+if simulated:
+    by_size = sorted(simulated, key=whole_tumour_ml)
+    picked = [by_size[round(i * (len(by_size) - 1) / 5)] for i in range(6)]
+    gallery_cases = [by_id[parameters["case_id"]] for parameters in picked]
+    titles = [f"{p['case_id'].rsplit('_', 1)[-1]}: {p['grade']}, WT {whole_tumour_ml(p):.0f} mL" for p in picked]
+else:  # your own data: the first six cases with a segmentation
+    gallery_cases, titles = [case for case in cases if case.seg is not None][:6], None
+plot_case_gallery(gallery_cases, modalities=("flair", "t1ce"), titles=titles)
+plt.show()
+
+# %% [markdown]
+# **What is simulated.** Every case starts from the same brain, the MNI152 template that
+# ships with nilearn (an average of 152 adult brains), warped per case: a brain of its own
+# size (the table's last column), a smooth random deformation of a few millimetres, larger
+# or smaller ventricles, and anatomy pushed aside by the tumour (mass effect). The tumours follow
+# rules meant to give real gliomas' sizes (whole tumour about 20-250 mL, the core about half
+# of it) and shapes: in high-grade-like cases (HGG in the table) an uneven, partly incomplete
+# enhancing rim around an off-centre necrosis; in low-grade-like cases (LGG) a large
+# non-enhancing core with little or no enhancement; edema that spreads along the white
+# matter and stops at the cortex; now and then a second focus. Then what fools a model on
+# real scans: enhancing vessels and choroid plexus on T1ce, FLAIR-bright white-matter spots
+# that are not tumour, and in some cases a ragged skull-strip edge. Last, the scanner:
+# intensities of each tissue from one fixed table (varied by a few per cent per case), a
+# global scale, a slow bias field, noise, blur, and in many cases (the table's *thick
+# slices* column) thick axial slices of 2.5-6.5 mm resampled back to 1 mm, which blurs the
+# images along the head's axis, as in many older BraTS scans.
+#
+# **What is not.** One template, warped, is not a population: every brain has the same
+# folds, no atrophy, no other disease, no surgical cavity. No tumour grew: shapes and
+# textures come from a few random rules, and intensities from one table, while real
+# scanners and sequences differ far more. There is no motion, no ghosting, no
+# misregistration between the contrasts. And the labels are perfect, since the generator
+# knows the truth; real labels are drawn by raters who disagree (notebook 0). A score
+# measured on these cases therefore says how well a model fits the simulator. What it is
+# worth on real scans has to be measured on real scans: notebook 4 (section *Synthetic
+# scores are not real-scan scores*) quotes that measurement.
+
+# %% [markdown]
 # ## Reading a NIfTI file with nibabel
 #
 # `gliseg_nb.data.load_case` does the reading for the rest of the course. Do it once by
@@ -121,7 +205,8 @@ print("axes point towards:", nib.aff2axcodes(flair_img.affine))
 # towards the patient's Left and Posterior (and the third towards Superior): the first row
 # of the array is the patient's right side. Plotting an array with `plt.imshow` ignores
 # all that, which is why raw-array pictures of BraTS often come out rotated or mirrored.
-# nilearn and the course's viewer use the affine.
+# nilearn, the course's viewer and its figures use the affine (the figures through
+# `gliseg_nb.orientation.axial_display`, as below).
 #
 # Slicing the proxy reads only what you ask for. `get_fdata()`, which the report uses,
 # reads *everything* and converts it to 64-bit floats:
@@ -134,6 +219,22 @@ print(f"one slice: {one_slice.shape}, {one_slice.dtype}, {one_slice.nbytes / 1e6
 print(f"get_fdata(): {whole_volume.shape}, {whole_volume.dtype}, {whole_volume.nbytes / 1e6:.0f} MB")
 flair_img.uncache()  # give the memory back
 del whole_volume
+
+# %% [markdown]
+# That slice drawn both ways: `plt.imshow` of the stored array puts the array's first axis
+# (right to left) down the screen; `axial_display` reads the affine and turns the slice so
+# that anterior is at the top and the patient's right on the left, as radiologists read it.
+
+# %%
+figure, (raw_axis, display_axis) = plt.subplots(1, 2, figsize=(8, 4), layout="constrained")
+raw_axis.imshow(one_slice, cmap="gray")
+raw_axis.set_title("plt.imshow(stored array)")
+display_axis.imshow(axial_display(one_slice, flair_img.affine), cmap="gray")
+display_axis.set_title("axial_display: anterior up, R on the left")
+for axis in (raw_axis, display_axis):
+    axis.set_xticks([])
+    axis.set_yticks([])
+plt.show()
 
 # %% [markdown]
 # `get_fdata()` is not wrong, but on a full BraTS set (369 training cases x 5 files) its
@@ -213,12 +314,14 @@ plt.show()
 # %%
 second_case = load_case(cases[1])
 figure, axes = plt.subplots(2, 4, figsize=(14, 5.5), layout="constrained")
+medians = {}
 for column, modality in enumerate(["t1", "t1ce", "t2", "flair"]):
     for data, colour in ((case_data, "tab:blue"), (second_case, "tab:orange")):
         volume = data.images[modality]
         brain = volume[volume != 0]
         zscored = (brain - brain.mean()) / brain.std()
         label = data.case.case_id
+        medians[label, modality] = (np.median(brain), np.median(zscored))
         axes[0, column].hist(brain, bins=100, histtype="step", color=colour, label=label)
         axes[1, column].hist(zscored, bins=100, range=(-4, 6), histtype="step",
                              color=colour, label=label)
@@ -227,11 +330,23 @@ for column, modality in enumerate(["t1", "t1ce", "t2", "flair"]):
     axes[1, column].set_xlabel("intensity")
 axes[0, 0].legend(fontsize=8)
 plt.show()
+print("median brain intensity, raw -> z-scored:")
+for data in (case_data, second_case):
+    label = data.case.case_id
+    print(f"  {label:22s} " + "   ".join(f"{m.upper()} {medians[label, m][0]:5.0f} -> {medians[label, m][1]:5.2f}"
+                                       for m in ("t1", "t1ce", "t2", "flair")))
 
 # %% [markdown]
-# Raw, the two cases disagree about where grey matter, white matter and CSF sit; z-scored,
-# the peaks line up. A network trained on raw intensities would have to learn every
-# scanner's scale; after normalisation it can learn tissue contrast instead. Notebook 3
+# Raw, the same tissue sits at different values in the two cases: the bulk of the brain
+# (the tall hump of each curve) lies elsewhere, and the curves have different widths
+# (compare the raw medians printed under the figure). On these synthetic scans grey and
+# white matter overlap into that one broad hump, since noise and blur smear their
+# difference (on real T1 scans two humps are often visible, white matter brighter); the
+# long tail to the right of T2 and FLAIR is CSF (on T2), edema and tumour. Z-scored, the
+# humps of the two cases sit on top of each other, centred near 0 with the same width, and
+# the medians agree to a fraction of a standard deviation. A network trained on raw
+# intensities would have to learn every scanner's scale; after normalisation it can learn
+# tissue contrast instead. Notebook 3
 # builds this into the data pipeline, and shows why the report's choice (dividing every
 # channel by one shared maximum) is fragile: a single bright voxel, a vessel on T1ce for
 # example, sets the scale of the whole image.
@@ -282,19 +397,81 @@ viewer.static_figure()
 #   their stored type, while `get_fdata()` reads all of them as float64.
 # * The affine tells which way the axes point; nilearn and the course's viewer use it.
 # * MRI intensities have no fixed scale, so each case and contrast must be normalised.
+# * The embedded cases are one template brain, warped, with simulated tumours, confounders
+#   and scanner effects (`synthetic_parameters.json` says how each was drawn); their scores
+#   say how well a model fits the simulator, not how it does on real scans.
 #
 # ## Exercises
 #
 # 1. In the viewer, find a slice where something is bright on T1ce but is not labelled as
-#    tumour. What could it be?
-# 2. Read only axial slices 60 to 69 of the T2 volume with `dataobj` and check the shape.
-#    How many bytes did that array take, compared with `get_fdata()` of the whole volume?
-# 3. Use `nib.aff2axcodes` on the labels file of the first case. Does it agree with the
-#    FLAIR file? Why must it?
-# 4. Redo the histograms with a normalisation that divides each volume by its maximum. Do
-#    the peaks of the two cases line up as well as with the z-score?
-# 5. Switch the viewer to the radiological convention and the axial plane. On which side
-#    of the picture is the patient's left now?
+#    tumour. What could it be, and what would you look at, in the other contrasts or in the
+#    neighbouring slices, to tell it from enhancing tumour?
+# 2. Z-scoring lines up the histograms of two cases. Would it also remove a bias field,
+#    a brightness that drifts slowly across the head (brighter at the front than at the
+#    back, say)? Why, or why not, and what could you do about it?
+# 3. Look at the gallery and the table of synthetic cases. Name two things real scans have
+#    that these cases lack. For each, guess whether a model trained only on the synthetic
+#    cases would over- or under-segment the tumour on a real scan because of it.
+# 4. Why must the labels file of a case have the same affine as its FLAIR file? What would
+#    go wrong, silently, if it were shifted by a few voxels?
+# 5. A surgeon says the tumour of a case is in the patient's left hemisphere. On which side
+#    of the picture is it in nilearn's figures, in the viewer as it starts, and in the
+#    `axial_display` picture above? Why does the course not use one convention everywhere?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 1.** On the synthetic cases: the vessels along the cortex and the choroid
+# plexus inside the lateral ventricles (both simulated on purpose); on real scans also the
+# dura, the venous sinuses and the pituitary. Three clues: enhancing tumour sits inside a
+# region that is bright on FLAIR (edema and tumour), while a vessel or the choroid plexus has
+# normal tissue or CSF around it; a vessel is a tube, so stepping through neighbouring slices
+# it moves as a dot or runs as a line, where a tumour rim stays a ring around its necrosis;
+# the choroid plexus lies inside the ventricles, usually on both sides alike. A network
+# that sees one slice and two contrasts has the fewest of these clues, one reason why 3-D
+# networks and four contrasts help.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 2.** No. The z-score subtracts one number and divides by one number for the
+# whole volume: it fixes the scanner's overall scale, not a brightness that changes from
+# place to place. After z-scoring, white matter at the front of a biased scan is still
+# brighter than white matter at the back, and a network may read that as edema. Remedies:
+# estimate and divide out the slow field before normalising (N4 bias-field correction, in
+# SimpleITK or ANTs, is the standard tool), and train on data with random bias fields so
+# the network learns to ignore them (every synthetic case has one, see *What is simulated*
+# above).
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 3.** Some of what the simulator leaves out (the paragraph under the gallery
+# lists it), with the likely effect; good answers argue from what the model learnt:
+#
+# * *Other contrasts and scanners*: the synthetic intensities come from one table. A real
+#   scan whose edema is less bright on FLAIR than the model expects is under-segmented.
+# * *Brains that are not the template*: atrophy, large ventricles, old strokes or surgical
+#   cavities. The model has never seen them, so it can call them tumour (over-segment) or,
+#   next to them, miss tumour it does not recognise.
+# * *Low-grade tumours as they really look*: a large core that is darker on FLAIR than its
+#   edema. Measured (notebook 4, *Synthetic scores are not real-scan scores*): the
+#   low-grade real case is the one the synthetic-trained model under-segments most.
+# * *Imperfect raters*: two experts' outlines agree only to a Dice of about 0.74-0.85
+#   (notebook 0), so even a perfect model cannot score 1 on real labels.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** A label volume says "this voxel is edema" by position only: voxel
+# (i, j, k) of the labels describes voxel (i, j, k) of every image. The affine is the
+# promise that these are the same place in the head. If the labels were shifted by three
+# voxels, every image would still load, every shape would match, and the network would
+# learn to draw the tumour 3 mm off, scoring lower for no visible reason. That is why
+# `load_case` compares the grids and affines of all files of a case and refuses a mismatch,
+# and why `nib.aff2axcodes` gives the same answer for the labels and the images.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 5.** nilearn: on the left of the picture (neurological convention, marked L).
+# The viewer: on the left too, as it starts in the neurological convention
+# (`viewer.state.convention = "radiological"` moves it to the right). `axial_display` and
+# the static figures: on the right (radiological convention, as if facing the patient; the
+# R at the left edge marks the patient's right). Each part of the course matches the tool
+# a learner compares it with: nilearn and research viewers show neurological, radiologists
+# and the report's figures radiological. What matters is that every picture says which
+# side is which.
 
 # %% [markdown]
 # ## References

@@ -203,8 +203,9 @@ for region, mask in masks.items():
     n_voxels = int(mask.sum())
     print(f"  {region} {REGION_NAMES[region]:30s}    {n_voxels:7d} voxels {n_voxels * voxel_ml:7.2f} mL")
 report_tc = int(np.count_nonzero(case_data.labels == 1))
-print(f"  the report's 'TC' (class 1 only) would miss {int(masks['TC'].sum()) - report_tc} voxels,"
-      f" all of the enhancing tumour")
+missed = int(masks["TC"].sum()) - report_tc
+print(f"  the report's 'TC' (class 1 only) would miss {missed} voxels: all of the enhancing tumour"
+      + ("" if missed else " (this case has none, as many low-grade gliomas)"))
 
 # %% [markdown]
 # For scale: a glioblastoma's enhancing tumour and necrosis together often measure a few
@@ -216,8 +217,9 @@ print(f"  the report's 'TC' (class 1 only) would miss {int(masks['TC'].sum()) - 
 # To draw labels over an image, cut the same slice out of both and draw the labels with a
 # colour map in which class 0 is transparent (`label_colormap`). `ViewerState` (the state
 # behind the course's viewer) cuts slices in display orientation: anterior at the top, the
-# patient's left on the left. We pick the axial slice with the most tumour core (so that
-# every class shows), or the most tumour if the case has no core.
+# patient's left on the left. We pick the axial slice with the most tumour core (where
+# most classes show; a case without enhancing tumour, as many low-grade ones, has no
+# yellow), or the most tumour if the case has no core.
 
 # %%
 core_per_slice = masks["TC"].sum(axis=(0, 1))
@@ -247,8 +249,10 @@ plt.show()
 # %% [markdown]
 # ## The three regions, drawn
 #
-# The same slice, one region per panel, outlined on the contrast where that region is best
-# seen: WT on FLAIR, TC and ET on T1ce.
+# The same slice, one region per panel, on the contrast where that region is best seen:
+# WT on FLAIR, TC and ET on T1ce. Inside each region the classes it is made of keep their
+# colours (a region is a union of classes, not a class of its own), and the region's border
+# is drawn in white.
 
 # %%
 region_contrast = {"WT": "flair", "TC": "t1ce", "ET": "t1ce"}
@@ -257,36 +261,20 @@ for ax, (region, modality) in zip(axes, region_contrast.items()):
     low, high = state.display_range(modality)
     region_slice = np.isin(state.label_slice(), REGIONS[region])
     ax.imshow(state.image_slice(modality), cmap="gray", vmin=low, vmax=high)
-    ax.imshow(np.ma.masked_where(~region_slice, region_slice), cmap="autumn", alpha=0.35)
+    classes_inside = np.where(region_slice, state.label_slice(), 0)
+    ax.imshow(classes_inside, cmap=cmap, norm=norm, alpha=0.45, interpolation="nearest")
     if region_slice.any() and not region_slice.all():
-        ax.contour(region_slice, levels=[0.5], colors="yellow", linewidths=1.0)
+        ax.contour(region_slice, levels=[0.5], colors="white", linewidths=1.0)
     ax.set_title(f"{region} ({REGION_NAMES[region]}) on {modality.upper()}\n"
                  f"{int(region_slice.sum())} voxels in this slice")
     ax.set_xticks([])
     ax.set_yticks([])
+figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3)
 plt.show()
 
 # %% [markdown]
-# ## Where the tumour lies along the axial axis
-#
-# The report trains on 100 axial slices starting at slice 22, that is slices 22 to 121 of
-# 155. It says this "skips the first 22 and the last 22 slices (44 skipped out of 100)".
-# The arithmetic is off: out of **155** slices, it skips 22 before (0-21) and
-# 155 - 122 = **33** after (122-154), 55 in all. Here is how far the first few cases'
-# tumours reach, and how much of each the window keeps:
-
-# %%
-window_start = config.slice_start
-window_stop = min(config.slice_start + config.n_slices, case_data.shape[2])
-print(f"window: slices {window_start}-{window_stop - 1} of {case_data.shape[2]}, "
-      f"skipping {window_start} before and {case_data.shape[2] - window_stop} after")
-for case in cases[:6]:
-    case_labels = load_case(case, modalities=[]).labels  # only the label file is read
-    per_slice = (case_labels > 0).sum(axis=(0, 1))
-    with_tumour = np.flatnonzero(per_slice)
-    kept = per_slice[window_start:window_stop].sum() / max(per_slice.sum(), 1)
-    print(f"{case.case_id:28s} tumour in slices {with_tumour.min()}-{with_tumour.max()}, "
-          f"{100 * kept:5.1f} % of its voxels inside the window")
+# Which axial slices hold the tumour, and how many of them the report's training keeps, is a
+# question of the data pipeline: notebook 3 (section *Which slices?*) counts it.
 
 # %% [markdown]
 # ## Summary
@@ -300,21 +288,73 @@ for case in cases[:6]:
 # * Volumes come from counting voxels and multiplying by the voxel volume from the header
 #   (1 mm³ = 0.001 mL for BraTS).
 # * Overlays need a colour map with a transparent background and slices cut in the same
-#   orientation from image and labels.
-# * The report's slice window 22-121 leaves out 22 slices before and 33 after, 55 of 155.
+#   orientation from image and labels; regions are drawn as their classes, in the classes'
+#   colours, with the region's border on top.
 #
 # ## Exercises
 #
-# 1. Write `to_msd(labels)` that converts the course's classes to the Decathlon's numbers
+# 1. A model confuses necrosis (1) with edema (2) everywhere, and gets everything else
+#    right. Which of the three region scores (WT, TC, ET) drop, and which stay perfect?
+#    What does that tell you about reading region scores instead of class scores?
+# 2. A low-grade case has no enhancing tumour at all. The model predicts three voxels of
+#    enhancing tumour in it. What is its ET Dice? What would it be if the model predicted
+#    none? What does that do to a mean ET Dice over many cases?
+# 3. Why does the course keep the enhancing tumour as class 3 internally, instead of the 4
+#    that BraTS 2017-2021 files store? Think of what the network's output layer needs.
+# 4. A rater labels a voxel 3 in a BraTS 2020 file, where 3 is unused. `load_case` refuses
+#    the file instead of carrying on. Why is refusing better than mapping 3 to some class
+#    (or to background)?
+# 5. Write `to_msd(labels)`, converting the course's classes to the Decathlon's numbers
 #    with a lookup table, and check it against `gliseg_nb.labels.from_internal`.
-# 2. Which region would change most if a model confused necrosis (1) with edema (2)? Which
-#    would not change at all?
-# 3. Compute the WT, TC and ET volumes of every case and plot TC against WT. Is there a
-#    case whose ET is empty? What would a Dice score of ET mean for it?
-# 4. Change the overlay figure to the coronal plane (`state.set_plane("coronal")`). Does the
-#    tumour still lie within the report's slice window?
-# 5. A rater labels a voxel 3 in a BraTS 2020 file. What does `load_case` do, and why is that
-#    better than carrying on?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 1.** WT stays perfect: necrosis and edema are both inside the whole tumour,
+# so its mask does not change. ET stays perfect too: the enhancing tumour was not touched.
+# TC drops: the core includes necrosis but not edema, so every necrotic voxel called edema
+# is a missed core voxel, and every edema voxel called necrosis a false core voxel. Region
+# scores measure what clinicians use; a class confusion that does not change a region
+# boundary is invisible to them, while one that does (core versus edema) shows in TC only.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 2.** With three predicted voxels and none true, Dice = 2 x 0 / (3 + 0) = 0.
+# With none predicted, both masks are empty and Dice is 0 / 0: BraTS defines it as 1 (a
+# correct "no enhancing tumour"). So for such a case the ET score is all or nothing, and a
+# handful of them swing a mean ET Dice a lot: three voxels move one case from 1 to 0.
+# Notebook 5 shows how the convention moves the means; always say which convention a
+# reported score uses.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 3.** The network outputs one probability per class, in a vector indexed
+# 0, 1, 2, 3; one-hot targets are built by indexing with the class number
+# (`np.eye(4)[labels]`), and the predicted class is the argmax, an index. With 4 for the
+# enhancing tumour, the output would need five channels, one of them (3) never used, and
+# every loss and metric would have to skip it. Converting once, when the file is read
+# (`to_internal`), and back once, when a prediction is written (`from_internal`), keeps
+# everything in between simple and release-independent.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** A value that a release does not use means the file is not what we think
+# it is: another release's convention (in the Decathlon, 3 is enhancing tumour), a file
+# from a different tool, or a labelling error. Mapping it to any class would be a guess,
+# and a wrong guess trains the model on wrong labels and changes its scores, silently.
+# Refusing, with the file's name in the message, costs a minute of a person's time and
+# keeps every later number trustworthy.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Solution 5: a lookup table indexed by the course's class.
+from gliseg_nb.labels import from_internal
+
+msd_value_of = {internal: disk for disk, internal in CONVENTIONS["msd"].items()}
+to_msd_table = np.array([msd_value_of[c] for c in range(4)], dtype=np.uint8)
+
+
+def to_msd(labels):
+    return to_msd_table[labels]
+
+
+print("course class -> MSD value:", dict(enumerate(to_msd_table.tolist())))
+print("same as from_internal:", np.array_equal(to_msd(case_data.labels),
+                                               from_internal(case_data.labels, "msd")))
 
 # %% [markdown]
 # ## References

@@ -26,7 +26,8 @@
 # * split patients 68/20/12 into training, validation and test sets, reproducibly;
 # * feed a Keras model from a `PyDataset` that streams cases from disk, and explain why
 #   streaming is needed;
-# * use the fast path (a slice cache read by `tf.data`) and know how much faster it is.
+# * use the fast path (`make_dataset`: a slice cache read by `tf.data`), and, optionally,
+#   see how it works inside.
 
 # %%
 # In Colab, install the course; anywhere else this cell does nothing.
@@ -63,6 +64,7 @@ import numpy as np
 from gliseg_nb import Config
 from gliseg_nb.data import find_cases, get_data_dir, load_case
 from gliseg_nb.labels import label_colormap, legend_handles
+from gliseg_nb.orientation import axial_display
 from gliseg_nb.pipeline import (
     SliceSequence,
     load_split,
@@ -142,14 +144,23 @@ print("share of each case's tumour voxels inside slices 22-121:",
 #
 # A fixed window is a blunt tool: it can include empty slices at one end and cut brain at
 # the other. `Config(brain_slices_only=True)` keeps, among the selected slices, only those
-# that contain brain (any non-zero voxel after skull stripping). Compare how many slices
-# one case gives with and without it:
+# that contain brain (any non-zero voxel after skull stripping). To see it drop something,
+# select all 155 slices of one case (FLAIR alone is enough to see where the brain is) and
+# compare; the last line says how much of the report's window it would drop:
 
 # %%
-_, _, slices_all = preprocess_case(cases[0], config, return_slices=True)
-_, _, slices_brain = preprocess_case(cases[0], config.replace(brain_slices_only=True),
+every_slice = config.replace(slice_start=0, n_slices=155, slice_step=1, modalities=("flair",))
+_, _, slices_all = preprocess_case(cases[0], every_slice, return_slices=True)
+_, _, slices_brain = preprocess_case(cases[0], every_slice.replace(brain_slices_only=True),
                                      return_slices=True)
-print(f"{cases[0].case_id}: {len(slices_all)} slices selected, {len(slices_brain)} of them hold brain")
+brain_kept = set(slices_brain.tolist())
+below = [index for index in slices_all if index not in brain_kept and index < slices_brain.min()]
+above = [index for index in slices_all if index not in brain_kept and index > slices_brain.max()]
+print(f"{cases[0].case_id}: {len(slices_all)} slices selected, {len(slices_brain)} hold brain")
+print(f"dropped: {len(below)} below the brain, {len(above)} above it, "
+      f"{len(slices_all) - len(slices_brain) - len(below) - len(above)} in between")
+in_window = [index for index in config.slice_indices if index in brain_kept]
+print(f"of the {PRESET} preset's {len(config.slice_indices)} slices (22-121), {len(in_window)} hold brain")
 
 # %% [markdown]
 # ## Normalisation: one scale per case and per contrast
@@ -192,14 +203,18 @@ plt.show()
 # Top row, the shared maximum: the same tissue lands at a different place in every case,
 # because the maximum is one extreme voxel (often a vessel or the choroid plexus on T1ce,
 # which are bright after contrast). The channel that did not provide the maximum is
-# squeezed into a fraction of the range. Bottom row, the z-score: the peaks of grey and
-# white matter line up across cases and both channels use the same range. The network can
-# then learn "brighter than normal white matter" once, for every scanner.
+# squeezed into a fraction of the range (the printed lines say which one provided it).
+# Bottom row, the z-score: the main hump of each curve, the bulk of normal brain (grey and
+# white matter overlap into one hump on these synthetic scans), sits near 0 with about the
+# same width in every case and both channels use the same range; the tail on the right of
+# FLAIR is edema and tumour. The network can then learn "brighter than normal brain" once,
+# for every scanner.
 #
 # ## Resizing: labels are not images
 #
-# The report trains at 128 x 128 pixels, so every 240 x 240 slice is shrunk. Images are
-# resized with a smooth filter (each new pixel a weighted average of its neighbours).
+# The report's source notebook trains at 128 x 128 pixels, so every 240 x 240 slice is
+# shrunk. Images are resized with a smooth filter (each new pixel a weighted average of its
+# neighbours).
 # Labels must not be averaged: "halfway between background (0) and enhancing tumour (3)"
 # is not "necrosis (1.5)". Label maps are resized by **nearest neighbour**: each new pixel
 # copies one old pixel, so no class can appear that was not there.
@@ -234,7 +249,9 @@ print(f"after one-hot + bilinear: {np.count_nonzero(soft.max(axis=-1) < 1)} pixe
 case_data = load_case(cases[0], modalities=["flair"], slices=(kept[0], kept[-1] + 1))
 labels_slab = case_data.labels
 slice_number = int(np.argmax(np.count_nonzero(labels_slab, axis=(0, 1))))
-labels_slice = labels_slab[:, :, slice_number]
+# Turned to display order (anterior up, the patient's right on the left) before resizing:
+# resizing does not care, and the figure then shows the slice the right way up.
+labels_slice = axial_display(labels_slab[:, :, slice_number], case_data.affine)
 
 nearest = resize_labels_nearest(labels_slice, report.image_size)
 soft = resize_onehot_bilinear(labels_slice, report.image_size)
@@ -403,17 +420,21 @@ print(f"x: {x_batch.shape} {x_batch.dtype}, channels {list(config.modalities)}")
 print(f"y: {y_batch.shape} {y_batch.dtype}, one-hot: {bool(np.all(y_batch.sum(axis=-1) == 1))}")
 
 # %%
+# Batches hold slices as stored (BraTS orientation); axial_display turns them for the eye.
 figure, axes = plt.subplots(2, 6, figsize=(14, 5), layout="constrained")
-with_tumour = np.argsort(-y_batch[..., 1:].sum(axis=(1, 2, 3)))[:6]
-for column, index in enumerate(with_tumour):
-    axes[0, column].imshow(x_batch[index, ..., 0], cmap="gray", vmin=-2, vmax=4)
-    axes[1, column].imshow(x_batch[index, ..., 0], cmap="gray", vmin=-2, vmax=4)
-    labels_shown = np.ma.masked_equal(np.argmax(y_batch[index], axis=-1), 0)
-    axes[1, column].imshow(labels_shown, cmap=cmap, norm=norm, alpha=0.6, interpolation="nearest")
+most_tumour_first = np.argsort(-y_batch[..., 1:].sum(axis=(1, 2, 3)))[:6]
+for column, index in enumerate(most_tumour_first):
+    flair = axial_display(x_batch[index, ..., 0])
+    labels_shown = axial_display(np.argmax(y_batch[index], axis=-1))
+    axes[0, column].imshow(flair, cmap="gray", vmin=-2, vmax=4)
+    axes[1, column].imshow(flair, cmap="gray", vmin=-2, vmax=4)
+    axes[1, column].imshow(np.ma.masked_equal(labels_shown, 0), cmap=cmap, norm=norm, alpha=0.6,
+                           interpolation="nearest")
     axes[0, column].set_title(f"batch item {index}", fontsize=9)
 for axis in axes.ravel():
     axis.set_axis_off()
-figure.suptitle("FLAIR channel of six slices of the first batch (z-scored), and their labels")
+figure.suptitle("FLAIR channel of six slices of the first batch (z-scored, most tumour first), "
+                "and their labels")
 plt.show()
 
 # %% [markdown]
@@ -423,25 +444,37 @@ plt.show()
 # strongly correlated: each step pulls the weights towards one patient, the next towards
 # another. The fast path below mixes slices of many patients in every batch.
 #
-# ## Feeding the model, second way: a slice cache and `tf.data`
+# ## Feeding the model, second way: `make_dataset`
 #
 # A generator that re-reads and re-preprocesses compressed volumes at every epoch does the
-# same work 35 times (the report's 35 epochs). The fast path does it **once**:
-# `make_dataset` preprocesses each case into a compact cache on disk (float16 `.npy`
-# files, rebuilt automatically if the data or the settings change), then streams slices
-# from it with `tf.data`: patients interleaved, slices shuffled through a buffer, batches
-# read in parallel, augmented (random flips, small intensity changes) and prefetched while
-# the model computes. Memory stays bounded by the batch and the buffer, whatever the
-# number of cases.
-#
-# Building the cache for the training cases (a progress bar; instant the second time, and
-# notebook 4 reuses it):
+# same work 35 times (the source notebook's 35 epochs). `make_dataset` does it **once**,
+# keeps the preprocessed slices on disk, and then streams batches with `tf.data`, each batch mixing
+# slices of many patients, shuffled and augmented (random flips, small intensity changes),
+# prepared while the model computes. It is what notebook 4 trains on. The first call
+# preprocesses the training cases (a progress bar); later calls, and notebook 4, reuse
+# what it wrote. It yields the same kind of batches as `SliceSequence`:
 
 # %%
 dataset = make_dataset(train_cases, config, training=True)
 print(dataset.element_spec)
 
 # %% [markdown]
+# ## Optional: inside the fast path
+#
+# Nothing later in the course depends on this section.
+#
+# **The cache.** `make_dataset` writes each case's preprocessed slices (the steps of this
+# notebook, in `preprocess_case`) as `.npy` files, images in float16 and labels in uint8,
+# one folder per case. The folders are named after the settings that shape the arrays and
+# a digest of the case's source files, so changing either builds new entries instead of
+# reading stale ones. float16 halves the disk space and the bytes read per batch, and its
+# precision (about three decimal digits) is far finer than the noise in an MRI.
+#
+# **The stream.** A `tf.data` pipeline then interleaves the patients, shuffles slices
+# through a buffer (`Config.shuffle_buffer` slices), reads batches in parallel, augments
+# them and prefetches the next ones. Memory stays bounded by the batch and the buffer,
+# whatever the number of cases.
+#
 # How fast is each feed? A fair comparison times both over the same work: one whole epoch
 # of the training patients, the same number of batches of the same size, each feed
 # starting from nothing held in memory (a fresh `SliceSequence`; the cache is built, as it
@@ -464,9 +497,9 @@ print(f"SliceSequence (reads and preprocesses cases): {sequence_speed:8.0f} slic
 print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices/s")
 
 # %% [markdown]
-# The benchmark in `benchmarks/bench_pipeline.py` measures the same comparison properly,
-# with the report's settings, its original generator rebuilt as a baseline, and peak memory;
-# its table is in `docs/benchmarks.md`. The point to keep: with the cache, the data are no
+# The benchmark in `benchmarks/bench_pipeline.py` measures the same comparison with the
+# report's settings, its original generator rebuilt as a baseline, and peak memory; its
+# table is in `docs/benchmarks.md`. The point to keep: with the cache, the data are no
 # longer what the training waits for; the network's own computation is.
 #
 # ## Summary
@@ -480,22 +513,101 @@ print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices
 #   one-hot masks bilinearly blends classes at every boundary; resizing label values
 #   invents classes.
 # * Split by patient, 68/20/12, with a seed, and save the split.
-# * A `PyDataset` streams batches so that the dataset need not fit in memory; a slice cache
-#   read by `tf.data` does the preprocessing once and keeps the model busy.
+# * A `PyDataset` streams batches so that the dataset need not fit in memory;
+#   `make_dataset` (a slice cache read by `tf.data`) does the preprocessing once, mixes
+#   patients in every batch and keeps the model busy.
 #
 # ## Exercises
 #
-# 1. Change `slice_start` so that the 100 kept slices are centred on the 155. Which values
-#    of `slice_start` and `n_slices` keep every tumour voxel of the six cases above?
-# 2. Add a single very bright voxel (say 10 times the maximum) to one case's T1ce and
-#    normalise it both ways. What happens to the FLAIR channel under the shared maximum?
-#    And under the z-score?
-# 3. Resize the toy square to 64 px and to 300 px with `resize_onehot_bilinear`. How does
-#    the number of blended pixels change, and why?
-# 4. Split the 369 BraTS 2020 ids with seeds 0 to 9. How often does a given patient land
-#    in the test set?
-# 5. Build a `SliceSequence` with `workers=2` and time an epoch again. Does it help on
-#    your machine? Why might processes (`use_multiprocessing=True`) help more than threads?
+# 1. One T1ce voxel of a case (a vessel, say) becomes ten times brighter than the case's
+#    maximum. What happens to the FLAIR channel under the shared maximum, and under the
+#    z-score? Guess, then check on `stack` from the normalisation section.
+# 2. Resize the toy square to 64, 128 and 300 px with `resize_onehot_bilinear`. Guess first:
+#    does the share of tumour pixels with blended targets grow or shrink with the size?
+#    Then explain the numbers you get (one of them is a coincidence of the toy).
+# 3. Split the 369 BraTS 2020 ids with 20 different seeds. How often does one given patient
+#    land in the test set? What does that mean when you compare two models trained with
+#    different, unrecorded seeds?
+# 4. Why should a batch that mixes slices of many patients (the fast path) train better than
+#    a batch of one patient's slices (the report's generator), even with the same slices
+#    in each epoch?
+# 5. `brain_slices_only` or a fixed window of slices: which would you use to choose the
+#    training slices, and which slices must be predicted when the model segments a whole
+#    volume? Why are the two answers different?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Solution 1: one voxel rescales FLAIR under the shared maximum; the z-score is per channel.
+brain = np.any(stack != 0, axis=-1)
+bright = stack.copy()
+bright[..., 1].flat[np.argmax(bright[..., 1])] = 10 * stack.max()  # one T1ce voxel
+for method in ("max", "zscore"):
+    before = normalize_intensities(stack, method)[..., 0][brain]
+    after = normalize_intensities(bright, method)[..., 0][brain]
+    print(f"{method:6s}: median FLAIR brain value {np.median(before):7.3f} -> {np.median(after):7.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# The shared maximum divides both channels by the brightest voxel of either: after the
+# change that voxel is ten times larger, so every FLAIR value shrinks about tenfold (more
+# exactly: by the ratio of the new maximum to the old one) although FLAIR did not change
+# at all. The z-score uses each channel's own mean and standard deviation over about a
+# million brain voxels: FLAIR is untouched, and even T1ce's statistics move very little.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Solution 2: count the blended pixels at three sizes.
+for size in (64, 128, 300):
+    soft_toy = resize_onehot_bilinear(toy, size)
+    n_blended = np.count_nonzero(soft_toy.max(axis=-1) < 1)
+    n_tumour = np.count_nonzero(resize_labels_nearest(toy, size))
+    print(f"{size:3d} px: {n_blended:4d} blended pixels, {n_blended / n_tumour:5.1%} of the tumour pixels")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# The share hardly changes with the size (about 4-5 % here), and at 64 px it is zero. The
+# source notebook's resize (TensorFlow's bilinear, no antialiasing) computes each output
+# pixel from the two-by-two input pixels around one sample point. A target is blended only
+# when that point falls between two input pixels of different classes, that is, within one
+# *input* pixel of the boundary. That band is a fixed part of the image, about the
+# boundary's length times one input pixel, so the output pixels whose sample point lands in
+# it scale with the size squared, exactly as the tumour's area in output pixels does: their
+# ratio stays about the boundary's length over the tumour's area, whatever the size. At
+# 64 px the sample
+# points (every 3.75 input pixels) happen to skip the square's straight edges, so none
+# falls across them: a coincidence of a square aligned with the grid, which a real,
+# irregular tumour border never offers (the real slice above had a quarter of its tumour
+# pixels blended at 128 px). Small structures, a thin enhancing rim say, are mostly
+# boundary, so their targets are the most blended.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Solution 3: how often one patient is a test patient, over 20 seeds.
+patient = brats2020_ids[0]
+in_test = sum(patient in split_cases(brats2020_ids, report.replace(seed=seed))["test"] for seed in range(20))
+print(f"{patient} is in the test set for {in_test} of 20 seeds (12 % expected: {0.12 * 20:.1f})")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# About one seed in eight puts a given patient in the test set. Two runs with different
+# seeds are therefore tested on mostly different patients, and their scores differ even if
+# the models are equally good: notebook 4 (*The report's corrections, measured*) measured
+# the course's model over four split seeds, and its ET Dice moved by about 0.2 with nothing
+# else changed. A comparison of two models means something only on the same, recorded split
+# (or averaged over several).
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** Each training step moves the weights along the gradient of one batch. A
+# batch of one patient's slices is a highly correlated sample (neighbouring slices of one
+# brain look alike, one scanner's contrast, one tumour), so its gradient points towards
+# "fit this patient", and the next batch pulls towards another: the steps zigzag, and the
+# learning rate must be smaller to stay stable. A batch of slices from many patients is a
+# better estimate of the gradient over the whole training set, so the same number of steps
+# goes further. (With batch normalisation the effect is stronger still: its statistics
+# would describe one patient.)
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 5.** For training either is defensible: slices without brain teach the model
+# nothing it cannot learn from the background of other slices, so `brain_slices_only` (or a
+# window chosen to cover the brain) saves time; a fixed window is what the report does.
+# For prediction the answer is different: every slice that holds brain must be segmented,
+# because a tumour does not stop at slice 121, and a slice left out is a slice where the
+# tumour is missed. Notebook 6 predicts every slice with brain, whatever the training
+# window was.
 
 # %% [markdown]
 # ## References

@@ -11,7 +11,12 @@ import pytest  # noqa: E402
 from gliseg_nb.cli import main  # noqa: E402
 from gliseg_nb.data import DataError, find_cases, load_case  # noqa: E402
 from gliseg_nb.labels import CLASS_COLORS  # noqa: E402
-from gliseg_nb.plotting import axial_display, plot_case, save_case_figure  # noqa: E402
+from gliseg_nb.plotting import (  # noqa: E402
+    axial_display,
+    plot_case,
+    plot_case_gallery,
+    save_case_figure,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,3 +103,70 @@ def test_show_command(synthetic_dataset, tmp_path, capsys):
     assert str(out) in capsys.readouterr().out
     assert main(["show", str(synthetic_dataset), "--out", str(out), "--case", "nope"]) == 2
     assert "no case 'nope'" in capsys.readouterr().err
+
+
+# -- plot_case_gallery: several cases side by side ---------------------------------------------
+@pytest.fixture(scope="module")
+def small_cases(tmp_path_factory):
+    """Three tiny cases in the BraTS 2020 layout (fast: no synthetic generation)."""
+    from layout_fixtures import write_layout
+
+    root = write_layout(tmp_path_factory.mktemp("gallery"), "brats2020", n_cases=3,
+                        shape=(40, 48, 30))
+    return find_cases(root)
+
+
+def _outline_colours(axis):
+    """The RGB colours of the contour lines drawn on an axis."""
+    colours = set()
+    for collection in axis.collections:
+        for rgba in np.atleast_2d(collection.get_edgecolor()):
+            colours.add(tuple(np.round(rgba[:3], 3)))
+    return colours
+
+
+def test_gallery_cuts_each_case_through_its_tumour_and_outlines_classes_in_their_colours(small_cases):
+    figure = plot_case_gallery(small_cases, modalities=("flair", "t1ce"),
+                               titles=["a", "b", "c"])
+    try:
+        assert len(figure.axes) == 6  # 2 modalities x 3 cases
+        expected_colours = {tuple(np.round(CLASS_COLORS[c], 3)) for c in (1, 2, 3)}
+        for column, case in enumerate(small_cases):
+            labels = load_case(case, modalities=[]).labels
+            tumour_slice = int(np.argmax(np.count_nonzero(labels, axis=(0, 1))))
+            top = figure.axes[column]
+            assert top.get_title().splitlines() == ["abc"[column], f"slice {tumour_slice}"]
+            classes_there = {int(c) for c in np.unique(labels[:, :, tumour_slice])} - {0}
+            assert classes_there  # the fixture has tumour in that slice
+            drawn = _outline_colours(top)
+            assert drawn <= expected_colours
+            assert drawn == {tuple(np.round(CLASS_COLORS[c], 3)) for c in classes_there}
+            # The picture is the stored slice turned to display order (anterior up).
+            flair = load_case(case, modalities=["flair"]).images["flair"][:, :, tumour_slice]
+            shown = top.images[0].get_array()
+            assert shown.shape == (flair.shape[1], flair.shape[0])
+        assert figure.axes[0].get_ylabel() == "FLAIR"
+        assert figure.axes[3].get_ylabel() == "T1ce (contrast)"
+    finally:
+        plt.close(figure)
+
+
+def test_gallery_accepts_loaded_cases_and_default_titles(small_cases):
+    loaded = [load_case(case, modalities=["flair"]) for case in small_cases[:2]]
+    figure = plot_case_gallery(loaded, modalities=["flair"])
+    try:
+        assert len(figure.axes) == 2
+        assert figure.axes[1].get_title().startswith(small_cases[1].case_id)
+    finally:
+        plt.close(figure)
+
+
+def test_gallery_rejects_bad_arguments(small_cases):
+    with pytest.raises(ValueError, match="at least one case"):
+        plot_case_gallery([])
+    with pytest.raises(ValueError, match="subset of"):
+        plot_case_gallery(small_cases, modalities=["dwi"])
+    with pytest.raises(ValueError, match="2 given for 3 cases"):
+        plot_case_gallery(small_cases, titles=["a", "b"])
+    with pytest.raises(DataError, match="not loaded"):
+        plot_case_gallery([load_case(small_cases[0], modalities=["t1"])], modalities=["flair"])
