@@ -221,18 +221,29 @@ print("shape:", x_context.shape[1:], "- the same as by hand:", np.array_equal(x_
 print("centre channels are the 2-D input:", np.array_equal(x_context[..., channels:2 * channels], x))
 
 # %%
-# The three FLAIR slices one 2.5-D input holds, at the slice with the most tumour.
+# The three FLAIR slices one 2.5-D input holds, at the slice with the most tumour, and
+# what changes from the lower to the upper one.
 row = int(np.argmax((y > 0).sum(axis=(1, 2))))
-figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+flair = [x_context[row, :, :, (offset + 1) * channels + config.modalities.index("flair")] for offset in (-1, 0, 1)]
 affine = load_case(case, modalities=["flair"], slices=(0, 1)).affine
-for ax, offset in zip(axes, (-1, 0, 1)):
-    flair = x_context[row, :, :, (offset + 1) * channels + config.modalities.index("flair")]
-    ax.imshow(axial_display(flair, affine), cmap="gray")
+figure, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+for ax, image, offset in zip(axes, flair, (-1, 0, 1)):
+    ax.imshow(axial_display(image, affine), cmap="gray")
     ax.set_title(f"FLAIR, slice {every_slice.slice_indices[row] + offset}")
+difference = axial_display(flair[2] - flair[0], affine)
+limit = float(np.abs(difference).max()) or 1.0
+axes[3].imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit)
+axes[3].set_title("upper minus lower")
+for ax in axes:
     ax.set_axis_off()
-figure.suptitle(f"{case.case_id}: the input channels of one 2.5-D slice (radiological view)")
+figure.suptitle(f"{case.case_id}: the FLAIR channels of one 2.5-D input (radiological view)")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Neighbouring slices, 1 mm apart, look almost the same; what the network gains is in the
+# difference (right): the borders that move from one slice to the next, the tumour's
+# surface as it passes through the slice.
 
 # %% [markdown]
 # Only the first convolution changes: it reads 12 channels instead of 4, a few hundred
