@@ -226,7 +226,7 @@ print("centre channels are the 2-D input:", np.array_equal(x_context[..., channe
 row = int(np.argmax((y > 0).sum(axis=(1, 2))))
 flair = [x_context[row, :, :, (offset + 1) * channels + config.modalities.index("flair")] for offset in (-1, 0, 1)]
 affine = load_case(case, modalities=["flair"], slices=(0, 1)).affine
-figure, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+figure, axes = plt.subplots(1, 4, figsize=(12, 3.6), layout="constrained")
 for ax, image, offset in zip(axes, flair, (-1, 0, 1)):
     ax.imshow(axial_display(image, affine), cmap="gray")
     ax.set_title(f"FLAIR, slice {every_slice.slice_indices[row] + offset}")
@@ -237,13 +237,12 @@ axes[3].set_title("upper minus lower")
 for ax in axes:
     ax.set_axis_off()
 figure.suptitle(f"{case.case_id}: the FLAIR channels of one 2.5-D input (radiological view)")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # Neighbouring slices, 1 mm apart, look almost the same; what the network gains is in the
-# difference (right): the borders that move from one slice to the next, the tumour's
-# surface as it passes through the slice.
+# difference (right): the borders that move from one slice to the next, here mostly the
+# edges of the ventricles and of the tumour.
 
 # %% [markdown]
 # Only the first convolution changes: it reads 12 channels instead of 4, a few hundred
