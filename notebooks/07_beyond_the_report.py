@@ -16,8 +16,9 @@
 # *This notebook is optional: the course is complete without it.*
 #
 # The report's section 4.5 lists ways to extend the U-Net: a 3-D U-Net, attention gates,
-# residual blocks. The methods that won BraTS in the years after (nnU-Net, Isensee and
-# colleagues, 2021) also share three habits that cost little and fit a 2-D network:
+# residual blocks. Three more ideas cost little and fit a 2-D network. The first and the
+# last are what the BraTS 2020 winner (nnU-Net, Isensee and colleagues) trained and
+# predicted with; the second is a cheap halfway house to the 3-D networks such methods use:
 #
 # 1. **Region outputs.** BraTS scores three nested regions, whole tumour (WT), tumour core
 #    (TC) and enhancing tumour (ET), not the four classes. Train the network to answer the
