@@ -376,7 +376,10 @@ else:
 #   table answers "at this budget", nothing more. The winners of BraTS combine all three
 #   ideas with a 3-D network, real data and days of GPU training.
 # * **Synthetic data.** The patients come from the course's simulator. What helps here need
-#   not help on real scans (notebook 4's "Synthetic scores are not real-scan scores").
+#   not help on real scans (notebook 4's "Synthetic scores are not real-scan scores"). The
+#   repository's `docs/benchmarks.md` ("Beyond the report") gives the seed-42 models scored
+#   on five real BraTS scans too: there the order changes (the 2.5-D network transferred
+#   best on WT and TC, the region network worst), from one seed and five cases.
 
 # %% [markdown]
 # ## Summary
