@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_corrections.py                      # embedded data
-    .venv/bin/python benchmarks/bench_corrections.py --seeds 0 1 2 3 4 --out benchmarks/results/corrections.json
+    .venv/bin/python benchmarks/bench_corrections.py --seeds 0 1 2 --out gliseg_nb/measured/corrections-v3-quick.json
 
 The report's code (R. Kopál's Kaggle notebook, "the source notebook") makes four choices
 that the course corrects. This script trains the same small U-Net (the ``quick`` preset's
@@ -51,7 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the quick preset's)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
                         help="split seeds for the spread of the corrected model (default: 0 1 2 3 4)")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here; notebook 4 reads "
+                             "gliseg_nb/measured/corrections-v3-quick.json (gliseg_nb.measured.load)")
     return parser.parse_args(argv)
 
 

@@ -30,10 +30,83 @@ from ._io import cache_root, user_path
 from .config import Config
 from .runs import RunFolder
 
-__all__ = ["TrainedRun", "load_or_train", "quiet_tensorflow", "run_key", "runs_dir"]
+__all__ = ["TrainedRun", "demo_case", "format_settings", "load_or_train", "quiet_tensorflow",
+           "run_key", "runs_dir"]
 
 #: Bump when what a cached run holds changes; older runs are then ignored (not deleted).
 RUN_CACHE_FORMAT = 1
+
+
+def demo_case(cases, data_dir=None):
+    """The case the notebooks show first: a high-grade case with much enhancing tumour.
+
+    A low-grade case may have no enhancing tumour at all, so its pictures show no rim and
+    its regions TC and ET add nothing to the class-by-class picture. For the synthetic
+    cases, ``synthetic_parameters.json`` in `data_dir` records each case's grade and
+    volumes: the high-grade case with the largest enhancing volume is chosen, so the
+    choice stays right when the generator changes. Without that file (your own data) it
+    is the first high-grade case with labels, or else the first case with labels.
+
+    Parameters
+    ----------
+    cases : list of gliseg_nb.data.Case
+        The cases to choose from (`gliseg_nb.data.find_cases`).
+    data_dir : str or os.PathLike or None, default=None
+        The folder holding ``synthetic_parameters.json``; None looks only at `cases`.
+
+    Returns
+    -------
+    gliseg_nb.data.Case
+
+    Raises
+    ------
+    ValueError
+        If no case has labels.
+    """
+    by_id = {case.case_id: case for case in cases if case.seg is not None}
+    if not by_id:
+        raise ValueError("demo_case needs at least one case with a segmentation")
+    parameters_file = Path(data_dir) / "synthetic_parameters.json" if data_dir is not None else None
+    if parameters_file is not None and parameters_file.is_file():
+        drawn = [entry for entry in json.loads(parameters_file.read_text())["cases"]
+                 if entry["case_id"] in by_id and entry["grade"] == "HGG"]
+        if drawn:
+            chosen = max(drawn, key=lambda entry: entry["volumes_ml"]["enhancing"])
+            return by_id[chosen["case_id"]]
+    high_grade = [case for case in by_id.values() if case.grade == "HGG"]
+    return (high_grade or list(by_id.values()))[0]
+
+
+def format_settings(configs, fields=None, width=None):
+    """Several `Config` objects side by side, one setting per line.
+
+    Parameters
+    ----------
+    configs : dict of str to Config
+        Column title -> settings (``{"quick": Config.preset("quick"), ...}``).
+    fields : list of str or None, default=None
+        The settings to show, in this order; None shows every field of `Config`.
+    width : int or None, default=None
+        Width of each column, in characters; None fits the widest value shown.
+
+    Returns
+    -------
+    str
+        The table, ready to print.
+    """
+    import dataclasses
+
+    if fields is None:
+        fields = [field.name for field in dataclasses.fields(Config)]
+    name_width = max(len("setting"), *(len(name) for name in fields))
+    if width is None:
+        width = max(*(len(title) for title in configs),
+                    *(len(str(getattr(config, name))) for config in configs.values() for name in fields))
+    lines = [f"{'setting':{name_width}s} " + " ".join(f"{title:>{width}s}" for title in configs)]
+    for name in fields:
+        lines.append(f"{name:{name_width}s} "
+                     + " ".join(f"{str(getattr(config, name)):>{width}s}" for config in configs.values()))
+    return "\n".join(lines)
 
 
 def quiet_tensorflow():
@@ -164,7 +237,8 @@ def run_key(config, data_identity):
     Parameters
     ----------
     config : Config
-        Every field counts (model, data and training settings).
+        Every field counts (model, data and training settings), through `Config.key_dict`:
+        fields added later count only when they are not at their default.
     data_identity : dict
         JSON-ready description of the data (folder, files, sizes, modification times).
 
@@ -173,7 +247,7 @@ def run_key(config, data_identity):
     str
         ``"<preset>-<16 hex digits>"``.
     """
-    payload = {"format": RUN_CACHE_FORMAT, "config": config.to_dict(), "data": data_identity}
+    payload = {"format": RUN_CACHE_FORMAT, "config": config.key_dict(), "data": data_identity}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"{config.preset}-{digest[:16]}"
 

@@ -18,9 +18,10 @@ from . import labels as _labels
 from ._boxes import bounding_box
 from ._io import atomic_write, output_file
 from .errors import ConfigError, DataError, RunError
+from .orientation import _check_convention
 from .orientation import axial_display  # re-exported: the static figures' orientation
 
-__all__ = ["plot_case", "save_case_figure", "axial_display"]
+__all__ = ["plot_case", "save_case_figure", "axial_display", "mark_sides"]
 
 _MODALITY_TITLES = _labels.MODALITY_TITLES
 
@@ -31,6 +32,35 @@ def _tumour_slice(labels, images):
         return int(np.argmax(np.count_nonzero(labels > 0, axis=(0, 1))))
     reference = next(iter(images.values()))
     return int(np.argmax(np.count_nonzero(reference, axis=(0, 1))))
+
+
+def mark_sides(axis, convention="radiological", color="white", fontsize=8):
+    """Write which side of the patient each edge of an axial or coronal picture shows.
+
+    Parameters
+    ----------
+    axis : matplotlib.axes.Axes
+        The picture to mark.
+    convention : {"radiological", "neurological"}, default="radiological"
+        How the picture was drawn: ``"radiological"`` (`axial_display`'s default) puts the
+        patient's right on the left edge, so "R" goes left and "L" right;
+        ``"neurological"`` (nilearn, `gliseg_nb.viewers.ViewerState`) the other way round.
+    color : str, default="white"
+        Colour of the letters.
+    fontsize : float, default=8
+        Size of the letters, in points.
+
+    Returns
+    -------
+    tuple of str
+        The letters written at the (left, right) edges.
+    """
+    _check_convention(convention)
+    left, right = ("R", "L") if convention == "radiological" else ("L", "R")
+    for x, letter, align in ((0.02, left, "left"), (0.98, right, "right")):
+        axis.text(x, 0.5, letter, transform=axis.transAxes, color=color, fontsize=fontsize,
+                  va="center", ha=align)
+    return left, right
 
 
 def plot_case(case_data_or_case, slice_index=None, axes=None):
@@ -114,9 +144,7 @@ def plot_case(case_data_or_case, slice_index=None, axes=None):
     for axis in axes[:n_panels]:
         axis.set_xticks([])
         axis.set_yticks([])
-        # Radiological convention: the patient's right is on the left of the screen.
-        axis.text(0.02, 0.5, "R", transform=axis.transAxes, color="white", fontsize=8,
-                  va="center")
+        mark_sides(axis)  # axial_display's radiological convention
     first = case_data.slices.start if case_data.slices is not None else 0
     figure.suptitle(f"{case_data.case.case_id}, axial slice {first + slice_index}")
     return figure
@@ -283,6 +311,7 @@ def plot_case_gallery(cases, modalities=("flair", "t1ce"), titles=None, axes=Non
                         interpolation="nearest")
             if outline is not None:
                 _outline_labels(axis, outline, linewidth)
+            mark_sides(axis)  # axial_display's radiological convention
             axis.set_xticks([])
             axis.set_yticks([])
             if column == 0:

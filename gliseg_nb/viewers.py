@@ -717,6 +717,37 @@ _HELP = ("Click a picture to move the cursor there. With the mouse over a pictur
          "&larr;/&rarr; (or j/k) step one slice through it, PgUp/PgDn ten.")
 
 
+#: ipyevents' wheel enables its extension for the classic Notebook (6.x, where ipywidgets 7
+#: users are outside Colab) but does not install its files: the page then fails to load it,
+#: the pictures show and the controls work, but clicks and keys never reach the kernel.
+_CLASSIC_NOTEBOOK_HINT = (
+    "<b>Clicks and keys do nothing in the classic Notebook?</b> Install ipyevents' extension "
+    "for it: <code>jupyter nbextension install --py --sys-prefix ipyevents</code>, then reload "
+    "the page.")
+
+
+def _classic_notebook_lacks_ipyevents():
+    """True when the classic Notebook (< 7) is installed but ipyevents' files for it are not.
+
+    Only what lies on disk is seen (the kernel cannot ask the page what it loaded): JupyterLab,
+    Notebook 7 and Colab load ipyevents another way and are never flagged.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major = int(version("notebook").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return False
+    if major >= 7:
+        return False
+    from pathlib import Path
+
+    from jupyter_core.paths import jupyter_path
+
+    return not any((Path(folder) / "ipyevents" / "extension.js").is_file()
+                   for folder in jupyter_path("nbextensions"))
+
+
 class _Panel:
     """One picture of a viewer: which plane (None: the current one) and which labels."""
 
@@ -778,6 +809,8 @@ class _SliceViewerBase:
 
         help_text = _HELP if self.events_available else (
             "Install ipyevents (pip install ipyevents) to click and step through the pictures.")
+        if self.events_available and _classic_notebook_lacks_ipyevents():
+            help_text += " " + _CLASSIC_NOTEBOOK_HINT
         self.widget = widgets.VBox([
             widgets.HBox([self.plane_dropdown, self.modality_dropdown, self.overlay_checkbox,
                           self.opacity_slider]),

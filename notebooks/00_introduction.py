@@ -58,6 +58,7 @@ PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours 
 # %matplotlib inline
 import gliseg_nb
 from gliseg_nb import Config
+from gliseg_nb.course import demo_case, format_settings
 from gliseg_nb.data import find_cases, get_data_dir, load_case
 from gliseg_nb.viewers import CaseViewer
 
@@ -127,8 +128,10 @@ print("gliseg-nb", gliseg_nb.__version__)
 # | 2 | edema |
 # | 3 | enhancing tumour (stored as **4** in BraTS 2017-2021 files) |
 #
-# Like the report, we train a 2-D U-Net: it looks at one axial slice at a time (two of the
-# four MRI contrasts as input channels) and outputs one of the four classes per pixel.
+# Like the report, we train a 2-D U-Net: it looks at one axial slice at a time, with MRI
+# contrasts as input channels, and outputs one of the four classes per pixel. The report
+# (and the `report` preset) feeds two of the four contrasts, FLAIR and T1ce; the `quick`
+# preset feeds all four (notebook 1 says why).
 
 # %% [markdown]
 # ## The road map
@@ -164,7 +167,8 @@ print("gliseg-nb", gliseg_nb.__version__)
 #   `gliseg_nb.data.download_msd` fetches) and set `DATA_DIR` above. The layout is
 #   recognised on its own. With real data, `PRESET = "report"` reproduces the report's
 #   training, which needs a GPU: on an NVIDIA H100 an epoch takes seconds (3,600 to 7,000
-#   slices per second, measured), on a CPU over an hour; Colab's GPUs sit in between.
+#   slices per second, measured), on a CPU almost an hour (about 3,125 s on this project's
+#   2-core machine, measured; notebook 4 counts it); Colab's GPUs sit in between.
 #
 # The two settings become a data folder and a `Config`:
 
@@ -181,23 +185,26 @@ print(f"{len(cases)} cases, layout {cases[0].layout}")
 # %% tags=["nbval-check-output"]
 fields = ["modalities", "slice_start", "n_slices", "slice_step", "image_size",
           "base_filters", "depth", "batch_size", "loss", "epochs"]
-quick, report = Config.preset("quick"), Config.preset("report")
-print(f"{'setting':14s} {'quick':>26s} {'report':>26s}")
-for name in fields:
-    print(f"{name:14s} {str(getattr(quick, name)):>26s} {str(getattr(report, name)):>26s}")
+presets = {"quick": Config.preset("quick"), "report": Config.preset("report")}
+print(format_settings(presets, fields))
 
 # %% [markdown]
 # ## A first look
 #
-# Here is the first case: FLAIR, one of the four MRI contrasts, with the expert labels laid
+# Here is a high-grade case, the one with the most enhancing tumour (`demo_case` reads the
+# grade and volumes the generator recorded; with your own data it takes the first
+# high-grade case): FLAIR, one of the four MRI contrasts, with the ground-truth labels laid
 # over it in the report's colours (red necrotic core, green edema, yellow enhancing tumour).
+# The letters at the picture's edges say which side is the patient's left (L) and right (R).
 # Notebook 1 explains the viewer; for now, if your Jupyter shows widgets, drag the slider
 # or click a picture.
 # Below it, the same view as a plain picture, for places where widgets do not run (a
 # static web page, GitHub).
 
 # %%
-case_data = load_case(cases[0])
+demo = demo_case(cases, data_dir)
+print(demo.case_id, demo.grade)
+case_data = load_case(demo)
 viewer = CaseViewer(case_data)
 viewer
 
@@ -251,8 +258,8 @@ viewer.static_figure()
 # **Solution 3.** The enhancing tumour. At 64 px a pixel covers 240 / 64 = 3.75 mm, so a rim
 # 2-9 mm thick is one to two pixels wide, or vanishes at its thin places; the necrosis
 # inside it shrinks too. The whole tumour, tens of millilitres, survives resizing easily.
-# Expect the ET scores to suffer first at low resolution, which is one reason the report
-# trains at 128 px and BraTS methods at full resolution.
+# Expect the ET scores to suffer first at low resolution, which is one reason the report's
+# source notebook trains at 128 px and BraTS methods at full resolution.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 4.** Very little. The score says the model fits the simulator: the validation

@@ -43,10 +43,11 @@ import nibabel as nib
 import numpy as np
 from nilearn import plotting
 
+from gliseg_nb.course import demo_case
 from gliseg_nb.data import find_cases, format_case_table, get_data_dir, load_case
 from gliseg_nb.labels import label_colormap
 from gliseg_nb.orientation import axial_display
-from gliseg_nb.plotting import plot_case_gallery
+from gliseg_nb.plotting import mark_sides, plot_case_gallery
 from gliseg_nb.viewers import CaseViewer
 
 data_dir = get_data_dir(DATA_DIR)
@@ -89,19 +90,20 @@ print(format_case_table(cases[:3]))
 # | **T2** | T2-weighted | water: CSF **and** edema | white matter | edema and tumour bright, but so are the ventricles |
 # | **FLAIR** | T2-weighted, with the signal of free water (CSF) suppressed | edema, infiltrated tissue | CSF | **edema** stands out next to dark ventricles |
 #
-# Gadolinium normally stays inside blood vessels because the **blood-brain barrier**
-# keeps it there. Aggressive tumour tissue breaks that barrier, so contrast seeps in and
-# makes it bright on T1ce. Contrast also shows normally in some structures with no barrier
-# (the choroid plexus inside the ventricles, some vessels), so "bright on T1ce" is not the
-# same as "tumour". Likewise, small bright spots on FLAIR in older patients' white matter
-# are often not tumour. The synthetic data include such look-alikes on purpose.
+# Gadolinium normally stays inside blood vessels because the **blood-brain barrier** keeps
+# it there. Aggressive tumour tissue breaks that barrier, so contrast seeps in and makes
+# it bright on T1ce. Contrast also shows in normal structures: vessels, because the blood
+# inside them carries the gadolinium, and the choroid plexus inside the ventricles, which
+# has no barrier; so "bright on T1ce" is not the same as "tumour". Likewise, small bright
+# spots on FLAIR in older patients' white matter are often not tumour. The synthetic data
+# include such look-alikes on purpose.
 #
 # This is why BraTS gives four contrasts: no single one separates all three tumour parts.
-# The report (and our `report` preset) uses two of them, FLAIR and T1ce, which between them
-# show the edema and the enhancing tumour. The `quick` preset reads all four: T1 and T2
-# help to tell the necrotic core from the edema, and on real scans a model trained on the
-# synthetic data found the tumour core clearly better with four contrasts than with two
-# (`docs/benchmarks.md`, "Transfer to real scans").
+# The report's source notebook (and our `report` preset) feeds the network two of them,
+# FLAIR and T1ce, which between them show the edema and the enhancing tumour. The `quick`
+# preset reads all four: T1 and T2 help to tell the necrotic core from the edema, and on
+# real scans a model trained on the synthetic data found the tumour core clearly better
+# with four contrasts than with two (`docs/benchmarks.md`, "Transfer to real scans").
 
 # %% [markdown]
 # ## The embedded cases: what is simulated, and what is not
@@ -141,9 +143,10 @@ else:
 
 # %% [markdown]
 # Six of them, from the smallest whole tumour to the largest, each cut through the axial
-# slice with the most tumour, FLAIR above and T1ce below, the expert labels outlined in the
-# course's colours (red necrotic or non-enhancing core, green edema, yellow enhancing
-# tumour). With your own data, the first six cases that have labels.
+# slice with the most tumour, FLAIR above and T1ce below, the ground-truth labels outlined
+# in the course's colours (red necrotic or non-enhancing core, green edema, yellow enhancing
+# tumour), the patient's right on the left (R and L at the edges). With your own data, the
+# first six cases that have labels.
 
 # %%
 by_id = {case.case_id: case for case in cases}
@@ -188,11 +191,15 @@ plt.show()
 # ## Reading a NIfTI file with nibabel
 #
 # `gliseg_nb.data.load_case` does the reading for the rest of the course. Do it once by
-# hand to see what happens. `nib.load` reads only the **header**; the voxels stay on disk
+# hand to see what happens, on the case the course shows first: the high-grade case with
+# the most enhancing tumour (`demo_case` reads the generator's record; with your own data,
+# the first high-grade case). `nib.load` reads only the **header**; the voxels stay on disk
 # behind `img.dataobj`, an array *proxy*.
 
 # %% tags=["nbval-check-output"]
-flair_img = nib.load(cases[0].modalities["flair"])
+demo = demo_case(cases, data_dir)
+print("case:", demo.case_id)
+flair_img = nib.load(demo.modalities["flair"])
 print("voxels not read yet:", type(flair_img.dataobj).__name__)
 print("shape:", flair_img.shape)
 print("stored as:", flair_img.header.get_data_dtype())
@@ -229,8 +236,12 @@ del whole_volume
 figure, (raw_axis, display_axis) = plt.subplots(1, 2, figsize=(8, 4), layout="constrained")
 raw_axis.imshow(one_slice, cmap="gray")
 raw_axis.set_title("plt.imshow(stored array)")
+# Where the patient's sides end up: the first array axis runs from right to left, down.
+raw_axis.text(0.5, 0.98, "R", transform=raw_axis.transAxes, color="white", ha="center", va="top")
+raw_axis.text(0.5, 0.02, "L", transform=raw_axis.transAxes, color="white", ha="center", va="bottom")
 display_axis.imshow(axial_display(one_slice, flair_img.affine), cmap="gray")
 display_axis.set_title("axial_display: anterior up, R on the left")
+mark_sides(display_axis)  # radiological: R at the left edge, L at the right
 for axis in (raw_axis, display_axis):
     axis.set_xticks([])
     axis.set_yticks([])
@@ -241,8 +252,9 @@ plt.show()
 # float64 copies cost several times the memory of the stored data (four times for 16-bit
 # integers, as here), and it decodes slices the report then throws away. Two good habits:
 #
-# * `np.asanyarray(img.dataobj)` returns the voxels in their stored type (applying the
-#   header's scale factor if there is one), and `img.dataobj[..., a:b]` reads only slices
+# * `np.asanyarray(img.dataobj)` returns the voxels in their stored type when the header
+#   has no scale factor, as BraTS files do (with one, nibabel applies it and returns
+#   floats, as `get_fdata` would), and `img.dataobj[..., a:b]` reads only slices
 #   `a` to `b - 1`. With uncompressed `.nii` files (the Kaggle copy) only those bytes are
 #   read; with `.nii.gz` the file must still be decompressed up to them.
 # * For labels, never compare floats to integers: read them as integers.
@@ -254,7 +266,7 @@ plt.show()
 # classes 0-3. It returns float32 images, which is what a network wants:
 
 # %% tags=["nbval-check-output"]
-case_data = load_case(cases[0])
+case_data = load_case(demo)
 for name, volume in case_data.images.items():
     print(f"{name:6s} {volume.shape} {volume.dtype}")
 print(f"labels {case_data.labels.shape} {case_data.labels.dtype}, classes {np.unique(case_data.labels).tolist()}")
@@ -275,7 +287,7 @@ print("tumour centre, voxel:", centre_voxel.round(1), " world (mm):", centre_mm.
 
 figure, axes = plt.subplots(4, 1, figsize=(8, 10))
 for ax, modality in zip(axes, ["t1", "t1ce", "t2", "flair"]):
-    image = nib.load(cases[0].modalities[modality])
+    image = nib.load(demo.modalities[modality])
     plotting.plot_anat(image, cut_coords=centre_mm, axes=ax, title=modality.upper(),
                        dim=-0.5, draw_cross=False)
 plt.show()
@@ -285,13 +297,14 @@ plt.show()
 # that is bright on both T2 and FLAIR, and the ventricles that are bright on T2 but dark
 # on FLAIR.
 #
-# The expert labels go on top with `plot_roi`. On disk BraTS stores the enhancing tumour
-# as 4; we build an image of the course's classes 0-3 (same affine) so that the colours
-# are those of the report: red necrotic core, green edema, yellow enhancing tumour.
+# The ground-truth labels go on top with `plot_roi`. On disk BraTS stores the enhancing
+# tumour as 4; we build an image of the course's classes 0-3 (same affine) so that the
+# colours are those of the report: red necrotic core, green edema, yellow enhancing
+# tumour.
 
 # %%
 labels_img = nib.Nifti1Image(case_data.labels, case_data.affine)
-t1ce_img = nib.load(cases[0].modalities["t1ce"])
+t1ce_img = nib.load(demo.modalities["t1ce"])
 label_cmap, _ = label_colormap()
 plotting.plot_roi(labels_img, bg_img=t1ce_img, cut_coords=centre_mm, cmap=label_cmap,
                   vmin=0, vmax=3, alpha=0.6, dim=-0.5, draw_cross=False, colorbar=False,
@@ -312,7 +325,7 @@ plt.show()
 # standard deviation.
 
 # %%
-second_case = load_case(cases[1])
+second_case = load_case(next(case for case in cases if case.case_id != demo.case_id))
 figure, axes = plt.subplots(2, 4, figsize=(14, 5.5), layout="constrained")
 medians = {}
 for column, modality in enumerate(["t1", "t1ce", "t2", "flair"]):
@@ -405,7 +418,9 @@ viewer.static_figure()
 #
 # 1. In the viewer, find a slice where something is bright on T1ce but is not labelled as
 #    tumour. What could it be, and what would you look at, in the other contrasts or in the
-#    neighbouring slices, to tell it from enhancing tumour?
+#    neighbouring slices, to tell it from enhancing tumour? (Without widgets: draw a few
+#    slices with `viewer.state.slice_index = k` and `viewer.static_figure()`, or with
+#    nilearn's `plot_anat(..., display_mode="z", cut_coords=[...])` on T1ce.)
 # 2. Z-scoring lines up the histograms of two cases. Would it also remove a bias field,
 #    a brightness that drifts slowly across the head (brighter at the front than at the
 #    back, say)? Why, or why not, and what could you do about it?
@@ -449,8 +464,9 @@ viewer.static_figure()
 #   cavities. The model has never seen them, so it can call them tumour (over-segment) or,
 #   next to them, miss tumour it does not recognise.
 # * *Low-grade tumours as they really look*: a large core that is darker on FLAIR than its
-#   edema. Measured (notebook 4, *Synthetic scores are not real-scan scores*): the
-#   low-grade real case is the one the synthetic-trained model under-segments most.
+#   edema. This point relies on a result that notebook 4 quotes (*Synthetic scores are not
+#   real-scan scores*): the low-grade real case is the one the synthetic-trained model
+#   under-segments most.
 # * *Imperfect raters*: two experts' outlines agree only to a Dice of about 0.74-0.85
 #   (notebook 0), so even a perfect model cannot score 1 on real labels.
 
@@ -459,19 +475,25 @@ viewer.static_figure()
 # (i, j, k) of the labels describes voxel (i, j, k) of every image. The affine is the
 # promise that these are the same place in the head. If the labels were shifted by three
 # voxels, every image would still load, every shape would match, and the network would
-# learn to draw the tumour 3 mm off, scoring lower for no visible reason. That is why
-# `load_case` compares the grids and affines of all files of a case and refuses a mismatch,
-# and why `nib.aff2axcodes` gives the same answer for the labels and the images.
+# learn to draw the tumour 3 mm off, scoring lower for no visible reason. Two different
+# faults hide here. *A mismatched affine* (the labels file says its voxels sit elsewhere
+# in the head) is visible in the headers: `load_case` compares the grids and affines of
+# all files of a case and refuses a mismatch. *A label array shifted under the same
+# affine* (drawn on a shifted copy, then saved with the images' header) is not: the
+# headers agree, `load_case` reads it without complaint, and only looking at the labels
+# over the images (or a score that is oddly low) reveals it.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 5.** nilearn: on the left of the picture (neurological convention, marked L).
-# The viewer: on the left too, as it starts in the neurological convention
-# (`viewer.state.convention = "radiological"` moves it to the right). `axial_display` and
-# the static figures: on the right (radiological convention, as if facing the patient; the
-# R at the left edge marks the patient's right). Each part of the course matches the tool
-# a learner compares it with: nilearn and research viewers show neurological, radiologists
-# and the report's figures radiological. What matters is that every picture says which
-# side is which.
+# The viewer and its `static_figure`: on the left too, as they start in the neurological
+# convention (`viewer.state.convention = "radiological"` moves it to the right), and so are
+# pictures cut with `ViewerState`, as in notebook 2's overlays. `axial_display` and the
+# figures of `gliseg_nb.plotting` (the gallery above, notebook 4's predictions): on the
+# right (radiological convention, as if facing the patient; the R at the left edge marks
+# the patient's right). Each part of the course matches the tool a learner compares it
+# with: nilearn and research viewers show neurological, radiologists and the report's
+# figures radiological. What matters is that every picture says which side is which: look
+# for the letters before you read left and right.
 
 # %% [markdown]
 # ## References

@@ -44,10 +44,12 @@ import nibabel as nib
 import numpy as np
 
 from gliseg_nb import Config
+from gliseg_nb.course import demo_case
 from gliseg_nb.data import find_cases, get_data_dir, load_case
 from gliseg_nb.labels import (CLASS_COLORS, CLASS_NAMES, CONVENTIONS, LAYOUT_CONVENTION,
                               REGION_NAMES, REGIONS, convention_for_layout, label_colormap,
                               legend_handles, region_mask, to_internal)
+from gliseg_nb.plotting import mark_sides
 from gliseg_nb.viewers import ViewerState
 
 data_dir = get_data_dir(DATA_DIR)
@@ -101,30 +103,39 @@ for layout, convention in LAYOUT_CONVENTION.items():
 # %% [markdown]
 # ### Converting, by hand and with the library
 #
-# Read the first case's label file as it is stored (integers, with `dataobj`, not
-# `get_fdata()`), and count its values:
+# Take a high-grade case with a clear enhancing rim, the one with the most enhancing
+# tumour (`demo_case` reads the volumes the generator recorded; with your own data it takes
+# the first high-grade case). Read its label file as it is stored (integers, with
+# `dataobj`, not `get_fdata()`), and count its values:
 
 # %% tags=["nbval-check-output"]
-first = cases[0]
-raw_labels = np.asanyarray(nib.load(first.seg).dataobj).astype(np.int64)
+demo = demo_case(cases, data_dir)
+print(demo.case_id)
+raw_labels = np.asanyarray(nib.load(demo.seg).dataobj).astype(np.int64)
 values, counts = np.unique(raw_labels, return_counts=True)
 print("on disk:", dict(zip(values.tolist(), counts.tolist())))
 
 # %% [markdown]
 # A conversion is a lookup table: position *v* of the table holds the class of on-disk value
-# *v*. Indexing the table with the whole volume converts every voxel at once.
+# *v*. Indexing the table with the whole volume converts every voxel at once. Positions the
+# release does not use (3, in BraTS 2020) are filled with 255, a value no class has, as the
+# library's own table does: a table of zeros would silently turn a stray 3 on disk into
+# background. After converting, no 255 may be left.
 
 # %%
-disk_to_class = CONVENTIONS[convention_for_layout(first.layout)]
-lookup = np.zeros(max(disk_to_class) + 1, dtype=np.uint8)
+disk_to_class = CONVENTIONS[convention_for_layout(demo.layout)]
+lookup = np.full(max(disk_to_class) + 1, 255, dtype=np.uint8)  # 255: "not a value of this release"
 for disk_value, internal_class in disk_to_class.items():
     lookup[disk_value] = internal_class
 print("lookup table:", lookup.tolist())
 
-labels = lookup[raw_labels]
+labels = lookup[raw_labels]  # a value above the table's end would raise an IndexError
+unused = np.count_nonzero(labels == 255)
+if unused:
+    raise ValueError(f"{demo.seg.name}: {unused} voxels hold values this release does not use")
 values, counts = np.unique(labels, return_counts=True)
 print("classes:", dict(zip(values.tolist(), counts.tolist())))
-assert np.array_equal(labels, to_internal(raw_labels, first.layout))
+assert np.array_equal(labels, to_internal(raw_labels, demo.layout))
 
 # %% [markdown]
 # The report's source notebook simply replaces 4 by 3 (`mask[mask == 4] = 3`). On BraTS
@@ -140,7 +151,7 @@ assert np.array_equal(labels, to_internal(raw_labels, first.layout))
 # holds `<id>_seg.nii`, except case 355, whose segmentation is called
 # `W39_1998.09.19_Segm.nii`. The source notebook drops that patient. The loader reads it:
 # its names are checked against what each release really holds, and that one known
-# exception is accepted. To see it, write a copy of the first case in the Kaggle layout,
+# exception is accepted. To see it, write a copy of the case above in the Kaggle layout,
 # uncompressed `.nii` files under case 355's names:
 
 # %% tags=["nbval-check-output"]
@@ -150,13 +161,13 @@ from pathlib import Path
 kaggle_root = Path(tempfile.mkdtemp()) / "MICCAI_BraTS2020_TrainingData"
 case_355 = kaggle_root / "BraTS20_Training_355"
 case_355.mkdir(parents=True)
-for modality, path in first.modalities.items():
+for modality, path in demo.modalities.items():
     nib.save(nib.load(path), case_355 / f"BraTS20_Training_355_{modality}.nii")
-nib.save(nib.load(first.seg), case_355 / "W39_1998.09.19_Segm.nii")
+nib.save(nib.load(demo.seg), case_355 / "W39_1998.09.19_Segm.nii")
 
 (found,) = find_cases(kaggle_root)
 print(f"{found.case_id}: layout {found.layout}, segmentation file {found.seg.name}")
-same = np.array_equal(load_case(found).labels, load_case(first).labels)
+same = np.array_equal(load_case(found).labels, load_case(demo).labels)
 print("labels read from the odd file equal the original's:", same)
 
 # %% [markdown]
@@ -174,6 +185,11 @@ print("labels read from the odd file equal the original's:", same)
 #
 # The regions are nested: ET lies inside TC, which lies inside WT.
 #
+# Each region is scored by its **Dice** overlap: with *A* the voxels the model puts in the
+# region and *B* those of the ground truth, Dice = 2 |A ∩ B| / (|A| + |B|), the shared
+# voxels counted twice over the two sizes added. It is 1 when the two masks are identical
+# and 0 when they do not touch. The exercises below use it; notebook 5 builds it in code.
+#
 # **The report gets the tumour core wrong.** It describes TC as the central part "excluding
 # the peripheral enhancing areas". In BraTS, and in every published score, the tumour core
 # *includes* the enhancing tumour: TC = necrotic/non-enhancing core **+ enhancing tumour**.
@@ -181,7 +197,7 @@ print("labels read from the odd file equal the original's:", same)
 # would not be comparable with anyone else's.
 
 # %%
-case_data = load_case(first)
+case_data = load_case(demo)
 masks = {region: region_mask(case_data.labels, region) for region in REGIONS}
 assert np.all(masks["ET"] <= masks["TC"]) and np.all(masks["TC"] <= masks["WT"])  # nested
 for region, classes in REGIONS.items():
@@ -195,7 +211,7 @@ for region, classes in REGIONS.items():
 
 # %% tags=["nbval-check-output"]
 voxel_ml = float(np.prod(case_data.zooms)) / 1000.0
-print(f"{first.case_id}: voxel {case_data.zooms} mm = {voxel_ml} mL")
+print(f"{demo.case_id}: voxel {case_data.zooms} mm = {voxel_ml} mL")
 for code in (1, 2, 3):
     n_voxels = int(np.count_nonzero(case_data.labels == code))
     print(f"  class {code} {CLASS_NAMES[code]:30s} {n_voxels:7d} voxels {n_voxels * voxel_ml:7.2f} mL")
@@ -205,7 +221,7 @@ for region, mask in masks.items():
 report_tc = int(np.count_nonzero(case_data.labels == 1))
 missed = int(masks["TC"].sum()) - report_tc
 print(f"  the report's 'TC' (class 1 only) would miss {missed} voxels: all of the enhancing tumour"
-      + ("" if missed else " (this case has none, as many low-grade gliomas)"))
+      + ("" if missed else " (this case has none, like many low-grade gliomas)"))
 
 # %% [markdown]
 # For scale: a glioblastoma's enhancing tumour and necrosis together often measure a few
@@ -217,9 +233,10 @@ print(f"  the report's 'TC' (class 1 only) would miss {missed} voxels: all of th
 # To draw labels over an image, cut the same slice out of both and draw the labels with a
 # colour map in which class 0 is transparent (`label_colormap`). `ViewerState` (the state
 # behind the course's viewer) cuts slices in display orientation: anterior at the top, the
-# patient's left on the left. We pick the axial slice with the most tumour core (where
-# most classes show; a case without enhancing tumour, as many low-grade ones, has no
-# yellow), or the most tumour if the case has no core.
+# patient's left on the left (the viewer's neurological convention; the letters L and R
+# mark the sides). We pick the axial slice with the most tumour core (where most classes
+# show; a case without enhancing tumour, like many low-grade ones, has no yellow), or the
+# most tumour if the case has no core.
 
 # %%
 core_per_slice = masks["TC"].sum(axis=(0, 1))
@@ -243,6 +260,7 @@ axes[2].set_title("labels alone")
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
+    mark_sides(ax, state.convention)  # neurological: L on the left
 figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3)
 plt.show()
 
@@ -269,6 +287,7 @@ for ax, (region, modality) in zip(axes, region_contrast.items()):
                  f"{int(region_slice.sum())} voxels in this slice")
     ax.set_xticks([])
     ax.set_yticks([])
+    mark_sides(ax, state.convention)
 figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3)
 plt.show()
 

@@ -29,6 +29,21 @@
 # * use the fast path (`make_dataset`: a slice cache read by `tf.data`), and, optionally,
 #   see how it works inside.
 
+# %% [markdown]
+# **Words this notebook and the next use**, in one place:
+#
+# * **one-hot**: a class stored as a vector with a 1 at its index and 0 elsewhere (class 2
+#   of 4 is `[0, 0, 1, 0]`), the form of the network's targets;
+# * **batch**: the group of slices the network sees before each update of its weights;
+# * **epoch**: one pass over all the training slices;
+# * **softmax**: the last layer's function that turns a pixel's four raw outputs into four
+#   probabilities that add up to 1;
+# * **ReLU**: the function max(0, x) applied after each convolution, what makes the
+#   network more than a linear filter;
+# * **gradient**: how much the loss changes when each weight changes a little; training
+#   moves every weight a small step against it;
+# * **Adam**: the optimiser that chooses those steps, per weight, from recent gradients.
+
 # %%
 # In Colab, install the course; anywhere else this cell does nothing.
 import sys
@@ -78,6 +93,7 @@ from gliseg_nb.pipeline import (
     select_cases,
     split_cases,
 )
+from gliseg_nb.plotting import mark_sides
 
 config = Config.preset(PRESET)
 report = Config.preset("report")
@@ -213,11 +229,11 @@ plt.show()
 # ## Resizing: labels are not images
 #
 # The report's source notebook trains at 128 x 128 pixels, so every 240 x 240 slice is
-# shrunk. Images are resized with a smooth filter (each new pixel a weighted average of its
-# neighbours).
-# Labels must not be averaged: "halfway between background (0) and enhancing tumour (3)"
-# is not "necrosis (1.5)". Label maps are resized by **nearest neighbour**: each new pixel
-# copies one old pixel, so no class can appear that was not there.
+# shrunk. Images are resized with a smooth filter (each new pixel a weighted average of
+# its neighbours). Labels must not be averaged: "halfway between background (0) and
+# enhancing tumour (3)" is 1.5, which rounds to necrosis or edema, classes that are not
+# there. Label maps are resized by **nearest neighbour**: each new pixel copies one old
+# pixel, so no class can appear that was not there.
 #
 # The report's source notebook one-hot encodes the labels first and then resizes the four
 # masks bilinearly. First, a toy slice with only background and enhancing tumour, resized
@@ -276,6 +292,8 @@ axes[3].set_title("bilinear on label values\n(white: differs from nearest)")
 for axis in axes:
     axis.set_xticks([])
     axis.set_yticks([])
+for axis in axes:  # the zoomed panels keep the orientation too
+    mark_sides(axis, color="black")  # axial_display's radiological convention: R on the left
 figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3, fontsize=8, frameon=False)
 plt.show()
 tumour_pixels = np.count_nonzero(nearest)
@@ -362,23 +380,24 @@ print(f"  the raw volumes as float64: {raw_bytes / 1e9:.0f} GB")
 
 # %% [markdown]
 # About 10 GB of arrays, and nearly 90 GB of raw volumes: more than a Colab session or a
-# laptop holds. A **data generator** loads only what the next batch needs. The report's is
-# a `keras.utils.Sequence`; in Keras 3 it is a `keras.utils.PyDataset`: a class with
-# `__len__` (batches per epoch) and `__getitem__(i)` (batch `i`), plus `on_epoch_end`
-# to reshuffle. Keras calls `__getitem__` in worker threads or processes while the model
-# trains; in Keras 3 the `workers` and `use_multiprocessing` settings belong to the
-# dataset's constructor (`fit` no longer accepts them).
+# laptop holds. A **data generator** loads only what the next batch needs. The source
+# notebook's is a `keras.utils.Sequence`; in Keras 3 it is a `keras.utils.PyDataset`: a
+# class with `__len__` (batches per epoch) and `__getitem__(i)` (batch `i`), plus
+# `on_epoch_end` to reshuffle. Keras calls `__getitem__` in worker threads or processes
+# while the model trains; in Keras 3 the `workers` and `use_multiprocessing` settings
+# belong to the dataset's constructor (`fit` no longer accepts them).
 #
-# A generator is short enough to write from scratch. This one is the report's design:
-# batch `i` holds every selected slice of patient `i`, read from disk, preprocessed with
-# `preprocess_case` (the steps above) and one-hot encoded, only when Keras asks for it:
+# A generator is short enough to write from scratch. This one is the design of the
+# report's source notebook: batch `i` holds every selected slice of patient `i`, read from
+# disk, preprocessed with `preprocess_case` (the steps above) and one-hot encoded, only
+# when Keras asks for it:
 
 # %%
 import keras
 
 
 class MinimalSliceDataset(keras.utils.PyDataset):
-    """The report's generator from scratch: one patient per batch, loaded on demand."""
+    """The source notebook's generator from scratch: one patient per batch, loaded on demand."""
 
     def __init__(self, cases, config, **kwargs):
         super().__init__(**kwargs)  # Keras 3: workers= and use_multiprocessing= go here
@@ -433,16 +452,18 @@ for column, index in enumerate(most_tumour_first):
     axes[0, column].set_title(f"batch item {index}", fontsize=9)
 for axis in axes.ravel():
     axis.set_axis_off()
+    mark_sides(axis)  # axial_display: the patient's right on the left
 figure.suptitle("FLAIR channel of six slices of the first batch (z-scored, most tumour first), "
                 "and their labels")
 plt.show()
 
 # %% [markdown]
 # The order of the patients and of the slices within each patient is shuffled at every
-# epoch, but a batch still holds the slices of only one or two patients (the report feeds
-# exactly one patient per batch). Slices of one brain look alike, so such batches are
-# strongly correlated: each step pulls the weights towards one patient, the next towards
-# another. The fast path below mixes slices of many patients in every batch.
+# epoch, but a batch still holds the slices of only one or two patients (the report's
+# source notebook feeds exactly one patient per batch). Slices of one brain look alike, so
+# such batches are strongly correlated: each step pulls the weights towards one patient,
+# the next towards another. The fast path below mixes slices of many patients in every
+# batch.
 #
 # ## Feeding the model, second way: `make_dataset`
 #
@@ -528,9 +549,9 @@ print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices
 # 3. Split the 369 BraTS 2020 ids with 20 different seeds. How often does one given patient
 #    land in the test set? What does that mean when you compare two models trained with
 #    different, unrecorded seeds?
-# 4. Why should a batch that mixes slices of many patients (the fast path) train better than
-#    a batch of one patient's slices (the report's generator), even with the same slices
-#    in each epoch?
+# 4. Why should a batch that mixes slices of many patients (the fast path) train better
+#    than a batch of one patient's slices (the source notebook's generator), even with the
+#    same slices in each epoch?
 # 5. `brain_slices_only` or a fixed window of slices: which would you use to choose the
 #    training slices, and which slices must be predicted when the model segments a whole
 #    volume? Why are the two answers different?
@@ -561,7 +582,8 @@ for size in (64, 128, 300):
     print(f"{size:3d} px: {n_blended:4d} blended pixels, {n_blended / n_tumour:5.1%} of the tumour pixels")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# The share hardly changes with the size (about 4-5 % here), and at 64 px it is zero. The
+# The share hardly changes with the size (4-5.5 % here, slightly growing), and at 64 px it
+# is zero. The
 # source notebook's resize (TensorFlow's bilinear, no antialiasing) computes each output
 # pixel from the two-by-two input pixels around one sample point. A target is blended only
 # when that point falls between two input pixels of different classes, that is, within one

@@ -14,20 +14,21 @@
 # # 4. The U-Net, built and trained
 #
 # This notebook builds the report's network from three small functions, checks it against
-# the report's parameter count, and then trains a small version of it for real on this
-# machine: first one epoch in plain Keras (`compile`, then `fit`), then the full short
-# training with the course's library, which runs the same recipe.
+# the parameter count of the report's source notebook, and then trains a small version of
+# it for real on this machine: first one epoch in plain Keras (`compile`, then `fit`),
+# then the full short training with the course's library, which runs the same recipe.
 #
-# **Runtime**: about two and a half minutes on two idle CPU cores: one epoch in plain
-# Keras (about 15 s), then the library's 8 epochs (about 115 s, the README's *What to
-# expect*). When an earlier run has trained the model, the library's part takes seconds
-# (the model is cached).
+# **Runtime**: the quick training takes about two minutes on two CPU cores (measured, see
+# the README's *What to expect*); one epoch in plain Keras comes first, and each training
+# cell prints its own time. When an earlier run has trained the model, the library's part
+# takes seconds (the model is cached).
 #
 # After this notebook you will be able to:
 #
 # * write the three building blocks of a U-Net in Keras: a convolution block, an encoder
 #   step and a decoder step with its skip connection;
-# * assemble them into the report's network and account for its 7,759,908 parameters;
+# * assemble them into the report's network and account for the 7,759,908 parameters of
+#   its source notebook;
 # * compile and fit a U-Net in plain Keras, and do the same with the course's training
 #   function, which adds checkpoints and resuming;
 # * read training curves with a Dice per class, and say why accuracy is missing from them;
@@ -60,8 +61,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from keras import layers
 
-from gliseg_nb import Config
-from gliseg_nb.course import load_or_train
+from gliseg_nb import Config, measured
+from gliseg_nb.course import format_settings, load_or_train
 from gliseg_nb.data import find_cases, get_data_dir
 from gliseg_nb.labels import label_colormap, legend_handles
 from gliseg_nb.losses import get_loss
@@ -69,7 +70,7 @@ from gliseg_nb.metrics import default_metrics
 from gliseg_nb.model import build_unet, plot_unet
 from gliseg_nb.orientation import axial_display
 from gliseg_nb.pipeline import make_dataset, preprocess_case, select_cases, split_cases
-from gliseg_nb.plotting import plot_history
+from gliseg_nb.plotting import mark_sides, plot_history
 from gliseg_nb.train import region_dice
 
 config = Config.preset(PRESET)
@@ -222,14 +223,16 @@ plt.show()
 
 # %% [markdown]
 # The `quick` preset keeps the same shape but makes it small enough to train on a laptop
-# CPU in about a minute: 64 x 64 pixels, three levels of 8, 16 and 32 filters, every 2nd
-# slice. It also trains with a loss the report does not use: cross-entropy plus the soft
-# Dice of the BraTS *regions* (whole tumour, tumour core, enhancing tumour), so that it
-# learns what BraTS scores. That is a teaching shortcut, not a result: the report's network
-# at 128 pixels on real data is what you would train on a GPU.
+# CPU, in about two minutes on two CPU cores (measured, see the README): 64 x 64 pixels,
+# three levels of 8, 16 and 32 filters, every 2nd slice, all four contrasts. Its settings
+# beside the report's are below. It also trains with a loss the report does not use:
+# cross-entropy plus the soft Dice of the BraTS *regions* (whole tumour, tumour core,
+# enhancing tumour), so that it learns what BraTS scores. That is a teaching shortcut, not
+# a result: the report's network at 128 pixels (the source notebook's size) on real data
+# is what you would train on a GPU.
 
 # %%
-print(config)
+print(format_settings({PRESET: config, "report": report}))
 
 # %% [markdown]
 # ## Training in plain Keras: `compile`, then `fit`
@@ -254,8 +257,8 @@ print(config)
 #   class and their mean, the Dice of the regions WT, TC and ET, precision, sensitivity
 #   and specificity, the report's accuracy, and a mean IoU of the argmax labels.
 #
-# One epoch (100 steps of 8 slices) takes about 15 s on two idle CPU cores, several times
-# longer on a busy machine; `verbose=2` prints one line per epoch, with every metric.
+# One epoch is 100 steps of 8 slices; the cell prints how long it took on your machine, and
+# `verbose=2` prints one line per epoch, with every metric.
 
 # %%
 cases = [case for case in find_cases(get_data_dir(DATA_DIR)) if case.seg is not None]
@@ -324,9 +327,9 @@ for key in ("loss", "val_loss", "val_dice_mean"):
 # How long does real training take? The source notebook trains the report's network for
 # 35 epochs on BraTS 2020: about 250 training patients x 100 slices = 25,000 slices per
 # epoch at 128 pixels.
-# This 2-core CPU trains that network at about 8 slices per second (`docs/benchmarks.md`,
-# Training, measured at a quiet moment; under load it drops to 4-6), so a single epoch
-# would take almost an hour (25,000 / 8 = 3,125 s) and the 35 epochs over a day. A GPU changes the picture: on
+# This 2-core CPU trains that network at about 8 slices per second (measured; how, and on
+# what machine, is in `docs/benchmarks.md`, *Training*), so a single epoch would take almost
+# an hour (25,000 / 8 = 3,125 s) and the 35 epochs over a day. A GPU changes the picture: on
 # an NVIDIA H100 the same network trained at about 3,600 slices per second in float32 and
 # 6,300-7,000 with mixed precision (measured through Keras' JAX backend; the table is in
 # `docs/benchmarks.md`), that is seconds per epoch. Colab's GPUs are several times slower
@@ -357,21 +360,29 @@ print("last epoch: " + ", ".join(
     ) if key in last))
 
 # %% [markdown]
-# What to look for: the training and validation losses falling together (a validation
-# loss rising while the training loss falls is overfitting; a bump of one or two epochs,
-# then a fall, is the noise of a small validation set); the Dice of each tumour class
-# rising after a slow start, at different speeds. On these synthetic cases the enhancing
-# tumour, very bright on T1ce in the simulation, is usually learnt first, and the edema,
-# whose border fades into normal white matter, last. Real scans rank the regions
-# differently (the whole tumour is the easiest there; see *Synthetic scores are not
-# real-scan scores* below). The learning rate
-# drops by 5 when the validation loss has not improved for 2 epochs. A few epochs on 16
-# synthetic patients give a model that has learnt something, but it is not converged,
-# and its validation scores rest on only a handful of patients.
+# What to look for: the training and validation losses falling together (a validation loss
+# rising while the training loss falls is overfitting; a bump of one or two epochs, then a
+# fall, is the noise of a small validation set); the Dice of each tumour class rising
+# after a slow start, at different speeds. In this run's log (the curves above) the
+# enhancing tumour, very bright on T1ce in the simulation, leads at every epoch, and the
+# edema, whose border fades into normal white matter, trails; one run on 16 patients shows
+# an order, not a rule, and another seed or dataset can change it. Real scans rank the
+# regions differently (the whole tumour is the easiest there; see *Synthetic scores are
+# not real-scan scores* below). The learning rate drops by 5 when the validation loss has
+# not improved for 2 epochs. A few epochs on 16 synthetic patients give a model that has
+# learnt something, but it is not converged, and its validation scores rest on only a
+# handful of patients.
 #
 # BraTS scores regions rather than classes: whole tumour (WT = classes 1+2+3), tumour
 # core (TC = 1+3) and enhancing tumour (ET = 3). The validation Dice per region of the
-# best model, on the training slices of each validation patient:
+# best model, on the slices the preset selects of each validation patient.
+#
+# Three "validation Dice" numbers appear in this notebook, and they differ on purpose. The
+# progress line during training and `val_dice_mean` in the log are counted over all
+# validation slices of an epoch pooled together (the line by region, `val_dice_mean` as the
+# mean over the three tumour classes); `region_dice` below scores each validation patient
+# on its own and averages the patients, as BraTS does, so a small patient counts as much
+# as a large one.
 
 # %%
 val_cases = run.cases_of("val")
@@ -379,19 +390,15 @@ scores = region_dice(run.model, val_cases, run.config)
 print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for region in ("WT", "TC", "ET")))
 
 # %% [markdown]
-# <!-- Notebooks 00-04 quote the transfer to real scans here only. Source: docs/benchmarks.md,
-# "Transfer to real scans" (benchmarks/bench_transfer.py, results/transfer-v3-final.json).
-# When those numbers change, update this cell, notebook 06's "A real scan" and the README's
-# "What to expect". -->
 # ## Synthetic scores are not real-scan scores
 #
 # These validation scores come from synthetic patients drawn by the same generator as the
 # training patients, with perfect labels (notebook 1, *What is simulated, and what is
 # not*). They say how well the model fits the simulator. What a model trained exactly like
-# this one does on real MRI was measured separately (`benchmarks/bench_transfer.py`;
-# `docs/benchmarks.md`, "Transfer to real scans"): the quick preset trained on the embedded
+# this one does on real MRI was measured separately (`docs/benchmarks.md`, "Transfer to
+# real scans", says how and on what machine): the quick preset trained on the embedded
 # data, then segmenting five real BraTS 2018 training cases with expert labels (three
-# high-grade, one low-grade, one BraTS 2013 case), on a 2-core CPU machine, loaded:
+# high-grade, one low-grade, one BraTS 2013 case):
 #
 # | trained on | real WT | real TC | real ET |
 # |---|---:|---:|---:|
@@ -399,18 +406,20 @@ print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for regio
 # | the same, training seed 1 | 0.76 | 0.62 | 0.54 |
 # | the same budget spent on real cases (leave-one-out over the five, 3 training cases per fold) | 0.77 | 0.58 | 0.46 |
 #
-# Five cases are few: one case moves a mean by 0.04 easily, and two training seeds of the
-# same setting differ by up to 0.09. The low-grade case is where the synthetic-trained model
-# fails (whole tumour Dice 0.29): its large non-enhancing core looks unlike the simulated
-# ones. So on real scans this 90-second model is about as good as the same budget spent on
-# three real cases, and far from a model trained on hundreds of real cases for hours.
+# Five cases are few: one case moves a mean by 0.04 easily, and the two training seeds of
+# the same setting in the table differ by up to 0.06 (TC: 0.56 against 0.62). The
+# low-grade case is where the synthetic-trained model fails (whole tumour Dice 0.29): its
+# large non-enhancing core looks unlike the simulated ones. So on real scans this
+# two-minute model is about as good as the same budget spent on three real cases, and far
+# from a model trained on hundreds of real cases for hours.
 
 # %% [markdown]
 # ## Predictions on validation slices
 #
 # Finally, look at what the model does. For one validation patient, the slices with the
-# most tumour: FLAIR, the expert labels and the model's labels (the argmax of its softmax
-# output), in the report's colours.
+# most tumour: FLAIR, the ground-truth labels and the model's labels (the argmax of its
+# softmax output), in the report's colours, the patient's right on the left (R and L at
+# the edges).
 
 # %%
 x_val, y_val = preprocess_case(val_cases[0], run.config)
@@ -423,21 +432,22 @@ cmap, norm = label_colormap()
 figure, axes = plt.subplots(3, len(largest), figsize=(3 * len(largest), 9), layout="constrained")
 for column, index in enumerate(sorted(largest)):
     flair = axial_display(x_val[index, ..., 0])
-    for row, (title, labels) in enumerate((("FLAIR", None), ("expert", y_val[index]), ("model", predicted[index]))):
+    for row, (title, labels) in enumerate((("FLAIR", None), ("truth", y_val[index]), ("model", predicted[index]))):
         axes[row, column].imshow(flair, cmap="gray", vmin=-2, vmax=4)
         if labels is not None:
             axes[row, column].imshow(np.ma.masked_equal(axial_display(labels), 0), cmap=cmap, norm=norm,
                                      alpha=0.6, interpolation="nearest")
         axes[row, column].set_title(f"{title}, slice {run.config.slice_indices[index]}", fontsize=9)
         axes[row, column].set_axis_off()
+        mark_sides(axes[row, column])  # axial_display: radiological
 figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3, fontsize=8, frameon=False)
 figure.suptitle(val_cases[0].case_id)
 plt.show()
 
 # %% [markdown]
 # Look at the borders and at the inner parts: where do the model's classes differ from the
-# expert's, at the borders between classes or inside them? Compare the necrotic core
-# (red), which the expert fills completely, with the model's. Notebook 5 measures the
+# ground truth, at the borders between classes or inside them? Compare the necrotic core
+# (red), which the ground truth fills completely, with the model's. Notebook 5 measures the
 # errors properly, on patients the model has never seen, and notebook 6 segments whole
 # volumes.
 
@@ -451,52 +461,41 @@ plt.show()
 # augmentation off) on the same 16 synthetic training patients, starting from the source
 # notebook's configuration and correcting one choice per step, and scores each model the
 # BraTS way (whole volumes, Dice per region) on the 8 validation and test patients. It then
-# retrains the corrected model with other split seeds. The command, run from the
-# repository's root on the project's 2-core CPU machine on 2026-12-01 (near idle):
-#
-# ```
-# python benchmarks/bench_corrections.py --seeds 0 1 2 --out benchmarks/results/corrections-v3-quick.json
-# ```
-#
-# Its result file, read here (a Colab install has no `benchmarks/` folder; the same table
-# is in `docs/benchmarks.md`, "The source notebook's choices, corrected one at a time"):
+# retrains the corrected model with other split seeds. How it was run, and on what
+# machine, is in `docs/benchmarks.md` ("The source notebook's choices, corrected one at a
+# time"); its result file ships with the course, and `gliseg_nb.measured.load` reads it:
 
 # %%
-import json
-from pathlib import Path
-
-RESULT = Path("benchmarks") / "results" / "corrections-v3-quick.json"
-here = Path.cwd().resolve()
-found = [folder / RESULT for folder in (here, *here.parents) if (folder / RESULT).is_file()]
-if found:
-    corrections = json.loads(found[0].read_text())
-    machine = corrections["machine"]
-    print(f"{machine['cpus']} CPU cores, load average {machine['load_average'][0]:.1f} at the start, "
-          f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}; one training per row\n")
-    print(f"{'step':20s} {'WT':>6s} {'TC':>6s} {'ET':>6s}   change from the row above      training s")
-    previous = None
-    for step in corrections["steps"]:
-        dice = step["dice"]
-        change = ("" if previous is None else
-                  "  ".join(f"{region} {dice[region] - previous[region]:+.2f}" for region in ("WT", "TC", "ET")))
-        print(f"{step['step']:20s} {dice['WT']:6.3f} {dice['TC']:6.3f} {dice['ET']:6.3f}   {change:28s} {step['train_seconds']:6.0f}")
-        previous = dice
-    corrected = corrections["steps"][-1]["dice"]
-    print("\nthe corrected model, retrained on other splits (split seed: WT / TC / ET on its own held-out patients)")
-    runs = [(42, corrected)] + [(entry["seed"], entry["dice"]) for entry in corrections["seeds"]]
-    for seed, dice in runs:
-        print(f"  seed {seed:2d}: " + " / ".join(f"{dice[region]:.3f}" for region in ("WT", "TC", "ET")))
-    for region in ("WT", "TC", "ET"):
-        values = np.array([dice[region] for _, dice in runs])
-        print(f"  {region}: {values.min():.2f} to {values.max():.2f} over {len(values)} splits "
-              f"(mean {values.mean():.3f}, sd {values.std(ddof=1):.3f})")
-    iou = corrections["iou_as_fed"]
-    print(f"\n'IoU 0.9': of the source notebook's model's softmax outputs, {iou['share_of_outputs_exactly_1']:.1%} "
-          f"are exactly 1.0 and {iou['share_of_outputs_exactly_0']:.1%} exactly 0.0 in float32")
-    print(f"  keras.metrics.MeanIoU fed one-hot targets and softmax outputs: {iou['meaniou_as_fed']:.3f}")
-    print(f"  the real mean IoU (argmax of both, background included):     {iou['meaniou_argmax']:.3f}")
-else:
-    print(f"{RESULT} not found: see docs/benchmarks.md in the repository")
+corrections = measured.load("corrections-v3-quick")
+machine = corrections["machine"]
+print(f"{machine['cpus']} CPU cores, load average {machine['load_average'][0]:.1f} at the start, "
+      f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}; one training per row\n")
+print(f"{'step':20s} {'WT':>6s} {'TC':>6s} {'ET':>6s}   change from the row above      training s")
+previous = None
+for step in corrections["steps"]:
+    dice = step["dice"]
+    change = ("" if previous is None else
+              "  ".join(f"{region} {dice[region] - previous[region]:+.2f}" for region in ("WT", "TC", "ET")))
+    print(f"{step['step']:20s} {dice['WT']:6.3f} {dice['TC']:6.3f} {dice['ET']:6.3f}   {change:28s} {step['train_seconds']:6.0f}")
+    previous = dice
+corrected = corrections["steps"][-1]["dice"]
+print("\nthe corrected model, retrained on other splits (split seed: WT / TC / ET on its own held-out patients)")
+runs = [(42, corrected)] + [(entry["seed"], entry["dice"]) for entry in corrections["seeds"]]
+for seed, dice in runs:
+    print(f"  seed {seed:2d}: " + " / ".join(f"{dice[region]:.3f}" for region in ("WT", "TC", "ET")))
+for region in ("WT", "TC", "ET"):
+    values = np.array([dice[region] for _, dice in runs])
+    print(f"  {region}: {values.min():.2f} to {values.max():.2f} over {len(values)} splits "
+          f"(mean {values.mean():.3f}, sd {values.std(ddof=1):.3f})")
+et_per_case = {case_id: dice["ET"] for case_id, dice in corrections["steps"][-1]["per_case"].items()}
+print(f"\nthe corrected model (seed 42), ET Dice per held-out patient: "
+      + ", ".join(f"{case_id.rsplit('_', 1)[-1]} {value:.2f}" for case_id, value in et_per_case.items()))
+print(f"  their standard deviation: {np.std(list(et_per_case.values()), ddof=1):.2f}")
+iou = corrections["iou_as_fed"]
+print(f"\n'IoU 0.9': of the source notebook's model's softmax outputs, {iou['share_of_outputs_exactly_1']:.1%} "
+      f"are exactly 1.0 and {iou['share_of_outputs_exactly_0']:.1%} exactly 0.0 in float32")
+print(f"  keras.metrics.MeanIoU fed one-hot targets and softmax outputs: {iou['meaniou_as_fed']:.3f}")
+print(f"  the real mean IoU (argmax of both, background included):     {iou['meaniou_argmax']:.3f}")
 
 # %% [markdown]
 # What each step changes, and what the table says about it:
@@ -536,8 +535,8 @@ else:
 #   epochs, callbacks)`. `gliseg_nb.train.fit` runs the same recipe (its first epoch gives
 #   the same numbers) and adds a run folder, checkpoints and resuming; `load_or_train`
 #   caches the run for the later notebooks.
-# * The `quick` preset trains for real in about a minute and a half on two CPU cores; the
-#   report's setting takes hours on a GPU.
+# * The `quick` preset trains for real in about two minutes on two CPU cores (measured, see
+#   the README); the report's setting takes hours on a GPU.
 # * Plot Dice per class, not accuracy: accuracy is dominated by background.
 # * Synthetic validation scores are not real-scan scores: measured on five real cases, the
 #   synthetic-trained quick model is about as good as the same budget spent on three real
@@ -594,20 +593,21 @@ else:
 # patients (a paired comparison: the per-patient differences, not the two means), repeat
 # over several split seeds and training seeds, and give an interval (a bootstrap over
 # patients, notebook 5) rather than a single number. In the corrections benchmark the
-# corrected model's ET Dice of the 8 held-out patients has a standard deviation of 0.3 (one
-# of them has no enhancing tumour and scores 0 or 1): the standard error of their mean is
-# about 0.3 / sqrt(8) = 0.11, twice the difference.
+# corrected model's ET Dice of the 8 held-out patients has a standard deviation of about
+# 0.3 (printed under the table): the low-grade patient with no enhancing tumour scores 1.0
+# (none predicted), the one with almost none (0.01 mL) 0.0, the others 0.70-0.82. The
+# standard error of their mean is about 0.3 / sqrt(8) = 0.11, twice the difference.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 5.** Train with the old and the new generator under exactly the same preset,
 # budget and seeds, and score both models on the same real cases with expert labels that
 # neither training saw (`benchmarks/bench_transfer.py` does this). Repeat with a few
-# training seeds, since one run varies by up to 0.09 on five real cases, and keep a larger
-# hidden real set for the final decision so that you do not tune the generator to the
-# cases you look at. The synthetic validation score cannot answer the question: the new
-# generator changes the validation patients too. A change can make the synthetic task
-# easier and transfer worse (the per-case random intensities did exactly that,
-# `docs/benchmarks.md`).
+# training seeds, since two training seeds differed by up to 0.06 on five real cases, and
+# keep a larger hidden real set for the final decision so that you do not tune the
+# generator to the cases you look at. The synthetic validation score cannot answer the
+# question: the new generator changes the validation patients too. A change can make the
+# synthetic task easier and transfer worse (the per-case random intensities did exactly
+# that, `docs/benchmarks.md`).
 
 # %% [markdown]
 # ## References

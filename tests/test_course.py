@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gliseg_nb import Config
-from gliseg_nb.course import _data_identity, load_or_train, run_key, runs_dir
+from gliseg_nb.course import (_data_identity, demo_case, format_settings, load_or_train, run_key,
+                              runs_dir)
 from gliseg_nb.data import find_cases
 
 from layout_fixtures import write_layout
@@ -199,3 +200,46 @@ def test_quiet_tensorflow_returns_the_module(monkeypatch):
     assert hasattr(tf, "constant")
     # 3: TensorFlow's oneDNN and cuInit start-up lines are ERROR level and survive level 2.
     assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
+
+
+def _parameters(tmp_path, entries):
+    import json
+
+    (tmp_path / "synthetic_parameters.json").write_text(json.dumps({"cases": [
+        {"case_id": case_id, "grade": grade, "volumes_ml": {"enhancing": et}}
+        for case_id, grade, et in entries]}))
+
+
+def test_demo_case_is_the_high_grade_case_with_most_enhancing_tumour(tmp_path):
+    from gliseg_nb.data import Case
+
+    def case(case_id, grade=None, seg=True):
+        return Case(case_id=case_id, layout="brats2020", modalities={}, seg=tmp_path / "s" if seg else None,
+                    grade=grade)
+
+    cases = [case("a"), case("b"), case("c"), case("d", seg=False)]
+    _parameters(tmp_path, [("a", "LGG", 90.0), ("b", "HGG", 10.0), ("c", "HGG", 40.0), ("d", "HGG", 99.0)])
+    # d has the most ET but no labels; a has more than c but is low grade.
+    assert demo_case(cases, tmp_path).case_id == "c"
+    # Without the parameters file: the first high-grade case by Case.grade, else the first one.
+    assert demo_case([case("x", "LGG"), case("y", "HGG")], tmp_path / "elsewhere").case_id == "y"
+    assert demo_case([case("x"), case("z")]).case_id == "x"
+    with pytest.raises(ValueError, match="at least one case with a segmentation"):
+        demo_case([case("d", seg=False)])
+
+
+def test_format_settings_puts_presets_side_by_side():
+    quick, report = Config.preset("quick"), Config.preset("report")
+    table = format_settings({"quick": quick, "report": report}, fields=["image_size", "epochs"])
+    lines = table.splitlines()
+    assert lines[0].split() == ["setting", "quick", "report"]
+    assert lines[1].split() == ["image_size", str(quick.image_size), str(report.image_size)]
+    assert lines[2].split() == ["epochs", str(quick.epochs), str(report.epochs)]
+    # Columns fit the widest value: every line ends at the same place, the values right-aligned.
+    wide = format_settings({"quick": quick, "report": report}, fields=["modalities", "epochs"]).splitlines()
+    assert len({len(line) for line in wide}) == 1
+    assert wide[1].endswith(str(report.modalities)) and wide[2].endswith(str(report.epochs))
+    import dataclasses
+
+    every = format_settings({"quick": quick}).splitlines()
+    assert [line.split()[0] for line in every[1:]] == [field.name for field in dataclasses.fields(Config)]

@@ -13,6 +13,7 @@ from gliseg_nb.data import DataError, find_cases, load_case  # noqa: E402
 from gliseg_nb.labels import CLASS_COLORS  # noqa: E402
 from gliseg_nb.plotting import (  # noqa: E402
     axial_display,
+    mark_sides,
     plot_case,
     plot_case_gallery,
     save_case_figure,
@@ -56,6 +57,7 @@ def test_plot_case_draws_four_modalities_and_labels_on_the_tumour_slice(case_dat
         assert set(shown) <= {1, 2, 3} and 2 in shown
         rgba = overlay.cmap(overlay.norm(2))
         np.testing.assert_allclose(rgba[:3], CLASS_COLORS[2])
+        assert all(_side_letters(axis) == ("R", "L") for axis in axes[:5])
         legend_texts = [t.get_text() for t in axes[4].get_legend().get_texts()]
         assert any("edema" in text for text in legend_texts)
     finally:
@@ -191,6 +193,8 @@ def test_gallery_cuts_each_case_through_its_tumour_and_outlines_classes_in_their
             assert shown.shape == (flair.shape[1], flair.shape[0])
         assert figure.axes[0].get_ylabel() == "FLAIR"
         assert figure.axes[3].get_ylabel() == "T1ce (contrast)"
+        for axis in figure.axes:  # every picture says which side is the patient's right
+            assert _side_letters(axis) == ("R", "L")
     finally:
         plt.close(figure)
 
@@ -214,3 +218,30 @@ def test_gallery_rejects_bad_arguments(small_cases):
         plot_case_gallery(small_cases, titles=["a", "b"])
     with pytest.raises(DataError, match="not loaded"):
         plot_case_gallery([load_case(small_cases[0], modalities=["t1"])], modalities=["flair"])
+
+
+def _side_letters(axis):
+    """The letters written at the left and right edges of `axis` (axes coordinates)."""
+    letters = {text.get_position()[0]: text.get_text() for text in axis.texts
+               if text.get_text() in ("L", "R")}
+    return tuple(letters[x] for x in sorted(letters))
+
+
+@pytest.mark.parametrize("convention, expected", [("radiological", ("R", "L")),
+                                                  ("neurological", ("L", "R"))])
+def test_mark_sides_writes_the_patient_side_at_each_edge(convention, expected):
+    figure, axis = plt.subplots()
+    try:
+        assert mark_sides(axis, convention) == expected
+        assert _side_letters(axis) == expected
+    finally:
+        plt.close(figure)
+
+
+def test_mark_sides_rejects_an_unknown_convention():
+    figure, axis = plt.subplots()
+    try:
+        with pytest.raises(ValueError, match="convention must be one of"):
+            mark_sides(axis, "mirror")
+    finally:
+        plt.close(figure)

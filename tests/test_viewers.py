@@ -454,3 +454,27 @@ def test_pictures_listen_to_clicks_and_keys(case):
         watched = sorted(event for e in panel.events for event in e.watched_events)
         assert watched == ["click", "keydown"]
         assert all(e.source is panel.image for e in panel.events)
+
+
+def test_classic_notebook_without_ipyevents_files_says_how_to_install_them(case, monkeypatch, tmp_path):
+    """ipyevents' wheel leaves its classic-Notebook extension out: the help says what to run."""
+    import importlib.metadata
+
+    import jupyter_core.paths
+
+    from gliseg_nb import viewers
+
+    real_version = importlib.metadata.version
+    notebook_version = {"value": "6.5.7"}
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: notebook_version["value"]
+                        if name == "notebook" else real_version(name))
+    monkeypatch.setattr(jupyter_core.paths, "jupyter_path", lambda *parts: [str(tmp_path / "nbextensions")])
+    assert "jupyter nbextension install --py --sys-prefix ipyevents" in CaseViewer(case).widget.children[-1].value
+
+    (tmp_path / "nbextensions" / "ipyevents").mkdir(parents=True)
+    (tmp_path / "nbextensions" / "ipyevents" / "extension.js").write_text("// ipyevents")
+    assert viewers._classic_notebook_lacks_ipyevents() is False
+    notebook_version["value"] = "7.2.0"                        # Notebook 7 loads lab extensions
+    (tmp_path / "nbextensions" / "ipyevents" / "extension.js").unlink()
+    assert viewers._classic_notebook_lacks_ipyevents() is False
+    assert "nbextension" not in CaseViewer(case).widget.children[-1].value
