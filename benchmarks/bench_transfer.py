@@ -13,7 +13,7 @@ What it does, in order:
    with ``--ablate PART`` (``--add PART``) a dataset with one part of the simulation
    switched off (on) is written beside it instead (``<cache-dir>/ablation-...``); the parts
    are the keys of ``gliseg_nb.data.synthetic._SIMULATION``: ``anatomy``, ``tumour``,
-   ``appearance``, ``resolution``, ``skull_edge``;
+   ``appearance``, ``resolution``, ``skull_edge``, ``lesions``, ``low_grade``;
 2. trains the ``quick`` preset on it as notebook 04 does (`gliseg_nb.course.load_or_train`,
    the 68/20/12 split by patient), timed, and scores the synthetic validation and test
    cases (`gliseg_nb.train.region_dice`);

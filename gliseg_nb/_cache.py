@@ -76,6 +76,7 @@ CACHED_SETTINGS = (
     "brain_slices_only",
     "image_size",
     "normalization",
+    "context_slices",  # in the key only when set (`Config.key_dict`): older entries stay valid
 )
 
 _ARRAY_FILES = ("x.npy", "y.npy")
@@ -101,7 +102,7 @@ def _digest(payload):
 
 def settings_key(config):
     """Key of the settings that shape the cached arrays."""
-    settings = {name: getattr(config, name) for name in CACHED_SETTINGS}
+    settings = {name: value for name, value in config.key_dict().items() if name in CACHED_SETTINGS}
     return _digest({"format": CACHE_FORMAT, "settings": settings})
 
 

@@ -200,10 +200,87 @@ def selection_slab(config):
 
 
 def load_selection(case, config):
-    """Read the modalities of `config` and the slab of slices holding its selection."""
+    """Read the modalities of `config` and the slab of slices holding its selection.
+
+    With ``config.context_slices`` the slab is widened by that many slices on each side
+    (as far as the volume goes), so that every selected slice has its neighbours.
+    """
     from .data import load_case
 
-    return load_case(case, modalities=list(config.modalities), slices=selection_slab(config))
+    start, stop = selection_slab(config)
+    start, stop = max(0, start - config.context_slices), stop + config.context_slices
+    return load_case(case, modalities=list(config.modalities), slices=(start, stop))
+
+
+# ---------------------------------------------------------------------------------------
+# 2.5-D input: neighbouring slices as extra channels (Config.context_slices)
+# ---------------------------------------------------------------------------------------
+def context_rows(centres, context_slices, depth):
+    """The slice numbers whose images form each centre slice's 2.5-D input.
+
+    Parameters
+    ----------
+    centres : array-like of int, shape (n,)
+        Axial slice numbers.
+    context_slices : int
+        Neighbours taken on each side.
+    depth : int
+        Axial slices in the volume: neighbours beyond its ends repeat the end slice.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n, 2 * context_slices + 1)
+        Row ``i`` is ``centres[i] - context_slices .. centres[i] + context_slices``, clipped.
+    """
+    offsets = np.arange(-context_slices, context_slices + 1)
+    return np.clip(np.asarray(centres)[:, None] + offsets[None, :], 0, depth - 1)
+
+
+def stack_context(slices, rows):
+    """Stack each slice's neighbours as channels: ``(m, h, w, C)`` -> ``(n, h, w, (2k+1) C)``.
+
+    Parameters
+    ----------
+    slices : numpy.ndarray, shape (m, h, w, C)
+        Preprocessed slices.
+    rows : numpy.ndarray of int, shape (n, 2k + 1)
+        Indices into `slices` of each output's neighbours, lowest slice first
+        (`context_rows`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, h, w, (2k + 1) * C)
+        Channels grouped by slice: the first ``C`` are the lowest neighbour's modalities,
+        the middle ``C`` the centre slice's, the last ``C`` the highest neighbour's.
+    """
+    picked = slices[rows]  # (n, 2k+1, h, w, C)
+    n, width, height, cols, channels = picked.shape
+    return np.ascontiguousarray(picked.transpose(0, 2, 3, 1, 4)).reshape(n, height, cols, width * channels)
+
+
+def _context_inputs(case_data, config, parameters, first_loaded):
+    """The 2.5-D inputs of the selected slices (`preprocess_arrays` with ``context_slices``).
+
+    Every needed slice, neighbours outside the training slab included, is normalised with
+    the slab's statistics (`apply_normalization`: bit for bit what `normalize_volumes`
+    gives the slab's own slices), resized, then stacked by `stack_context`.
+    """
+    depth = case_data.shape[2] if len(case_data.shape) > 2 else case_data.images[config.modalities[0]].shape[2]
+    rows = context_rows(config.slice_indices, config.context_slices, depth)
+    needed, inverse = np.unique(rows, return_inverse=True)
+    loaded = case_data.images[config.modalities[0]].shape[2]
+    if needed[0] < first_loaded or needed[-1] >= first_loaded + loaded:
+        raise ValueError(
+            f"case {case_data.case.case_id}: context_slices={config.context_slices} needs slices "
+            f"{needed[0]}..{needed[-1]}, but only {first_loaded}..{first_loaded + loaded - 1} were loaded"
+        )
+    volumes = [np.array(case_data.images[m][:, :, needed - first_loaded], dtype=np.float32)
+               for m in config.modalities]
+    brain = brain_mask(volumes)
+    for volume, (offset, scale) in zip(volumes, parameters):
+        apply_normalization(volume, offset, scale, config.normalization, brain)
+    resized = np.stack([resize_volume(volume, config.image_size) for volume in volumes], axis=-1)
+    return stack_context(resized, inverse.reshape(rows.shape))
 
 
 def preprocess_arrays(case_data, config, copy=True):
@@ -230,16 +307,21 @@ def preprocess_arrays(case_data, config, copy=True):
     # slices, not only the kept ones), so keeping every 4th slice barely changes them.
     slab_start = config.slice_start - first_loaded
     slab_stop = slab_start + int(wanted[-1]) + 1 - config.slice_start
+    # In place only when asked, and never with context: its neighbours are read afterwards.
+    in_place = not copy and not config.context_slices
     volumes = [
-        np.array(case_data.images[m][:, :, slab_start:slab_stop], dtype=np.float32, copy=True if copy else None)
+        np.array(case_data.images[m][:, :, slab_start:slab_stop], dtype=np.float32, copy=None if in_place else True)
         for m in config.modalities
     ]
     brain = brain_mask(volumes)
-    normalize_volumes(volumes, config.normalization, brain)
+    _, parameters = normalize_volumes(volumes, config.normalization, brain, return_parameters=True)
     keep = _as_slice(wanted - config.slice_start)
-    # Selecting through the transpose keeps Fortran-ordered slices Fortran-ordered (and a
-    # view when the selection is a range), which `resize_volume` reads without a copy.
-    x = np.stack([resize_volume(volume.T[keep].T, config.image_size) for volume in volumes], axis=-1)
+    if config.context_slices:
+        x = _context_inputs(case_data, config, parameters, first_loaded)
+    else:
+        # Selecting through the transpose keeps Fortran-ordered slices Fortran-ordered (and
+        # a view when the selection is a range), which `resize_volume` reads without a copy.
+        x = np.stack([resize_volume(volume.T[keep].T, config.image_size) for volume in volumes], axis=-1)
     has_brain = brain.T[keep].any(axis=(1, 2))
     y = None
     if case_data.labels is not None:

@@ -23,6 +23,14 @@ __all__ = ["Config", "PRESETS"]
 
 LOSSES = ("categorical_crossentropy", "dice", "ce+dice", "ce+region_dice")
 
+#: What the network's last layer gives (`Config.outputs`).
+OUTPUTS = ("softmax", "regions")
+
+#: Fields added after caches were keyed on the settings, with their defaults. Cache keys
+#: (`Config.key_dict`) leave such a field out while it has its default, so that slice caches
+#: and cached runs made before it existed stay valid.
+ADDED_FIELDS = {"context_slices": 0, "outputs": "softmax"}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -49,6 +57,10 @@ class Config:
         Slices are resized to ``image_size x image_size`` pixels.
     n_classes : int, default=4
         Output classes: 0 background, 1 necrotic core, 2 edema, 3 enhancing.
+    context_slices : int, default=0
+        2.5-D input: the ``context_slices`` axial slices on each side of a slice are given
+        to the network as extra channels (edges repeat the first or last slice), so it sees
+        a little of the third dimension. 0: one slice, the report's 2-D input.
     normalization : {"zscore", "max"}, default="zscore"
         ``"zscore"``: per case and modality over brain voxels. ``"max"``: the source
         notebook's division by one shared maximum (kept to show why it is worse).
@@ -107,6 +119,7 @@ class Config:
     brain_slices_only: bool = False
     image_size: int = 128
     n_classes: int = 4
+    context_slices: int = 0
     normalization: str = "zscore"
     batch_size: int = 100
     shuffle_buffer: int = 1000
@@ -122,6 +135,7 @@ class Config:
     batch_norm: bool = False
     residual: bool = False
     attention: bool = False
+    outputs: str = "softmax"
     # training
     loss: str = "categorical_crossentropy"
     class_weights: tuple | None = None
@@ -151,6 +165,12 @@ class Config:
             raise ConfigError(f"modalities must not repeat, got {self.modalities}")
         if self.normalization not in ("zscore", "max"):
             raise ConfigError(f"normalization must be 'zscore' or 'max', got {self.normalization!r}")
+        if self.outputs not in OUTPUTS:
+            raise ConfigError(f"outputs must be one of {OUTPUTS}, got {self.outputs!r}")
+        if self.outputs == "regions" and self.n_classes != 4:
+            raise ConfigError(f"outputs='regions' needs the four BraTS classes (n_classes=4), got {self.n_classes}")
+        if self.context_slices < 0:
+            raise ConfigError(f"context_slices must be >= 0, got {self.context_slices}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) < 0:
@@ -246,8 +266,13 @@ class Config:
     # -- derived values -----------------------------------------------------------------
     @property
     def n_channels(self):
-        """Number of input channels (one per modality)."""
-        return len(self.modalities)
+        """Number of input channels: one per modality and slice (``2 * context_slices + 1`` slices)."""
+        return len(self.modalities) * (2 * self.context_slices + 1)
+
+    @property
+    def n_outputs(self):
+        """Number of output channels: ``n_classes`` (softmax), or 3 (WT, TC, ET) for regions."""
+        return 3 if self.outputs == "regions" else self.n_classes
 
     @property
     def slice_indices(self):
@@ -263,6 +288,11 @@ class Config:
     # -- persistence --------------------------------------------------------------------
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def key_dict(self):
+        """The settings that name a cache entry: `to_dict` without `ADDED_FIELDS` at their default."""
+        return {name: value for name, value in self.to_dict().items()
+                if not (name in ADDED_FIELDS and value == ADDED_FIELDS[name])}
 
     @classmethod
     def from_dict(cls, values):

@@ -237,7 +237,8 @@ def run_key(config, data_identity):
     Parameters
     ----------
     config : Config
-        Every field counts (model, data and training settings).
+        Every field counts (model, data and training settings), through `Config.key_dict`:
+        fields added later count only when they are not at their default.
     data_identity : dict
         JSON-ready description of the data (folder, files, sizes, modification times).
 
@@ -246,7 +247,7 @@ def run_key(config, data_identity):
     str
         ``"<preset>-<16 hex digits>"``.
     """
-    payload = {"format": RUN_CACHE_FORMAT, "config": config.to_dict(), "data": data_identity}
+    payload = {"format": RUN_CACHE_FORMAT, "config": config.key_dict(), "data": data_identity}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"{config.preset}-{digest[:16]}"
 

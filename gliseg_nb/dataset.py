@@ -46,8 +46,13 @@ def build_cache(cases, config, cache_dir=None, workers=None, progress=True):
     return _cache.build_entries(cases, config, cache_dir=cache_dir, workers=workers, progress=progress)
 
 
-def _augment(x, y, seed):
-    """Random flips (same for image and labels) and a small intensity scale and shift."""
+def _augment(x, y, seed, slices=1):
+    """Random flips (same for image and labels) and a small intensity scale and shift.
+
+    With 2.5-D inputs (`slices` = ``2 * context_slices + 1`` groups of channels, one per
+    slice) each modality gets one scale and shift for all its slices, and the brain of each
+    slice is its own.
+    """
     batch = tf.shape(x)[0]
     seeds = tf.random.experimental.stateless_split(seed, num=4)
     flip_rows = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0]) < 0.5
@@ -57,11 +62,15 @@ def _augment(x, y, seed):
     y = tf.where(flip_rows, tf.reverse(y, axis=[1]), y)
     x = tf.where(flip_cols, tf.reverse(x, axis=[2]), x)
     y = tf.where(flip_cols, tf.reverse(y, axis=[2]), y)
-    channels = tf.shape(x)[-1]
-    scale = tf.random.stateless_uniform([batch, 1, 1, channels], seeds[2], 0.9, 1.1)
-    shift = tf.random.stateless_uniform([batch, 1, 1, channels], seeds[3], -0.1, 0.1)
+    shape = tf.shape(x)
+    modalities = shape[-1] // slices
+    scale = tf.random.stateless_uniform([batch, 1, 1, modalities], seeds[2], 0.9, 1.1)
+    shift = tf.random.stateless_uniform([batch, 1, 1, modalities], seeds[3], -0.1, 0.1)
+    scale, shift = tf.tile(scale, [1, 1, 1, slices]), tf.tile(shift, [1, 1, 1, slices])
     # Only brain pixels: the background stays exactly 0, as the network saw it so far.
-    inside = tf.reduce_any(tf.not_equal(x, 0), axis=-1, keepdims=True)
+    grouped = tf.reshape(x, tf.concat([shape[:3], [slices, modalities]], axis=0))
+    inside = tf.reduce_any(tf.not_equal(grouped, 0), axis=-1, keepdims=True)
+    inside = tf.reshape(tf.broadcast_to(inside, tf.shape(grouped)), shape)
     x = tf.where(inside, x * scale + shift, x)
     return x, y[..., 0]
 
@@ -157,7 +166,8 @@ def make_dataset(cases, config, training=True, cache_dir=None, workers=None, pro
     if training and config.augment:
         seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
         batches = tf.data.Dataset.zip((batches, seeds)).map(
-            lambda xy, seed: _augment(xy[0], xy[1], seed), num_parallel_calls=tf.data.AUTOTUNE
+            lambda xy, seed: _augment(xy[0], xy[1], seed, slices=2 * config.context_slices + 1),
+            num_parallel_calls=tf.data.AUTOTUNE
         )
     if training and (config.augment_appearance or config.augment_spatial):
         from .augment import randomize_batch  # domain randomisation (gliseg_nb/augment.py)

@@ -46,6 +46,9 @@ __all__ = [
     "from_internal",
     "region_mask",
     "region_masks",
+    "labels_to_regions",
+    "regions_to_labels",
+    "decode_outputs",
     "label_colormap",
     "legend_handles",
 ]
@@ -267,6 +270,78 @@ def region_mask(labels, region):
 def region_masks(labels):
     """All three region masks, as a dict ``{"WT": ..., "TC": ..., "ET": ...}``."""
     return {region: region_mask(labels, region) for region in REGIONS}
+
+
+def labels_to_regions(labels):
+    """Region targets of internal labels: one channel each for WT, TC and ET.
+
+    Parameters
+    ----------
+    labels : array-like of int
+        Internal classes 0-3, any shape.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape ``labels.shape + (3,)``
+        1 where the pixel is in the region, else 0; channels in the order of `REGIONS`.
+        Unlike one-hot classes the channels overlap: enhancing tumour is in all three.
+    """
+    labels = np.asarray(labels)
+    return np.stack([region_mask(labels, region) for region in REGIONS], axis=-1).astype(np.float32)
+
+
+def regions_to_labels(probabilities, threshold=0.5):
+    """Internal labels from WT/TC/ET probabilities, the BraTS way (inverse of `labels_to_regions`).
+
+    The regions are nested (ET inside TC inside WT) but three independent sigmoids need
+    not be, so the innermost region wins: enhancing tumour (3) where ``p_ET > threshold``;
+    else necrotic core (1) where ``p_TC > threshold``; else edema (2) where
+    ``p_WT > threshold``; else background (0). This is how nnU-Net and the BraTS
+    challenge's region-trained models turn regions back into labels.
+
+    Parameters
+    ----------
+    probabilities : array-like of float, shape (..., 3)
+        Probabilities of WT, TC and ET, in the order of `REGIONS`.
+    threshold : float, default=0.5
+        A pixel is in a region when its probability is above this.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape ``probabilities.shape[:-1]``
+        Internal classes 0-3.
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[-1:] != (len(REGIONS),):
+        raise ConfigError(f"region probabilities need {len(REGIONS)} channels (WT, TC, ET) last, "
+                          f"got shape {probabilities.shape}")
+    inside = probabilities > threshold
+    whole, core, enhancing = (inside[..., index] for index in range(len(REGIONS)))
+    labels = np.where(whole, 2, 0)
+    labels = np.where(core, 1, labels)
+    return np.where(enhancing, 3, labels).astype(np.uint8)
+
+
+def decode_outputs(probabilities, outputs="softmax"):
+    """Internal labels from a network's outputs, whatever its last layer.
+
+    Parameters
+    ----------
+    probabilities : array-like of float, shape (..., K)
+        What the network gives per pixel.
+    outputs : {"softmax", "regions"}, default="softmax"
+        ``Config.outputs``: class probabilities (the most probable class wins), or the
+        three WT/TC/ET sigmoids (`regions_to_labels`).
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape ``probabilities.shape[:-1]``
+    """
+    if outputs == "regions":
+        return regions_to_labels(probabilities)
+    if outputs != "softmax":
+        raise ConfigError(f"outputs must be 'softmax' or 'regions', got {outputs!r}")
+    return np.argmax(probabilities, axis=-1).astype(np.uint8)
 
 
 def label_colormap():

@@ -7,7 +7,9 @@ adding the two (``"ce+dice"``) keeps cross-entropy's smooth, well-scaled gradien
 training and Dice's focus on the tumour later.
 
 All losses take one-hot targets ``(batch, height, width, n_classes)`` and softmax
-probabilities of the same shape, and are registered with Keras (package ``"gliseg_nb"``), so
+probabilities of the same shape, except `RegionLoss`: it takes the same one-hot targets
+and the three sigmoid outputs of a region network (``Config(outputs="regions")``: WT, TC,
+ET), and trains each region as its own yes/no question. All are registered with Keras (package ``"gliseg_nb"``), so
 a model compiled with them saves to ``.keras`` and loads with `gliseg_nb.load_model`.
 """
 
@@ -22,9 +24,12 @@ __all__ = [
     "WeightedCategoricalCrossentropy",
     "DiceLoss",
     "CEDiceLoss",
+    "RegionLoss",
     "dice_loss",
     "ce_dice_loss",
     "soft_dice_per_class",
+    "soft_dice_per_region",
+    "region_targets",
     "get_loss",
 ]
 
@@ -107,6 +112,24 @@ def soft_dice_per_region(y_true, y_pred, smooth=DICE_SMOOTH):
         total = ops.sum(true_region) + ops.sum(pred_region)
         dice.append((2.0 * intersection + smooth) / (total + smooth))
     return ops.stack(dice)
+
+
+def region_targets(y_true):
+    """WT, TC and ET targets from one-hot class targets: the sums of each region's classes.
+
+    Parameters
+    ----------
+    y_true : tensor
+        One-hot targets ``(..., 4)`` (what the input pipeline feeds).
+
+    Returns
+    -------
+    tensor
+        ``(..., 3)`` float32, channels in the order of `gliseg_nb.labels.REGIONS`; the
+        tensor version of `gliseg_nb.labels.labels_to_regions`.
+    """
+    y_true = ops.cast(y_true, "float32")
+    return ops.stack([sum(y_true[..., c] for c in classes) for classes in REGIONS.values()], axis=-1)
 
 
 def _per_sample(value, y_true):
@@ -243,6 +266,64 @@ class CEDiceLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="gliseg_nb")
+class RegionLoss(keras.losses.Loss):
+    """Loss of a region network: binary cross-entropy plus soft Dice of WT, TC and ET.
+
+    ``ce_weight * BCE + dice_weight * (1 - mean soft Dice of the three regions)``, the
+    loss nnU-Net and MONAI train BraTS region outputs with. Each of the three sigmoid
+    outputs answers its own question ("is this pixel whole tumour?", "...tumour core?",
+    "...enhancing?"), so the regions may overlap, as they do in BraTS.
+
+    Parameters
+    ----------
+    class_weights : sequence of float, optional
+        One weight per *class* (4 values): each pixel's cross-entropy is multiplied by the
+        weight of its true class, as in `WeightedCategoricalCrossentropy`. The Dice is
+        not weighted. Default=None: all pixels weigh 1.
+    ce_weight : float, default=1.0
+        Weight of the binary cross-entropy (mean over pixels and the three regions).
+    dice_weight : float, default=1.0
+        Weight of the soft Dice loss (batch-level, as `soft_dice_per_class`).
+    smooth : float, default=1.0
+        Smoothing of the soft Dice.
+    name : str, default="region_loss"
+    reduction : str, default="sum_over_batch_size"
+
+    Notes
+    -----
+    Targets are the one-hot classes ``(batch, h, w, 4)`` the input pipeline feeds; they
+    are turned into region targets here (`region_targets`). Predictions are the sigmoid
+    probabilities ``(batch, h, w, 3)``.
+    """
+
+    def __init__(self, class_weights=None, ce_weight=1.0, dice_weight=1.0, smooth=DICE_SMOOTH,
+                 name="region_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = _validate_class_weights(class_weights, 4 if class_weights is not None else None)
+        self.ce_weight = float(ce_weight)
+        self.dice_weight = float(dice_weight)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        targets = region_targets(y_true)
+        y_pred = ops.cast(y_pred, "float32")
+        # Mean over the three regions: one cross-entropy per pixel, (batch, h, w).
+        pixel_loss = ops.mean(ops.binary_crossentropy(targets, y_pred), axis=-1)
+        if self.class_weights is not None:
+            weights = ops.convert_to_tensor(self.class_weights, dtype="float32")
+            pixel_loss = pixel_loss * ops.sum(ops.cast(y_true, "float32") * weights, axis=-1)
+        crossentropy = ops.mean(ops.reshape(pixel_loss, (ops.shape(pixel_loss)[0], -1)), axis=-1)
+        dice = soft_dice_per_class(targets, y_pred, self.smooth)  # the three regions' channels
+        return self.ce_weight * crossentropy + self.dice_weight * _per_sample(1.0 - ops.mean(dice), y_true)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(class_weights=list(self.class_weights) if self.class_weights else None,
+                      ce_weight=self.ce_weight, dice_weight=self.dice_weight, smooth=self.smooth)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gliseg_nb")
 def dice_loss(y_true, y_pred):
     """Soft Dice loss over the tumour classes, as a function (see `DiceLoss`).
 
@@ -274,13 +355,23 @@ def get_loss(config):
     config : Config
         ``loss`` is one of ``"categorical_crossentropy"`` (the report's: Keras' own loss when
         there are no class weights), ``"dice"``, ``"ce+dice"`` or ``"ce+region_dice"``
-        (cross-entropy plus the soft Dice of the regions WT, TC, ET).
+        (cross-entropy plus the soft Dice of the regions WT, TC, ET). With
+        ``outputs="regions"`` the same names give a `RegionLoss` on the three sigmoid
+        outputs: cross-entropy becomes binary cross-entropy per region, and the Dice is the
+        regions' (so ``"ce+dice"`` and ``"ce+region_dice"`` are the same loss).
 
     Returns
     -------
     keras.losses.Loss
     """
     class_weights = _validate_class_weights(config.class_weights, config.n_classes)
+    if config.outputs == "regions":
+        parts = {"categorical_crossentropy": (1.0, 0.0), "dice": (0.0, 1.0), "ce+dice": (1.0, 1.0),
+                 "ce+region_dice": (1.0, 1.0)}
+        if config.loss not in parts:
+            raise ValueError(f"Unknown loss {config.loss!r} for region outputs; choose one of {sorted(parts)}")
+        ce_weight, dice_weight = parts[config.loss]
+        return RegionLoss(class_weights, ce_weight=ce_weight, dice_weight=dice_weight)
     if config.loss == "categorical_crossentropy":
         if class_weights is None:
             return keras.losses.CategoricalCrossentropy(name="categorical_crossentropy")

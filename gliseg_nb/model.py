@@ -205,17 +205,20 @@ def build_unet(config=None):
     Parameters
     ----------
     config : Config, optional
-        Uses ``input_shape``, ``n_classes``, ``base_filters``, ``depth``, ``dropout``,
-        ``batch_norm``, ``residual`` and ``attention``. Default=None means
-        ``Config.preset("report")``: 7,759,908 parameters.
+        Uses ``input_shape`` (``context_slices`` adds channels), ``n_classes``,
+        ``base_filters``, ``depth``, ``dropout``, ``batch_norm``, ``residual``,
+        ``attention`` and ``outputs``. Default=None means ``Config.preset("report")``:
+        7,759,908 parameters.
 
     Returns
     -------
     keras.Model
         A functional model named ``"unet"`` mapping ``(batch, size, size, channels)`` images
-        to ``(batch, size, size, n_classes)`` class probabilities. The softmax layer computes
-        in float32 even under a mixed-precision policy, so probabilities and losses stay
-        accurate.
+        to ``(batch, size, size, n_classes)`` class probabilities (a softmax layer named
+        ``"class_probabilities"``), or with ``outputs="regions"`` to ``(batch, size, size,
+        3)`` sigmoid probabilities of WT, TC and ET (``"region_probabilities"``). The last
+        layer computes in float32 even under a mixed-precision policy, so probabilities and
+        losses stay accurate.
     """
     config = Config.preset("report") if config is None else config
     if not isinstance(config, Config):
@@ -242,9 +245,13 @@ def build_unet(config=None):
             name=f"decoder{level}", **options,
         )
 
-    outputs = layers.Conv2D(
-        config.n_classes, 1, activation="softmax", dtype="float32", name="class_probabilities"
-    )(x)
+    if config.outputs == "regions":
+        # Three independent yes/no questions (WT, TC, ET), each with its own sigmoid.
+        outputs = layers.Conv2D(3, 1, activation="sigmoid", dtype="float32", name="region_probabilities")(x)
+    else:
+        outputs = layers.Conv2D(
+            config.n_classes, 1, activation="softmax", dtype="float32", name="class_probabilities"
+        )(x)
     return keras.Model(inputs, outputs, name="unet")
 
 
@@ -364,8 +371,8 @@ def _draw_u(ax, config):
     # Input and output.
     ax.text(-0.1, box_height / 2, f"input\n{config.image_size}x{config.image_size}x{config.n_channels}",
             ha="right", va="center", fontsize=8)
-    ax.text(right + box_width + 0.1, box_height / 2, f"1x1 conv\nsoftmax\n{config.n_classes} classes",
-            ha="left", va="center", fontsize=8)
+    head = "sigmoid\nWT, TC, ET" if config.outputs == "regions" else f"softmax\n{config.n_classes} classes"
+    ax.text(right + box_width + 0.1, box_height / 2, f"1x1 conv\n{head}", ha="left", va="center", fontsize=8)
 
     from matplotlib.lines import Line2D
 

@@ -47,7 +47,7 @@ from ._io import atomic_write, output_folder, user_path
 from ._preprocess import resize_images, resize_weights
 from .config import Config
 from .errors import ConfigError, DataError, RunError
-from .labels import from_internal
+from .labels import decode_outputs, from_internal
 from .runs import MODEL_FILE_NAMES, RunFolder  # noqa: F401  (MODEL_FILE_NAMES: re-exported)
 
 __all__ = [
@@ -69,6 +69,8 @@ _MANIFEST_FORMAT = "gliseg-nb predictions 1"
 
 #: In-plane flips used for test-time augmentation: (flip rows, flip columns).
 TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
+#: What `predict_case`'s ``tta_flips`` accepts besides True and False.
+TTA_CHOICES = ("none", "lr", "all")
 
 
 # -- preprocessing, exactly as training ------------------------------------------------
@@ -128,9 +130,33 @@ def _upsample_probabilities(probabilities, out_rows, out_cols):
     return out.transpose(1, 0, 2, 3)
 
 
-def _predict_probabilities(model, images, batch_size, tta_flips):
-    """Softmax outputs of ``model`` for ``(n, size, size, C)`` inputs, flips averaged."""
-    flips = TTA_FLIPS if tta_flips else TTA_FLIPS[:1]
+def _tta_flip_set(tta_flips, affine):
+    """The (flip rows, flip columns) pairs `predict_case` averages over for `tta_flips`."""
+    choice = ("all" if tta_flips else "none") if isinstance(tta_flips, (bool, np.bool_)) else tta_flips
+    if choice not in TTA_CHOICES:
+        raise ConfigError(f"tta_flips must be True, False or one of {TTA_CHOICES}, got {tta_flips!r}")
+    if choice == "none":
+        return TTA_FLIPS[:1]
+    if choice == "all":
+        return TTA_FLIPS
+    # Left-right: the in-plane axis the affine says runs towards L or R (axis 0 in BraTS).
+    from .orientation import axis_codes
+
+    codes = axis_codes(affine)
+    lateral = [axis for axis in (0, 1) if codes[axis] in ("L", "R")]
+    if not lateral:
+        raise DataError(f"tta_flips='lr': no in-plane axis of this image runs left-right (axes {codes})")
+    return (TTA_FLIPS[0], (True, False) if lateral[0] == 0 else (False, True))
+
+
+def _predict_probabilities(model, images, batch_size, flips):
+    """Outputs of ``model`` for ``(n, size, size, C)`` inputs, averaged over `flips`.
+
+    Parameters
+    ----------
+    flips : sequence of (bool, bool)
+        (flip rows, flip columns) pairs, e.g. ``TTA_FLIPS[:1]`` for no flip.
+    """
     total = None
     for flip_rows, flip_cols in flips:
         axes = tuple(axis for axis, flip in ((1, flip_rows), (2, flip_cols)) if flip)
@@ -144,6 +170,21 @@ def _predict_probabilities(model, images, batch_size, tta_flips):
         outputs = np.flip(outputs, axis=axes) if axes else outputs
         total = outputs if total is None else total + outputs
     return total / len(flips)
+
+
+def _network_inputs(normalized, indices, config):
+    """The network's inputs for axial slices `indices` of a normalised ``(X, Y, Z, C)`` case.
+
+    Each slice resized to ``image_size``; with ``config.context_slices`` its neighbours'
+    images are stacked as extra channels, as in training (`gliseg_nb._preprocess.stack_context`).
+    """
+    if not config.context_slices:
+        return resize_images(normalized[:, :, indices], config.image_size)
+    from ._preprocess import context_rows, stack_context
+
+    rows = context_rows(indices, config.context_slices, normalized.shape[2])
+    needed, inverse = np.unique(rows, return_inverse=True)
+    return stack_context(resize_images(normalized[:, :, needed], config.image_size), inverse.reshape(rows.shape))
 
 
 def remove_small_enhancing(labels, min_voxels, replacement=1):
@@ -249,19 +290,24 @@ def predict_case(
     ----------
     model : keras.Model
         Maps ``(batch, image_size, image_size, n_channels)`` to softmax probabilities
-        ``(batch, image_size, image_size, n_classes)``.
+        ``(batch, image_size, image_size, n_classes)``, or with ``config.outputs="regions"``
+        to WT/TC/ET sigmoid probabilities (decoded by `gliseg_nb.labels.regions_to_labels`).
     case : gliseg_nb.data.Case or gliseg_nb.data.CaseData
         The case to segment. A `CaseData` must hold every axial slice and the modalities
         of `config` (as ``load_case(case, modalities=config.modalities)`` returns).
     config : gliseg_nb.Config
         The settings the model was trained with (``modalities``, ``image_size``,
-        ``normalization``, ``slice_start``, ``n_slices``, ``slice_step``, ``n_classes``).
+        ``normalization``, ``slice_start``, ``n_slices``, ``slice_step``, ``n_classes``,
+        ``context_slices``: the neighbours stacked as channels, ``outputs``).
     batch_size : int, default=32
         Slices per forward pass.
-    tta_flips : bool, default=False
-        Average the probabilities over the four combinations of in-plane flips
-        (test-time augmentation): four forward passes, 1.3 to 4 times the time depending
-        on the network's size.
+    tta_flips : bool or {"none", "lr", "all"}, default=False
+        Test-time augmentation: average the probabilities over flipped copies of each
+        slice (each prediction flipped back first). ``"lr"``: the image and its left-right
+        mirror (the in-plane axis the affine says runs left-right; two forward passes).
+        ``True`` or ``"all"``: the four combinations of in-plane flips (four forward
+        passes: 1.3 to 4 times the time, depending on the network's size).
+        ``False`` or ``"none"``: no flip.
     min_et_voxels : int, default=0
         If the predicted enhancing tumour has fewer voxels than this in total, relabel it
         as necrosis (`remove_small_enhancing`). 0 disables it.
@@ -270,7 +316,8 @@ def predict_case(
         (`remove_small_components`; applied before `min_et_voxels`). 0 disables it.
     return_probabilities : bool, default=False
         Also return the probabilities on the original grid, shape ``(X, Y, Z, n_classes)``
-        float32 (zero outside the predicted slices), e.g. for `report_metrics`.
+        float32 (background certain outside the brain), e.g. for `report_metrics`; for a
+        region network ``(X, Y, Z, 3)``, the WT/TC/ET probabilities (0 outside the brain).
 
     Returns
     -------
@@ -296,13 +343,18 @@ def predict_case(
             f"{stack.shape[2]} of {full_depth} were loaded"
         )
     rows, cols, depth = stack.shape[:3]
+    flips = _tta_flip_set(tta_flips, case_data.affine)
     brain = _brain_mask(stack)
     brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
     labels = np.zeros((rows, cols, depth), dtype=np.uint8)
+    # What is certain outside the brain: class 0 (softmax), or no region at all.
+    outside = np.zeros(config.n_outputs, dtype=np.float32)
+    if config.outputs == "softmax":
+        outside[0] = 1.0
     probabilities = None
     if return_probabilities:
-        probabilities = np.zeros((rows, cols, depth, config.n_classes), dtype=np.float32)
-        probabilities[..., 0] = 1.0  # slices without brain are certain background
+        probabilities = np.zeros((rows, cols, depth, config.n_outputs), dtype=np.float32)
+        probabilities[...] = outside  # slices without brain
     if len(brain_slices):
         normalized = _normalize_like_training(stack, config)
         # Chunks of slices bound the memory of the full-size probabilities (a 240 x 240 x 4
@@ -310,8 +362,8 @@ def predict_case(
         chunk = max(batch_size, 32)
         for start in range(0, len(brain_slices), chunk):
             indices = brain_slices[start : start + chunk]
-            images = resize_images(normalized[:, :, indices], config.image_size)
-            small = _predict_probabilities(model, images, batch_size, tta_flips)
+            images = _network_inputs(normalized, indices, config)
+            small = _predict_probabilities(model, images, batch_size, flips)
             if small.shape[1:3] != images.shape[1:3]:
                 raise DataError(
                     f"model output {small.shape[1:]} does not match its input "
@@ -319,12 +371,12 @@ def predict_case(
                     f"{config.image_size}?"
                 )
             full = _upsample_probabilities(small, rows, cols)
-            labels[:, :, indices] = np.argmax(full, axis=-1).astype(np.uint8)
+            labels[:, :, indices] = decode_outputs(full, config.outputs)
             if probabilities is not None:
                 probabilities[:, :, indices] = full
     labels[~brain] = 0
     if probabilities is not None:
-        probabilities[~brain] = np.eye(config.n_classes, dtype=np.float32)[0]
+        probabilities[~brain] = outside
     labels = remove_small_components(labels, min_component_voxels)
     labels = remove_small_enhancing(labels, min_et_voxels)
     if return_probabilities:
@@ -632,8 +684,9 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
         Labels written (`write_prediction`).
     batch_size : int, default=32
         Slices per forward pass; at least 1.
-    tta : bool, default=False
-        Average over the four in-plane flips (`predict_case`'s ``tta_flips``).
+    tta : bool or {"none", "lr", "all"}, default=False
+        Test-time flips (`predict_case`'s ``tta_flips``): True averages over the four
+        in-plane flips, ``"lr"`` over the left-right mirror only.
     min_et_voxels, min_component_voxels : int, default=0
         Post-processing of `predict_case` (0: off); not negative.
     cases : sequence of str or None, default=None
@@ -674,6 +727,9 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
         raise ConfigError(f"label_convention must be 'release' or 'internal', got {label_convention!r}")
     if nan_policy not in ("raise", "zero"):
         raise ConfigError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
+    if not isinstance(tta, (bool, np.bool_)) and tta not in TTA_CHOICES:
+        raise ConfigError(f"tta must be True, False or one of {TTA_CHOICES}, got {tta!r}")
+    tta = tta if isinstance(tta, str) else bool(tta)  # as recorded in the manifest
     model_path = user_path(model)
     loaded, config = load_trained(model_path, config)
     if model_path.is_dir():
@@ -693,7 +749,7 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
         "format": _MANIFEST_FORMAT,
         "model": {"path": str(model_path.resolve()), "sha256": _sha256(model_path)},
         "config": config.to_dict(),
-        "options": {"labels": label_convention, "tta": bool(tta), "min_et_voxels": int(min_et_voxels),
+        "options": {"labels": label_convention, "tta": tta, "min_et_voxels": int(min_et_voxels),
                     "min_component_voxels": int(min_component_voxels), "nan_policy": nan_policy},
     }
     identity = json.loads(json.dumps(identity))  # as read back from the manifest (lists, not tuples)
@@ -707,7 +763,7 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
     written = []
     for case in tqdm(found, desc="predict", unit="case", disable=not progress):
         case_data = load_case(case, modalities=list(config.modalities), nan_policy=nan_policy)
-        labels = predict_case(loaded, case_data, config, batch_size=batch_size, tta_flips=bool(tta),
+        labels = predict_case(loaded, case_data, config, batch_size=batch_size, tta_flips=tta,
                               min_et_voxels=min_et_voxels, min_component_voxels=min_component_voxels)
         written.append(write_prediction(labels, case, out_dir, label_convention=label_convention))
     manifest["complete"] = True

@@ -326,7 +326,7 @@ def _compile(model, config):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=get_loss(config),
-        metrics=default_metrics(config.n_classes),
+        metrics=default_metrics(config.n_classes, outputs=config.outputs),
         jit_compile=_jit_compile(config),
     )
     return model
@@ -543,7 +543,7 @@ def region_dice(model, cases, config, batch_size=None):
     """
     import numpy as np
 
-    from .labels import REGIONS
+    from .labels import REGIONS, decode_outputs
     from .metrics.evaluation import dice_score
     from .preprocessing import preprocess_case
 
@@ -552,7 +552,8 @@ def region_dice(model, cases, config, batch_size=None):
         x, y = preprocess_case(case, config)
         if y is None:
             raise ValueError(f"case {case.case_id} has no segmentation to score against")
-        predicted = np.argmax(model.predict(x, batch_size=batch_size or config.batch_size, verbose=0), axis=-1)
+        outputs = model.predict(x, batch_size=batch_size or config.batch_size, verbose=0)
+        predicted = decode_outputs(outputs, config.outputs)
         per_case[case.case_id] = {
             region: dice_score(np.isin(predicted, classes), np.isin(y, classes))
             for region, classes in REGIONS.items()

@@ -25,7 +25,7 @@ MODALITIES = ("flair", "t1", "t1ce", "t2")
 
 @pytest.fixture(scope="module")
 def case_with_maps():
-    """Case index 1 of seed 0 (a necrotic high-grade glioma), with its ground-truth maps."""
+    """Case index 1 of seed 0 (a solid high-grade glioma), with its ground-truth maps."""
     return synthesize_case(seed=0, index=1, return_maps=True)
 
 
@@ -148,13 +148,16 @@ def test_tumour_classes_show_on_the_right_modalities(case_with_maps):
     white[maps["slices"]] = maps["wm"] > 0.95
     white &= ~ndi.binary_dilation(seg > 0, iterations=5)
     regions = {"edema": seg == 2, "necrosis": seg == 1, "enhancing": seg == 4, "white": white}
-    flair = _region_means(images["flair"], regions)
-    t1ce = _region_means(images["t1ce"], regions)
-    t1 = _region_means(images["t1"], regions)
-    # Version 3 draws each class's intensity per case from a range (domain
-    # randomisation); these orderings hold throughout those ranges.
+    # Medians: thin rims and patches are mostly partial-volume voxels, whose mean mixes in
+    # their neighbours.
+    flair, t1ce, t1 = ({name: float(np.median(images[m][mask])) for name, mask in regions.items()}
+                       for m in ("flair", "t1ce", "t1"))
+    # Each lesion class's intensity is drawn per case from a range (versions 3 and 4);
+    # these orderings hold throughout those ranges.
     assert flair["edema"] > 1.2 * flair["white"]
-    assert t1ce["enhancing"] > 1.05 * t1ce["white"]
+    # Version 4: enhancement from faint (just above white matter, as in some real scans)
+    # to strong; always well above the edema around it.
+    assert t1ce["enhancing"] > t1ce["white"]
     assert t1ce["enhancing"] > 1.1 * t1ce["edema"]
     assert t1ce["necrosis"] < 0.85 * t1ce["enhancing"]
     # Enhancement is a contrast effect: the rim is not bright before contrast.
@@ -175,8 +178,9 @@ def test_confounders_are_bright_outside_the_tumour(case_with_maps):
     assert np.count_nonzero((t1ce > 0.8 * rim_level) & outside) > 100
     vascular = (maps["confounders"]["vessel"] | maps["confounders"]["choroid"]) & outside
     assert vascular.sum() > 100
-    # On average over their blurred, partial-volume voxels, still brighter than white matter.
-    assert t1ce[vascular].mean() > 1.02 * t1ce[white].mean()
+    # Blurred thin lines: many voxels are partial volume, but a good share of them is
+    # brighter than white matter.
+    assert np.percentile(t1ce[vascular], 75) > 1.02 * t1ce[white].mean()
     # White-matter lesions: FLAIR-bright, not tumour, and not enhancing.
     lesions = maps["confounders"]["wml"] & outside
     assert lesions.sum() > 50
@@ -215,7 +219,10 @@ def test_scanner_variation_changes_intensity_scale_between_cases(synthetic_datas
 @pytest.mark.slow
 def test_flair_threshold_baseline_is_in_the_calibrated_range(synthetic_dataset):
     result = threshold_baseline(synthetic_dataset)
-    assert 0.6 <= result["mean_dice"] <= 0.8, result
+    # On real BraTS scans an oracle FLAIR threshold gets a whole-tumour Dice of about 0.63
+    # (issue 11). Three cases vary more than a whole set (version 4: 0.55 on these three,
+    # 0.74 on 24 cases): neither trivial nor hopeless for a threshold.
+    assert 0.45 <= result["mean_dice"] <= 0.85, result
     assert 0.0 < result["threshold"] < 4.0
     assert set(result["per_case_dice"]) == set(result["case_ids"])
     assert len(result["case_ids"]) == 3
@@ -387,7 +394,7 @@ def test_synth_command_takes_a_worker_count_and_refuses_zero(tmp_path, monkeypat
     assert not (tmp_path / "other").exists()
 
 
-# -- version 3: the parts of the simulation ---------------------------------------------------
+# -- versions 3 and 4: the parts of the simulation -------------------------------------------
 def test_thick_slice_matrix_keeps_constants_and_blurs_along_z():
     matrix = synthetic._thick_slice_matrix(40, thickness=5.0, offset=1.5)
     assert matrix.shape == (40, 40)
@@ -458,3 +465,73 @@ def test_random_class_intensities_keep_the_clinical_ordering():
     assert np.std(flair[:, index["edema"]]) > 0.1  # really varies between cases
     fixed = synthetic._class_intensities(np.random.default_rng(0), "flair", False)
     np.testing.assert_allclose(fixed[index["wm"]], synthetic._CONTRASTS["flair"][index["wm"]], rtol=0.06)
+
+
+# -- version 4: lesions that look like real ones ----------------------------------------------
+def test_lesion_contrasts_vary_per_case_within_what_real_scans_show():
+    """Version 4 draws each lesion class's contrast per case; the normal tissues stay fixed."""
+    rng = np.random.default_rng(0)
+    index = synthetic._CLASS_INDEX
+    draws = {m: np.stack([synthetic._class_intensities(rng, m, False, lesions=True)
+                          for _ in range(300)]) for m in MODALITIES}
+    flair, t1, t1ce, t2 = (draws[m] for m in ("flair", "t1", "t1ce", "t2"))
+    # Enhancement: always above white matter, but from faint to strong, never the 1.55x
+    # white matter of every version-3 case.
+    enhancement = t1ce[:, index["et"]] / t1ce[:, index["wm"]]
+    assert enhancement.min() > 1.0 and enhancement.max() < 1.7
+    assert np.mean(enhancement < 1.35) > 0.25
+    # Necrosis and non-enhancing tumour: darker than white matter on T1 and T1ce, but grey,
+    # brighter than CSF (version 3: 0.33x white matter on T1ce, near CSF's 0.28).
+    for image in (t1, t1ce):
+        for name in ("necrosis", "net"):
+            assert np.all(image[:, index[name]] < image[:, index["wm"]])
+            assert np.all(image[:, index[name]] > 1.2 * image[:, index["csf"]])
+    # Edema: FLAIR-brighter than any normal tissue in every case.
+    normal = np.maximum(flair[:, index["wm"]], flair[:, index["gm"]])
+    assert np.all(flair[:, index["edema"]] > 1.2 * normal)
+    # The low-grade core on FLAIR: darker than its edema in some cases (T2-FLAIR mismatch),
+    # brighter in others; on T2 never darker than the edema.
+    core_to_edema = flair[:, index["net"]] / flair[:, index["edema"]]
+    assert np.mean(core_to_edema < 0.85) > 0.1 and np.mean(core_to_edema > 1.1) > 0.1
+    assert np.all(t2[:, index["net"]] >= t2[:, index["edema"]])
+    # Normal tissue keeps the clinical table (+-5 %): the per-case randomness is the lesions'.
+    np.testing.assert_allclose(flair[:, index["wm"]], synthetic._CONTRASTS["flair"][index["wm"]],
+                               rtol=0.06)
+    assert np.std(enhancement) > 0.05
+
+
+def test_enhancement_is_patchy_and_edema_bright_up_to_its_border(case_with_maps):
+    images, seg, _, maps = case_with_maps
+    box = maps["slices"]
+    t1ce = images["t1ce"][box].astype(float)
+    flair = images["flair"][box].astype(float)
+    labels = seg[box]
+    white = (maps["wm"] > 0.95) & ~ndi.binary_dilation(labels > 0, iterations=5)
+    # Inside the enhancing tissue the uptake varies: a spread of brightness, not one level.
+    core = ndi.binary_erosion(labels == 4, iterations=1)
+    assert core.sum() > 500
+    low, high = np.percentile(t1ce[core], [10, 90])
+    assert (high - low) / np.median(t1ce[core]) > 0.15
+    # Edema at its border is still brighter on FLAIR than the white matter it replaces.
+    edema = labels == 2
+    border = edema & ~ndi.binary_erosion(edema, iterations=2)
+    assert np.percentile(flair[border], 25) > 1.1 * np.median(flair[white])
+
+
+def test_low_grade_tumours_are_large(monkeypatch):
+    templates = synthetic._templates()
+
+    def sphere_ml(low_grade):
+        monkeypatch.setitem(synthetic._SIMULATION, "low_grade", low_grade)
+        rng = np.random.default_rng(1)
+        anatomy = synthetic._Anatomy(rng)
+        draws = [synthetic._draw_tumour(rng, anatomy, templates, kind="lgg") for _ in range(40)]
+        return np.array([4 / 3 * np.pi * (d["core_radius"] * 1.1 + d["edema_margin"]) ** 3 / 1000
+                         for d in draws])
+
+    version4 = sphere_ml(True)
+    version3 = sphere_ml(False)
+    # BraTS low-grade cases: whole tumour about 160-230 mL; version 3 drew them as small as
+    # the high-grade ones (from 20 mL).
+    assert version4.min() > 50 and np.median(version4) > 130
+    assert version3.min() < 50

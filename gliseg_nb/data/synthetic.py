@@ -4,24 +4,29 @@ No BraTS data can be downloaded inside a classroom notebook, so the course ships
 instead: a simulator of glioma MRI whose training value should carry over to real scans.
 Each case is the MNI152 1 mm brain bundled with nilearn (T1 template, grey and white-matter
 maps, brain mask), resampled onto the BraTS grid (240 x 240 x 155, 1 mm, LPS like the real
-files), with, per "patient" (version 3 of the generator):
+files), with, per "patient" (version 4 of the generator):
 
 * its own brain shape: a random affine (size 84-100 % of the template's), a smooth random nonlinear warp
   (displacements of a few mm over ~2 cm) and larger or smaller ventricles;
 * one glioma (sometimes a second, smaller focus) of the sizes real ones have: whole tumour
   about 20-250 mL, tumour core about half of it. High-grade tumours (70 %) have an
   enhancing rim of uneven thickness (2-9 mm), incomplete in places, with nodules, around an
-  off-centre necrosis; some are solid. Low-grade-like tumours (30 %) are a large
-  non-enhancing core with little or no enhancement. Edema spreads further along white
-  matter, stops at the cortex and the ventricles, and fades at its border; the tumour
-  pushes the anatomy aside (mass effect);
+  off-centre necrosis; some are solid. Low-grade-like tumours (30 %) are large (60-220 mL)
+  with a big non-enhancing core and little or no enhancement. Edema spreads further along
+  white matter, stops at the cortex and the ventricles, and stays bright up to its border;
+  the tumour pushes the anatomy aside (mass effect);
+* lesions that look the way real ones do (version 4), each class's contrast drawn per case
+  from ranges set from z-score statistics of real BraTS scans: enhancement from faint to
+  strong and patchy within a tumour, necrosis and non-enhancing tumour grey rather than
+  black on T1 and T1ce, a core on FLAIR about as bright as the edema, darker (the T2-FLAIR
+  mismatch of some low-grade tumours) or brighter;
 * confounders, as in real scans: enhancing vessels along the cortex and choroid plexus in
   the ventricles on T1ce, FLAIR-bright periventricular white-matter lesions that are not
   tumour, and, in some cases, an imperfect skull-strip (leftover tissue at the edge, brain
   eroded in places);
 * four contrasts from the tissue and lesion classes in the clinical ordering (T1: white >
   grey > CSF; T2: CSF bright; FLAIR: CSF dark, edema bright; T1ce: enhancement), each
-  class's intensity jittered per case; then scanner effects: a global scale, a smooth
+  normal tissue's intensity jittered per case; then scanner effects: a global scale, a smooth
   multiplicative bias field, Rician noise, blur, and in half the cases thick axial slices
   (2.5-6.5 mm) upsampled back to 1 mm, as many older scans were. A SynthSeg-style
   randomisation of every class's intensity over wide ranges is built in but off by
@@ -83,11 +88,12 @@ __all__ = [
 DATA_ENV_VAR = "GLISEG_NB_DATA"
 #: Environment variable naming the cache folder the synthetic dataset is generated into.
 #: Bumped whenever the generator changes the voxels it writes (names the cache folder).
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
-# The parts of the version-3 simulation, each of which can be switched off (back to what
-# version 2 did) to measure what it is worth: `benchmarks/bench_transfer.py --ablate PART`
-# (or on, `--add PART`). Private: the dataset the course uses is the one these defaults give.
+# The parts of the simulation, each of which can be switched off (the first five back to
+# what version 2 did, the last two back to version 3) to measure what it is worth:
+# `benchmarks/bench_transfer.py --ablate PART` (or on, `--add PART`). Private: the dataset
+# the course uses is the one these defaults give.
 _SIMULATION = {
     # brain shape: nonlinear warp, wider size range, ventricles enlarged or narrowed
     "anatomy": True,
@@ -103,6 +109,14 @@ _SIMULATION = {
     "resolution": True,
     # imperfect skull-stripping: leftover tissue outside the brain, eroded edges
     "skull_edge": True,
+    # version 4, the look of the lesions as real scans show it, drawn per case: faint to
+    # strong and patchy enhancement, necrosis and non-enhancing tumour grey (not black) on
+    # T1/T1ce, a core on FLAIR from darker than the edema (T2-FLAIR mismatch) to as bright,
+    # edema bright up to its border. Off: version 3's fixed lesion contrasts.
+    "lesions": True,
+    # version 4 low-grade tumours: large (60-220 mL), mostly non-enhancing core, rarely a
+    # small enhancing spot. Off: version 3's low-grade sizes (those of the high-grade ones).
+    "low_grade": True,
 }
 
 #: Shape of every BraTS volume (1 mm isotropic, SRI24 space).
@@ -409,9 +423,20 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
     if kind is None:
         roll = rng.uniform()
         kind = "lgg" if roll < 0.3 else ("solid" if roll < 0.42 else "necrotic")
+    # Version 4: low-grade gliomas are usually found late, large (BraTS low-grade cases:
+    # whole tumour 160-230 mL, most of it non-enhancing core).
+    low_grade = _SIMULATION["low_grade"] and kind == "lgg" and realistic
     if realistic:
-        whole_ml = rng.uniform(3.0, 25.0) if satellite else rng.uniform(20.0, 200.0)
-        core_fraction = rng.uniform(0.4, 0.85) if kind == "lgg" else rng.uniform(0.25, 0.7)
+        if satellite:
+            whole_ml = rng.uniform(3.0, 25.0)
+        elif low_grade:
+            whole_ml = rng.uniform(60.0, 220.0)
+        else:
+            whole_ml = rng.uniform(20.0, 200.0)
+        if low_grade:
+            core_fraction = rng.uniform(0.5, 0.85)
+        else:
+            core_fraction = rng.uniform(0.4, 0.85) if kind == "lgg" else rng.uniform(0.25, 0.7)
         # Radii of spheres of those volumes. The edema reaches about 1.1 core radii plus
         # its margin, and loses some volume to CSF and cortex (measured: ~0.9 of the sphere).
         core_radius = (3000.0 * whole_ml * core_fraction / (4.0 * np.pi)) ** (1.0 / 3.0)
@@ -458,14 +483,19 @@ def _draw_tumour(rng, anatomy, templates, kind=None, satellite=False):
             # Parts of the rim that do not enhance (incomplete rims) and enhancing nodules.
             "rim_gap_threshold": rng.uniform(0.4, 2.5),
             "nodule_threshold": rng.uniform(1.4, 3.0),
-            # Low-grade tumours: some have a small patch of enhancement.
-            "lgg_enhancing": bool(rng.uniform() < 0.35),
+            # Low-grade tumours: some have a small patch of enhancement (version 4: fewer).
+            "lgg_enhancing": bool(rng.uniform() < (0.2 if low_grade else 0.35)),
             "white_matter_preference": rng.uniform(0.3, 0.9),
         })
     else:
         tumour.update({"necrosis_level": rng.uniform(0.42, 0.66), "necrosis_offset": np.zeros(3),
                        "rim_gap_threshold": np.inf, "nodule_threshold": np.inf,
                        "lgg_enhancing": False, "white_matter_preference": 0.35})
+    # Version 4 (`_SIMULATION["lesions"]`): the edema's signal at its border, as a share
+    # of its full contrast. Real edema stays FLAIR-bright up to where the experts draw its
+    # edge; version 3's faded to 45 %, fainter than what is labelled edema in real scans
+    # (docs/benchmarks.md compares the statistics).
+    tumour["edema_floor"] = rng.uniform(0.5, 0.85) if _SIMULATION["lesions"] else 0.45
     return tumour
 
 
@@ -548,7 +578,8 @@ def _tumour_maps(rng, tumour, tissue, case_box):
     edema = ((edema_level < 1.0) & allowed | shell & (csf < 0.6)) & brain & (labels == 0)
     labels[edema] = 2
     strength = np.clip((1.0 - edema_level) / 0.6, 0.0, 1.0)
-    strength = np.where(edema, 0.45 + 0.55 * strength, 0.0).astype(np.float32)
+    floor = tumour["edema_floor"]
+    strength = np.where(edema, floor + (1.0 - floor) * strength, 0.0).astype(np.float32)
     return box, labels, strength
 
 
@@ -674,8 +705,32 @@ def _thick_slice_matrix(n_slices, thickness, offset):
     return matrix
 
 
-def _class_intensities(rng, modality, realistic):
+# Version 4 lesion contrasts (`_SIMULATION["lesions"]`), drawn per case: uniform ranges of
+# each lesion class's intensity relative to a reference class of the same contrast. They
+# follow what real scans show (docs/benchmarks.md, "Version 4": enhancement on T1ce less
+# far above the brain's mean than version 3's; necrosis and non-enhancing
+# tumour grey-dark on T1 and T1ce rather than black; on FLAIR the core about as bright as
+# the edema or darker (the T2-FLAIR mismatch of some low-grade tumours: a core bright on T2,
+# much less so on FLAIR), sometimes brighter).
+#   contrast: {lesion class: (reference class, low, high)}
+_LESION_CONTRASTS = {
+    "flair": {"edema": ("gm", 1.3, 1.85), "necrosis": ("edema", 0.5, 1.15),
+              "net": ("edema", 0.55, 1.15), "et": ("edema", 0.6, 1.2)},
+    "t2": {"edema": ("gm", 1.25, 1.75), "necrosis": ("edema", 0.95, 1.3),
+           "net": ("edema", 1.0, 1.35), "et": ("edema", 0.7, 0.95)},
+    "t1ce": {"edema": ("wm", 0.65, 0.9), "necrosis": ("wm", 0.38, 0.72),
+             "net": ("wm", 0.45, 0.75), "et": ("wm", 1.2, 1.55)},
+    "t1": {"edema": ("wm", 0.6, 0.9), "necrosis": ("wm", 0.4, 0.68),
+           "net": ("wm", 0.42, 0.72), "et": ("wm", 0.6, 0.9)},
+}
+
+
+def _class_intensities(rng, modality, realistic, lesions=False):
     """Relative intensity of each class in one contrast for one case (see `_CONTRASTS`).
+
+    With `lesions` (version 4, `_SIMULATION["lesions"]`) and not `realistic`, normal
+    tissues keep the fixed table (+-5 %) and the lesion classes are drawn from
+    `_LESION_CONTRASTS`.
 
     Version 3 (`_SIMULATION["appearance"]`) draws them per case from wide ranges around
     the clinical ordering, as SynthSeg draws its Gaussian means, with the lesion classes
@@ -686,7 +741,11 @@ def _class_intensities(rng, modality, realistic):
     base = np.array(_CONTRASTS[modality])
     if not realistic:
         values = base * rng.uniform(0.95, 1.05, size=len(_CLASS_INDEX))
-        if modality == "flair":
+        if lesions:
+            # In order: edema first, as the other FLAIR and T2 classes refer to it.
+            for name, (reference, low, high) in _LESION_CONTRASTS[modality].items():
+                values[_CLASS_INDEX[name]] = values[_CLASS_INDEX[reference]] * rng.uniform(low, high)
+        elif modality == "flair":
             values[_CLASS_INDEX["necrosis"]] = rng.uniform(0.4, 1.0)
         return values
     #                  wm    gm    csf   edema necro net   et    wml   vessel choroid
@@ -847,6 +906,13 @@ def synthesize_case(seed=0, index=0, return_maps=False):
                        1.0 + texture_amplitude * _smooth_noise(rng, tumour_labels.shape, texture_scale),
                        1.0)
     core_is_net = tumour["kind"] == "lgg"
+    lesion_look = _SIMULATION["lesions"]
+    if lesion_look:
+        # Patchy enhancement: contrast uptake varies across the enhancing tissue, from full
+        # to a fraction of it, in patches of about 1 cm (version 4).
+        patchiness = rng.uniform(0.0, 0.3)
+        uptake = 1.0 - np.float32(patchiness) * np.clip(
+            0.5 + 0.5 * _smooth_noise(rng, tumour_labels.shape, 3.0), 0.0, 1.0)
 
     bias_axes = _bias_axes([np.float32(s) + where.astype(np.float32)
                             for s, where in zip(box.start, np.nonzero(head))])
@@ -856,7 +922,7 @@ def synthesize_case(seed=0, index=0, return_maps=False):
     images = {}
     scanner = {}
     for modality in MODALITIES:
-        values = _class_intensities(rng, modality, appearance)
+        values = _class_intensities(rng, modality, appearance, lesions=lesion_look)
         v = {name: np.float32(values[i]) for name, i in _CLASS_INDEX.items()}
         # v_wm wm + v_gm gm + v_csf csf, in place (box-sized arrays).
         image = np.multiply(v["wm"], tissue["wm"])
@@ -874,7 +940,11 @@ def synthesize_case(seed=0, index=0, return_maps=False):
         sub = image[tumour_slices]
         sub += fractions["edema"] * (v["edema"] - sub)
         sub += fractions["necrosis"] * ((v["net"] if core_is_net else v["necrosis"]) - sub)
-        sub += fractions["et"] * (v["et"] - sub)
+        if lesion_look and modality == "t1ce":
+            # Enhancing tissue is non-enhancing tumour plus the contrast it took up.
+            sub += fractions["et"] * (v["net"] + uptake * (v["et"] - v["net"]) - sub)
+        else:
+            sub += fractions["et"] * (v["et"] - sub)
         sub *= texture
         if rim is not None:
             # Leftover dura, fat or CSF at the edge: anything from dark to bright.
@@ -1178,9 +1248,10 @@ def threshold_baseline(data, modality="flair", thresholds=None):
     Each case's image is z-scored over its brain (non-zero) voxels, then every voxel above
     the threshold is called tumour. One threshold is chosen for all cases, the one that
     maximises the mean per-case Dice of the whole tumour (labels 1+2+3). This is the
-    difficulty yardstick of the synthetic set (about 0.6-0.8, like simple intensity methods
-    on real BraTS) and a baseline any trained model should beat. Measured on the first 16
-    cases of seed 0 (generator version 1): threshold 1.65, mean Dice 0.74, per case 0.51-0.92.
+    difficulty yardstick of the synthetic set (about 0.55-0.8, like simple intensity methods
+    on real BraTS) and a baseline any trained model should beat. Measured on the 24 cases of
+    seed 0: generator version 3, threshold 1.3, mean Dice 0.65; version 4, threshold 1.3,
+    mean Dice 0.74 (real scans: docs/benchmarks.md, "Transfer to real scans").
 
     Parameters
     ----------

@@ -12,6 +12,10 @@ The metrics here instead accumulate confusion counts over the epoch, per class:
 
 with the predicted class taken as the argmax of the softmax and the true class as the argmax
 of the one-hot target, and compute the score from the totals only when asked (`result`).
+For a region network (``Config(outputs="regions")``, three sigmoid outputs WT/TC/ET) the
+metrics take ``outputs="regions"`` and decode the outputs to classes first, the BraTS way
+(`decode_regions`, as `gliseg_nb.labels.regions_to_labels`), so both kinds of network are
+scored alike.
 
 Scores of one class, or the macro mean over several (by default the tumour classes 1-3, so
 that background, about 98 % of the pixels, does not flatter them):
@@ -50,8 +54,11 @@ __all__ = [
     "ArgmaxMeanIoU",
     "PixelAccuracy",
     "RegionDiceScore",
+    "decode_regions",
     "default_metrics",
 ]
+
+OUTPUTS = ("softmax", "regions")
 
 
 def _resolve_class_ids(class_ids, n_classes, default):
@@ -62,6 +69,33 @@ def _resolve_class_ids(class_ids, n_classes, default):
     if not ids or any(not 0 <= c < n_classes for c in ids):
         raise ValueError(f"class_ids must be classes in 0..{n_classes - 1}, got {class_ids}")
     return ids, single
+
+
+def decode_regions(y_pred, n_classes=4, threshold=0.5):
+    """One-hot classes from WT/TC/ET probabilities: `gliseg_nb.labels.regions_to_labels` in tensors.
+
+    Parameters
+    ----------
+    y_pred : tensor
+        Sigmoid outputs ``(..., 3)`` of WT, TC and ET.
+    n_classes : int, default=4
+    threshold : float, default=0.5
+
+    Returns
+    -------
+    tensor
+        One-hot ``(..., n_classes)`` float32: 3 where ET, else 1 where TC, else 2 where WT.
+    """
+    inside = ops.greater(ops.cast(y_pred, "float32"), threshold)
+    labels = ops.where(inside[..., 1], 1, ops.where(inside[..., 0], 2, 0))
+    labels = ops.where(inside[..., 2], 3, labels)
+    return ops.one_hot(labels, n_classes, dtype="float32")
+
+
+def _check_outputs(outputs):
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
+    return outputs
 
 
 def _safe_ratio(numerator, denominator):
@@ -88,12 +122,15 @@ class ConfusionCountsMetric(keras.metrics.Metric):
         derives it from the class: e.g. ``"dice_mean"`` or ``"dice_class3"``.
     dtype : str, optional
         Dtype of the result; default=None (float32).
+    outputs : {"softmax", "regions"}, default="softmax"
+        What the predictions are: class probabilities, or the three WT/TC/ET sigmoids of a
+        region network (decoded to classes by `decode_regions` first).
     """
 
     #: Short name used to derive the default metric name.
     prefix = "confusion"
 
-    def __init__(self, class_ids=None, n_classes=4, name=None, dtype=None):
+    def __init__(self, class_ids=None, n_classes=4, name=None, dtype=None, outputs="softmax"):
         n_classes = int(n_classes)
         if n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
@@ -102,6 +139,7 @@ class ConfusionCountsMetric(keras.metrics.Metric):
             name = f"{self.prefix}_class{ids[0]}" if single else f"{self.prefix}_mean"
         super().__init__(name=name, dtype=dtype)
         self.n_classes = n_classes
+        self.outputs = _check_outputs(outputs)
         self.class_ids = ids[0] if single else ids
         self._ids = ids
         counts = dict(shape=(n_classes,), initializer="zeros", dtype="float32", aggregation="sum")
@@ -126,6 +164,8 @@ class ConfusionCountsMetric(keras.metrics.Metric):
         sample_weight : tensor, optional
             Per-image ``(batch,)`` or per-pixel ``(batch, ...)`` weights; default=None.
         """
+        if self.outputs == "regions":
+            y_pred = decode_regions(y_pred, self.n_classes)
         true_class = ops.argmax(y_true, axis=-1)
         pred_class = ops.argmax(y_pred, axis=-1)
         true_onehot = ops.reshape(ops.one_hot(true_class, self.n_classes, dtype="float32"), (-1, self.n_classes))
@@ -170,7 +210,7 @@ class ConfusionCountsMetric(keras.metrics.Metric):
     def get_config(self):
         config = super().get_config()
         class_ids = self.class_ids if isinstance(self.class_ids, int) else list(self.class_ids)
-        config.update(class_ids=class_ids, n_classes=self.n_classes)
+        config.update(class_ids=class_ids, n_classes=self.n_classes, outputs=self.outputs)
         return config
 
 
@@ -245,10 +285,10 @@ class ArgmaxMeanIoU(ConfusionCountsMetric):
 
     prefix = "iou"
 
-    def __init__(self, class_ids=None, n_classes=4, name=None, dtype=None):
+    def __init__(self, class_ids=None, n_classes=4, name=None, dtype=None, outputs="softmax"):
         if name is None and class_ids is None:
             name = "mean_iou"
-        super().__init__(class_ids=class_ids, n_classes=n_classes, name=name, dtype=dtype)
+        super().__init__(class_ids=class_ids, n_classes=n_classes, name=name, dtype=dtype, outputs=outputs)
 
     @staticmethod
     def _default_class_ids(n_classes):
@@ -278,15 +318,23 @@ class PixelAccuracy(keras.metrics.CategoricalAccuracy):
     class_ids : optional
         Accepted and ignored, so that models saved with the earlier confusion-count
         version of this metric still load.
+    outputs : {"softmax", "regions"}, default="softmax"
+        Region outputs are decoded to classes first (`decode_regions`).
     """
 
-    def __init__(self, n_classes=4, name="accuracy", dtype=None, class_ids=None):
+    def __init__(self, n_classes=4, name="accuracy", dtype=None, class_ids=None, outputs="softmax"):
         super().__init__(name=name, dtype=dtype)
         self.n_classes = int(n_classes)
+        self.outputs = _check_outputs(outputs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.outputs == "regions":
+            y_pred = decode_regions(y_pred, self.n_classes)
+        return super().update_state(y_true, y_pred, sample_weight)
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_classes=self.n_classes)
+        config.update(n_classes=self.n_classes, outputs=self.outputs)
         return config
 
 
@@ -309,9 +357,11 @@ class RegionDiceScore(DiceScore):
         Default=None: ``"dice_<region>"`` in lower case.
     dtype : str, optional
         Dtype of the result; default=None (float32).
+    outputs : {"softmax", "regions"}, default="softmax"
+        Region outputs are decoded to classes first (`decode_regions`).
     """
 
-    def __init__(self, region="WT", n_classes=4, name=None, dtype=None):
+    def __init__(self, region="WT", n_classes=4, name=None, dtype=None, outputs="softmax"):
         from ..labels import REGIONS
 
         if region not in REGIONS:
@@ -323,6 +373,8 @@ class RegionDiceScore(DiceScore):
         super().__init__(class_ids=1, n_classes=2, name=name or f"dice_{region.lower()}", dtype=dtype)
         self.region = region
         self.source_classes = int(n_classes)
+        # Decoded here, before the region is taken; the two-class counts below see classes.
+        self.region_outputs = _check_outputs(outputs)
         self._membership = [1.0 if c in classes else 0.0 for c in range(self.source_classes)]
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -332,20 +384,24 @@ class RegionDiceScore(DiceScore):
             inside = ops.take(membership, ops.argmax(onehot, axis=-1))
             return ops.stack([1.0 - inside, inside], axis=-1)
 
+        if self.region_outputs == "regions":
+            y_pred = decode_regions(y_pred, self.source_classes)
         super().update_state(in_region(y_true), in_region(y_pred), sample_weight)
 
     def get_config(self):
         config = keras.metrics.Metric.get_config(self)
-        config.update(region=self.region, n_classes=self.source_classes)
+        config.update(region=self.region, n_classes=self.source_classes, outputs=self.region_outputs)
         return config
 
 
-def default_metrics(n_classes=4):
+def default_metrics(n_classes=4, outputs="softmax"):
     """The metrics `gliseg_nb.train.fit` compiles a model with.
 
     Parameters
     ----------
     n_classes : int, default=4
+    outputs : {"softmax", "regions"}, default="softmax"
+        ``Config.outputs`` of the model: region outputs are decoded to classes first.
 
     Returns
     -------
@@ -355,15 +411,16 @@ def default_metrics(n_classes=4):
         classes), ``accuracy`` and ``mean_iou`` (argmax, all classes); with 4 classes also
         the region Dice ``dice_wt``, ``dice_tc``, ``dice_et`` (what the progress line shows).
     """
-    metrics = [DiceScore(n_classes=n_classes)]
-    metrics += [DiceScore(class_id, n_classes=n_classes) for class_id in range(1, n_classes)]
+    common = dict(n_classes=n_classes, outputs=_check_outputs(outputs))
+    metrics = [DiceScore(**common)]
+    metrics += [DiceScore(class_id, **common) for class_id in range(1, n_classes)]
     if n_classes == 4:
-        metrics += [RegionDiceScore(region, n_classes=n_classes) for region in ("WT", "TC", "ET")]
+        metrics += [RegionDiceScore(region, **common) for region in ("WT", "TC", "ET")]
     metrics += [
-        PrecisionScore(n_classes=n_classes),
-        SensitivityScore(n_classes=n_classes),
-        SpecificityScore(n_classes=n_classes),
-        PixelAccuracy(n_classes=n_classes),
-        ArgmaxMeanIoU(n_classes=n_classes),
+        PrecisionScore(**common),
+        SensitivityScore(**common),
+        SpecificityScore(**common),
+        PixelAccuracy(**common),
+        ArgmaxMeanIoU(**common),
     ]
     return metrics

@@ -1,0 +1,460 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. Beyond the report (optional): region outputs, 2.5-D input, test-time flips
+#
+# *This notebook is optional: the course is complete without it.*
+#
+# The report's section 4.5 lists ways to extend the U-Net: a 3-D U-Net, attention gates,
+# residual blocks. Three more ideas cost little and fit a 2-D network. The first and the
+# last are what the BraTS 2020 winner (nnU-Net, Isensee and colleagues) trained and
+# predicted with; the second is a cheap halfway house to the 3-D networks such methods use:
+#
+# 1. **Region outputs.** BraTS scores three nested regions, whole tumour (WT), tumour core
+#    (TC) and enhancing tumour (ET), not the four classes. Train the network to answer the
+#    three yes/no questions directly, with one sigmoid each, instead of picking one class
+#    per pixel with a softmax.
+# 2. **2.5-D input.** A radiologist scrolls through neighbouring slices to tell a vessel from
+#    a tumour. Give the 2-D network the slice above and below as extra input channels.
+# 3. **Test-time flips.** A brain is roughly symmetric left-right, a network is not: average
+#    its prediction with the prediction on the mirrored image, mirrored back.
+#
+# Each idea is first built in a few lines of visible code, then checked against the
+# library's option that does the same (`Config(outputs="regions")`,
+# `Config(context_slices=1)`, `predict_case(..., tta_flips="lr")`). Then each is measured
+# against the report's kind of network, the 2-D softmax U-Net, on the same data, split,
+# seed and training budget.
+#
+# After this notebook you will be able to:
+#
+# * turn labels into region targets, train a sigmoid head on them with binary
+#   cross-entropy plus soft Dice, and decode its three outputs back into BraTS labels;
+# * stack neighbouring slices as channels, and say what it changes in the network;
+# * average a prediction over a left-right flip, and say when that helps and what it costs;
+# * read a benchmark table of the three ideas, and say how much of a difference is noise.
+
+# %%
+# In Colab, install the course; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    # %pip install --quiet "gliseg-nb @ git+https://github.com/gliseg-nb/gliseg-nb"
+    from google.colab import output
+
+    output.enable_custom_widget_manager()  # Colab draws the course's widgets only with this
+
+# %%
+DATA_DIR = None  # or a BraTS folder in any layout; env GLISEG_NB_DATA also works
+PRESET = "quick"  # or "report": the report's settings (real data, a GPU, hours of training)
+
+# %%
+# %matplotlib inline
+from gliseg_nb.course import quiet_tensorflow
+
+quiet_tensorflow()
+
+import dataclasses
+import time
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gliseg_nb.course import load_or_train
+from gliseg_nb.data import load_case
+from gliseg_nb import measured
+from gliseg_nb.labels import REGIONS, labels_to_regions, regions_to_labels
+from gliseg_nb.losses import RegionLoss
+from gliseg_nb.metrics import evaluate_case
+from gliseg_nb.model import build_unet
+from gliseg_nb.orientation import axial_display
+from gliseg_nb.pipeline import preprocess_case
+from gliseg_nb.predict import predict_case
+
+# %% [markdown]
+# The model notebook 4 trained, its settings and its split, reused from the cache (or
+# trained now, about a minute, if this notebook runs first):
+
+# %%
+run = load_or_train(DATA_DIR, PRESET)
+config = run.config
+test_cases = run.cases_of("test")
+case = test_cases[0]
+print(f"model {run.run_dir.name} ({'cached' if run.reused else 'trained now'}): {config.image_size} px, "
+      f"inputs {list(config.modalities)}, outputs {config.outputs!r}")
+print("test patients:", ", ".join(c.case_id for c in test_cases))
+
+# %% [markdown]
+# ## Region outputs: three yes/no questions
+#
+# The report's network ends in a softmax over four classes: for each pixel, four numbers
+# that sum to 1, and the largest wins. But BraTS never asks "which class?". It asks three
+# questions, each of which has a region for its answer, and the regions are nested:
+#
+# * WT, whole tumour: classes 1, 2 and 3;
+# * TC, tumour core: classes 1 and 3;
+# * ET, enhancing tumour: class 3.
+#
+# A pixel of enhancing tumour is in all three. A region network answers the three
+# questions directly: its last layer has three channels with a **sigmoid** each (a number
+# between 0 and 1 that needs no other channel), and its targets are the three region masks.
+# First the targets, by hand:
+
+# %%
+labels = np.array([[0, 2, 2], [2, 1, 3], [2, 3, 3]])  # a 3 x 3 patch: edema around a core
+by_hand = np.stack([np.isin(labels, (1, 2, 3)), np.isin(labels, (1, 3)), labels == 3], axis=-1)
+for index, region in enumerate(REGIONS):
+    print(f"{region} target:\n{by_hand[..., index].astype(int)}")
+
+# %% tags=["nbval-check-output"]
+print("same as gliseg_nb.labels.labels_to_regions:", np.array_equal(by_hand, labels_to_regions(labels)))
+
+# %% [markdown]
+# The head: where the softmax network has `Conv2D(4, 1, activation="softmax")`, the region
+# network has three sigmoid channels. Everything before it is the same U-Net.
+
+# %%
+features = keras.Input((64, 64, 8))  # what the last decoder level gives, say
+region_head = keras.layers.Conv2D(3, 1, activation="sigmoid", name="region_probabilities")(features)
+print("region head:", region_head.shape, "(batch, rows, columns, WT/TC/ET)")
+
+# %% [markdown]
+# The loss treats each channel as its own yes/no problem: binary cross-entropy per pixel
+# and region, plus one minus the soft Dice of each region over the batch (the soft Dice of
+# notebook 5, on region probabilities). This is the loss nnU-Net and MONAI train BraTS
+# regions with. In NumPy, on a made-up prediction of the patch above:
+
+# %%
+rng = np.random.default_rng(0)
+targets = by_hand.astype(np.float32)[None]  # a batch of one patch
+predicted = np.clip(targets * 0.8 + rng.uniform(0, 0.3, targets.shape), 0.01, 0.99).astype(np.float32)
+
+crossentropy = -(targets * np.log(predicted) + (1 - targets) * np.log(1 - predicted)).mean()
+smooth = 1.0
+dice = [(2 * (targets[..., r] * predicted[..., r]).sum() + smooth)
+        / (targets[..., r].sum() + predicted[..., r].sum() + smooth) for r in range(3)]
+loss_by_hand = crossentropy + 1 - np.mean(dice)
+print(f"BCE {crossentropy:.4f}, soft Dice WT/TC/ET {np.round(dice, 4)}, loss {loss_by_hand:.4f}")
+
+# %% [markdown]
+# The library's `RegionLoss` takes the one-hot classes the input pipeline feeds (so the
+# data pipeline does not change) and makes the region targets itself:
+
+# %% tags=["nbval-check-output"]
+onehot = np.eye(4, dtype=np.float32)[labels][None]
+library_loss = float(keras.ops.convert_to_numpy(RegionLoss().call(onehot, predicted))[0])
+print(f"RegionLoss: {library_loss:.4f}; the same as by hand: {np.isclose(library_loss, loss_by_hand, atol=1e-5)}")
+
+# %% [markdown]
+# Three independent sigmoids need not agree: a pixel may be "enhancing" (ET > 0.5) without
+# being "core" (TC < 0.5). Decoding back to the four classes lets the innermost region win,
+# the BraTS way: enhancing where ET > 0.5, else necrotic core where TC > 0.5, else edema
+# where WT > 0.5, else background.
+
+# %%
+probabilities = np.array([[0.9, 0.1, 0.1],   # WT only: edema
+                          [0.9, 0.8, 0.1],   # WT and TC: necrotic core
+                          [0.9, 0.8, 0.7],   # all three: enhancing
+                          [0.4, 0.3, 0.6],   # ET alone: still enhancing
+                          [0.2, 0.1, 0.1]])  # none: background
+decoded = np.where(probabilities[:, 2] > 0.5, 3,
+                   np.where(probabilities[:, 1] > 0.5, 1, np.where(probabilities[:, 0] > 0.5, 2, 0)))
+print("decoded by hand:", decoded)
+
+# %% tags=["nbval-check-output"]
+print("gliseg_nb.labels.regions_to_labels:", regions_to_labels(probabilities),
+      "same:", np.array_equal(decoded, regions_to_labels(probabilities)))
+
+# %% [markdown]
+# In the library it is one setting, `outputs="regions"`: `build_unet` then ends in the
+# sigmoid head, `get_loss` gives the `RegionLoss` (with the same class weights on the
+# cross-entropy), the training metrics decode before they count, and `predict_case`
+# decodes the whole volume, so evaluation and the NIfTI files are unchanged.
+
+# %% tags=["nbval-check-output"]
+softmax_net = build_unet(config)
+region_net = build_unet(config.replace(outputs="regions"))
+for name, net in (("softmax", softmax_net), ("regions", region_net)):
+    print(f"{name:8s} last layer {net.layers[-1].name!r}, output {net.output_shape}, "
+          f"{net.count_params():,} parameters")
+
+# %% [markdown]
+# ## 2.5-D input: a slice and its neighbours
+#
+# The U-Net sees one axial slice. Whether a bright spot is a vessel, which continues as a
+# tube through the next slices, or a piece of enhancing rim, which closes into a shell
+# around the necrosis, is easier to tell with the slices above and below in view. A 3-D
+# network sees them all, at a cost in memory and time; a **2.5-D** network gets only the
+# `k` neighbours on each side as extra input channels: with four contrasts and `k = 1`,
+# 12 channels instead of 4.
+#
+# By hand, on every slice of the training slab (`slice_step=1`, so that the neighbours of a
+# slice are the rows above and below it):
+
+# %%
+every_slice = config.replace(slice_step=1)
+x, y = preprocess_case(case, every_slice)
+channels = len(config.modalities)
+inner = np.arange(1, len(x) - 1)  # the first and last rows have a neighbour outside x
+stacked_by_hand = np.concatenate([x[inner - 1], x[inner], x[inner + 1]], axis=-1)
+print(f"one slice: {x.shape[1:]}; with its two neighbours: {stacked_by_hand.shape[1:]}")
+
+# %% [markdown]
+# The library does it when preprocessing (`context_slices=k`), for the training cache and
+# for whole-volume prediction alike; at the ends of the volume a missing neighbour repeats
+# the end slice. Its channels are grouped by slice (lower neighbour, centre, upper
+# neighbour), as above:
+
+# %% tags=["nbval-check-output"]
+x_context, _ = preprocess_case(case, every_slice.replace(context_slices=1))
+print("shape:", x_context.shape[1:], "- the same as by hand:", np.array_equal(x_context[inner], stacked_by_hand))
+print("centre channels are the 2-D input:", np.array_equal(x_context[..., channels:2 * channels], x))
+
+# %%
+# The three FLAIR slices one 2.5-D input holds, at the slice with the most tumour, and
+# what changes from the lower to the upper one.
+row = int(np.argmax((y > 0).sum(axis=(1, 2))))
+flair = [x_context[row, :, :, (offset + 1) * channels + config.modalities.index("flair")] for offset in (-1, 0, 1)]
+affine = load_case(case, modalities=["flair"], slices=(0, 1)).affine
+figure, axes = plt.subplots(1, 4, figsize=(12, 3.6), layout="constrained")
+for ax, image, offset in zip(axes, flair, (-1, 0, 1)):
+    ax.imshow(axial_display(image, affine), cmap="gray")
+    ax.set_title(f"FLAIR, slice {every_slice.slice_indices[row] + offset}")
+difference = axial_display(flair[2] - flair[0], affine)
+limit = float(np.abs(difference).max()) or 1.0
+axes[3].imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit)
+axes[3].set_title("upper minus lower")
+for ax in axes:
+    ax.set_axis_off()
+figure.suptitle(f"{case.case_id}: the FLAIR channels of one 2.5-D input (radiological view)")
+plt.show()
+
+# %% [markdown]
+# Neighbouring slices, 1 mm apart, look almost the same; what the network gains is in the
+# difference (right): the borders that move from one slice to the next, here mostly the
+# edges of the ventricles and of the tumour.
+
+# %% [markdown]
+# Only the first convolution changes: it reads 12 channels instead of 4, a few hundred
+# weights more. The rest of the network is the same.
+
+# %% tags=["nbval-check-output"]
+context_net = build_unet(config.replace(context_slices=1))
+print(f"2-D:   input {softmax_net.input_shape}, {softmax_net.count_params():,} parameters")
+print(f"2.5-D: input {context_net.input_shape}, {context_net.count_params():,} parameters "
+      f"(+{context_net.count_params() - softmax_net.count_params():,})")
+
+# %% [markdown]
+# ## Test-time flips
+#
+# The course's training flips slices at random (augmentation), so the network has seen
+# mirrored brains, but it does not give a mirrored image the mirrored answer exactly.
+# Averaging the two answers removes some of its random errors: predict the patient, predict
+# the patient mirrored left-right, mirror that prediction back, and average the
+# probabilities. By hand, with the whole-volume prediction of notebook 6:
+
+# %%
+case_data = load_case(case, modalities=list(config.modalities))
+started = time.perf_counter()
+plain_labels, plain = predict_case(run.model, case_data, config, return_probabilities=True)
+one_pass = time.perf_counter() - started
+# In BraTS files the first voxel axis runs left-right: mirroring is reversing it.
+mirrored_case = dataclasses.replace(case_data, images={m: v[::-1] for m, v in case_data.images.items()})
+_, mirrored = predict_case(run.model, mirrored_case, config, return_probabilities=True)
+averaged_by_hand = (plain + mirrored[::-1]) / 2
+print(f"one pass {one_pass:.1f} s; largest change of a probability by the average: "
+      f"{np.abs(averaged_by_hand - plain).max():.2f}")
+
+# %% [markdown]
+# `predict_case(..., tta_flips="lr")` does the same inside (it finds the left-right axis
+# from the image's affine, and mirrors the small network inputs rather than the whole
+# volume, so the numbers agree to rounding); `tta_flips=True` averages over all four
+# in-plane flips.
+
+# %% tags=["nbval-check-output"]
+started = time.perf_counter()
+flipped_labels, averaged = predict_case(run.model, case_data, config, tta_flips="lr", return_probabilities=True)
+two_passes = time.perf_counter() - started
+print("library = by hand (to 1e-4):", np.allclose(averaged, averaged_by_hand, atol=1e-4))
+
+# %% [markdown]
+# Does it help this model on this patient? Dice per region with and without the flip,
+# and what it cost (measured now, on this machine; the benchmark below scores every test
+# patient):
+
+# %%
+print(f"{case.case_id:16s} {'WT':>6s} {'TC':>6s} {'ET':>6s}  predict s")
+for name, predicted_labels, seconds in (("no flip", plain_labels, one_pass),
+                                        ("left-right flip", flipped_labels, two_passes)):
+    result = evaluate_case(predicted_labels, case_data.labels, case_data.zooms)
+    print(f"{name:16s} " + " ".join(f"{result[region]['dice']:6.3f}" for region in REGIONS) + f"  {seconds:6.1f}")
+
+# %% [markdown]
+# ## The three ideas, measured
+#
+# Is any of this worth it? Only a measurement on the same data can say.
+# `benchmarks/bench_beyond.py` trains notebook 4's network with the quick preset three
+# times on the same training patients, split, seed and budget (8 epochs at most, batch 8,
+# 64 px, augmentation on), changing one setting each time: the 2-D softmax network (the
+# report's kind), `outputs="regions"`, and `context_slices=1`. The softmax model is also
+# scored with test-time flips (left-right only, and all four in-plane flips). Every model
+# is scored the BraTS way (whole volumes, Dice per region) on the test patients, which none
+# of them trained on, and the whole comparison is repeated with a second seed (another split
+# and another initialisation). Its result file ships with the package
+# (`gliseg_nb.measured`), so Colab has it too; the command and machine are printed with the table.
+# It was measured on the previous version (3) of the synthetic generator: the variants are
+# compared on the same data and budget, but today's absolute scores differ.
+
+# %%
+bench = measured.load("beyond-quick")
+machine = bench["machine"]
+print(f"command: {bench['command']}")
+print(f"machine: {machine['cpus']} CPU cores ({machine['platform']}), TensorFlow {machine['tensorflow']}, "
+      f"Keras {machine['keras']}; run {bench['started']} to {bench['finished']}\n")
+seeds = list(bench["seeds"])
+names = list(bench["seeds"][seeds[0]]["rows"])
+print(f"{'':26s} {'WT':>6s} {'TC':>6s} {'ET':>6s}   mean Dice on the test patients of {len(seeds)} seed(s)")
+for name in names:
+    means = [bench["seeds"][seed]["rows"][name]["test"]["mean"] for seed in seeds]
+    print(f"{name:26s} " + " ".join(f"{np.mean([m[r] for m in means]):6.3f}" for r in REGIONS)
+          + "   per seed: " + "; ".join(" ".join(f"{m[r]:.2f}" for r in REGIONS) for m in means))
+print(f"\n{'training (per seed)':26s} {'wall s':>7s} {'CPU s':>7s} {'epochs':>7s} {'load before':>12s}")
+for name in names:
+    for seed in seeds:
+        timing = bench["seeds"][seed]["rows"][name].get("train")
+        if timing:
+            print(f"{name + ', seed ' + seed:26s} {timing['wall_seconds']:7.0f} {timing['cpu_seconds']:7.0f} "
+                  f"{timing['epochs']:7d} {timing['load_before'][0]:12.1f}")
+print("\nET Dice of each test patient (the mean hides them):")
+for seed in seeds:
+    rows_of_seed = bench["seeds"][seed]["rows"]
+    for case_id in bench["seeds"][seed]["split"]["test"]:
+        print(f"  seed {seed:>2s} {case_id}: " + "  ".join(
+            f"{name} {rows_of_seed[name]['test']['per_case'][case_id]['ET']:.2f}" for name in names))
+
+# %% [markdown]
+# How to read it:
+#
+# * **Few patients, large steps.** Each seed scores three test patients: one patient more
+#   or less well segmented moves a mean by several hundredths. A difference smaller than
+#   the spread between the two seeds of the *same* variant is not evidence.
+# * **One patient without enhancing tumour decides the ET column.** In this run, test
+#   patient `BraTS20_Synthetic_001` (seed 0) is a low-grade tumour with no enhancing tumour
+#   at all. BraTS scores such a case 1 if nothing is predicted and 0 for even one false
+#   voxel (notebook 5). The region network predicted none there (1.00), the softmax
+#   network a few voxels (0.00): that one case is the whole of the region network's ET
+#   lead. `BraTS20_Synthetic_006` (seed 42) has 8 voxels of enhancing tumour, which every
+#   model misses (0.00). On the four patients with a real enhancing tumour no variant is
+#   ahead everywhere: the differences go both ways, up to 0.12 (the 2.5-D network on
+#   `BraTS20_Synthetic_012`). A rule that removes a tiny predicted ET
+#   (`predict_case(..., min_et_voxels=...)`, notebook 6) targets the empty case directly.
+# * **What it says, at this budget.** The flips gained a little in every region and both
+#   seeds (0.004 to 0.018), with no training and about the same prediction time: most of
+#   that time goes to reading, normalising and resizing the volume, done once; the small
+#   64-px network runs two or four times. The region network and the 2.5-D network scored below the softmax network
+#   on WT and TC in both seeds: with 8 epochs on 16 synthetic patients, neither idea pays
+#   off here.
+# * **Loaded timings.** The benchmark ran on a 2-core machine shared with other jobs: the
+#   load average is printed beside each time. CPU seconds are the fairer comparison.
+# * **Same budget.** The variants train the same number of epochs on the same slices. A
+#   region network or a 2.5-D network may need a different budget to show its best; the
+#   table answers "at this budget", nothing more. The winners of BraTS combine all three
+#   ideas with a 3-D network, real data and days of GPU training.
+# * **Synthetic data.** The patients come from the course's simulator. What helps here need
+#   not help on real scans (notebook 4's "Synthetic scores are not real-scan scores"). The
+#   repository's `docs/benchmarks.md` ("Beyond the report") gives the seed-42 models scored
+#   on five real BraTS scans too: there the order changes (the 2.5-D network transferred
+#   best on WT and TC, the region network worst), from one seed and five cases.
+
+# %% [markdown]
+# ## Summary
+#
+# * A **region network** answers BraTS's three questions (WT, TC, ET) with three sigmoids,
+#   trained with binary cross-entropy plus the soft Dice of each region; its outputs are
+#   decoded to classes by letting the innermost region win. In the library:
+#   `Config(outputs="regions")`.
+# * A **2.5-D input** stacks the neighbouring slices as channels: only the first
+#   convolution grows. In the library: `Config(context_slices=k)`, in training and in
+#   whole-volume prediction alike.
+# * **Test-time flips** average the prediction with the mirrored prediction of the mirrored
+#   image: twice the prediction time, no training. In the library:
+#   `predict_case(..., tta_flips="lr")` (or `True` for four flips).
+# * Each was measured against the report's 2-D softmax network on the same data, split,
+#   seed and budget; with a few test patients per seed, read the differences against the
+#   spread between seeds.
+#
+# ## Exercises
+#
+# 1. A softmax network can also be scored by region: WT is "class 1, 2 or 3", so
+#    `p_WT = p1 + p2 + p3`. What can a region network express that a softmax network cannot,
+#    and what can go wrong with three independent sigmoids that cannot happen with a
+#    softmax?
+# 2. With `context_slices=1`, the quick preset (`slice_step=2`) trains on every second
+#    slice, yet each input holds the slices right next to it, not the next selected ones.
+#    Why must training take the neighbours from the volume rather than from the selected
+#    slices? (Think of what `predict_case` feeds the network.)
+# 3. Test-time flips made the model's prediction more symmetric. Give one way in which
+#    averaging a left-right flip could *hurt* on real patients, and one reason why it costs
+#    nothing in accuracy for a network trained with random flips.
+# 4. The benchmark trains each variant once per seed. How many seeds would you need before
+#    believing a difference of 0.02 in ET Dice? Look at the per-seed numbers of the same
+#    variant, and say what you would measure next.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 1.** A region network can say "this pixel is enhancing tumour with probability
+# 0.6 and whole tumour with probability 0.9" independently, and its loss is computed on the
+# regions BraTS scores, so a pixel of edema called necrosis costs it nothing on WT; a
+# softmax spends part of its capacity separating classes that BraTS merges. The price:
+# three independent sigmoids can be inconsistent (ET above 0.5 where TC is below), so
+# decoding needs a rule, the innermost region wins, and the regions' probabilities no
+# longer sum to anything meaningful. With a softmax the nesting holds by construction.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 2.** At prediction time every slice of the volume is predicted, and its
+# neighbours are the slices at distance 1 in the volume. If training had used the next
+# *selected* slices (distance 2 with `slice_step=2`), the network would have learned what
+# slices 2 mm away look like and be shown slices 1 mm away: a mismatch between training and
+# use, the kind of silent error that notebooks 3 and 6 check for (the library's tests check
+# that training and prediction feed the same numbers).
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 3.** Brains and tumours are not symmetric: a tumour is on one side. The flip
+# does not move it to the other side in the result (the mirrored prediction is mirrored
+# back), but a network that learned side-specific cues (a scanner's bias field, a
+# characteristic asymmetry of the anatomy) loses them in the mirrored pass, and the average
+# blurs borders where the two passes disagree, which can shrink a thin enhancing rim below
+# 0.5. For a network trained with random flips, the mirrored image is as familiar as the
+# original, so the average is one of two equally good opinions: on average it reduces the
+# variance of the errors, at twice the prediction time.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# **Solution 4.** Compare the two seeds of the same variant: if they differ by 0.05 in ET,
+# a 0.02 difference between variants is well inside the noise. The standard error of a mean
+# over n seeds is about sd / sqrt(n), and the difference of two such means has sd * sqrt(2 /
+# n); to resolve 0.02 with a seed-to-seed sd of 0.05 you need 0.05 * sqrt(2 / n) < 0.01,
+# so n of about 50 seeds, or many more test patients per seed (the per-patient spread is the
+# larger part). Next: more test patients (a larger synthetic set), paired comparisons (the
+# same patients, the difference per patient, with a bootstrap interval), and real scans.
+
+# %% [markdown]
+# ## References
+#
+# * The report this course follows: *Segmentation of Gliomas in Pre-Operative MRI Scans using U-Net Architecture*, section 4.5, "Extensions and Variants". Its code comes from R. Kopál's Kaggle notebook *3D MRI brain tumor segmentation U-Net* (<https://www.kaggle.com/code/rastislav/3d-mri-brain-tumor-segmentation-u-net>).
+# * F. Isensee, P. F. Jaeger, S. A. A. Kohl, J. Petersen, K. H. Maier-Hein, "nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation", *Nature Methods* 18, 203-211, 2021 (region-based training, test-time mirroring).
+# * F. Isensee, P. F. Jäger, P. M. Full, P. Vollmuth, K. H. Maier-Hein, "nnU-Net for Brain Tumor Segmentation", BrainLes 2020, LNCS 12659, 118-132, 2021 (the BraTS 2020 winner: WT/TC/ET regions, sigmoid outputs, Dice + cross-entropy).
+# * MONAI, "Brain tumor 3D segmentation with MONAI" tutorial (<https://github.com/Project-MONAI/tutorials/blob/main/3d_segmentation/brats_segmentation_3d.ipynb>): `ConvertToMultiChannelBasedOnBratsClasses`, three sigmoid channels, `DiceLoss(sigmoid=True)`.
+# * B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", *IEEE Transactions on Medical Imaging* 34(10), 1993-2024, 2015.
+# * S. Bakas et al., "Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels and radiomic features", *Scientific Data* 4, 170117, 2017.
+# * O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015, LNCS 9351, 234-241.
+# * L. Maier-Hein et al., "Metrics reloaded: recommendations for image analysis validation", *Nature Methods* 21, 195-212, 2024.
+# * Data: BraTS 2020 on Kaggle (<https://www.kaggle.com/datasets/awsaf49/brats20-dataset-training-validation>), the BraTS challenges (<https://www.synapse.org/brats>), the Medical Segmentation Decathlon (<http://medicaldecathlon.com>). BraTS data use requires citing Menze et al. 2015 and Bakas et al. 2017/2018.
