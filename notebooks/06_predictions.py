@@ -347,17 +347,18 @@ else:
 # removes isolated voxels that only one copy predicted. It costs four forward passes
 # instead of one: 1.3 to 4 times the time, depending on the network's size (with a small
 # 64 px network, reading, resizing and the argmax cost as much as the network; with the
-# report's network the forward passes dominate). On this case, timed back to back (the
-# first prediction above also set TensorFlow up, so it is timed again):
+# report's network the forward passes dominate). On this case, timed back to back in CPU
+# seconds, which other programs on the machine disturb less than the clock (the first
+# prediction above also set TensorFlow up, so it is timed again):
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 timings = {}
 for tta_flips in (False, True):
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time of this process, all its threads
     with_flips = predict_case(run.model, case_data, config, tta_flips=tta_flips)
-    timings[tta_flips] = time.perf_counter() - started
+    timings[tta_flips] = time.process_time() - started
 flip_scores = evaluate_case(with_flips, case_data.labels, case_data.zooms)
-print(f"{timings[False]:.1f} s without flips, {timings[True]:.1f} s with ({timings[True] / timings[False]:.1f} times; "
+print(f"{timings[False]:.1f} CPU s without flips, {timings[True]:.1f} with ({timings[True] / timings[False]:.1f} times; "
       f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})")
 print(f"voxels whose class changed: {np.count_nonzero(with_flips != prediction)}")
 for region in REGIONS:
