@@ -395,47 +395,57 @@ print(format_case_table(rows))
 print(format_summary_table(summarize_scores(rows)))
 
 # %% [markdown]
-# ### A patient with a few enhancing voxels
+# ### An ET Dice of 0 beside an HD95 of 373.13 mm
 #
 # The volumes in the table are rounded to 0.01 mL, so a region of a few voxels can print
-# as 0.00 mL. The held-out patient with the smallest enhancing tumour that is not empty,
-# in voxels beside millilitres (one voxel is 1 mm³ here):
+# as 0.00 mL, and some ET rows may read Dice 0 and HD95 373.13 mm, which looks like a bug.
+# Such a row has an enhancing tumour in only one of the two masks. The held-out patient
+# with the smallest such region (or, if there is none, the smallest true enhancing
+# tumour), in voxels beside millilitres (one voxel is 1 mm³ here):
 
 # %%
-smallest = min((name for name in et_voxels if et_voxels[name]["truth"] > 0), key=lambda name: et_voxels[name]["truth"])
-et = next(row for row in rows if row["case_id"] == smallest)["scores"]["ET"]
-counts = et_voxels[smallest]
-print(f"{smallest}: enhancing tumour {counts['truth']} voxels in the truth ({et['volume_truth_ml']:.3f} mL), "
+def smallest_et(name):
+    counts = [et_voxels[name]["truth"], et_voxels[name]["predicted"]]
+    return min(count for count in counts if count > 0)
+
+
+et_of = {row["case_id"]: row["scores"]["ET"] for row in rows}
+one_empty = [name for name, counts in et_voxels.items() if (counts["truth"] == 0) != (counts["predicted"] == 0)]
+with_et = [name for name, counts in et_voxels.items() if counts["truth"] > 0]
+chosen = min(one_empty, key=smallest_et) if one_empty else min(with_et, key=lambda name: et_voxels[name]["truth"])
+et, counts = et_of[chosen], et_voxels[chosen]
+print(f"{len(one_empty)} of {len(rows)} held-out patients have enhancing tumour in only one of the two masks")
+print(f"{chosen}: enhancing tumour {counts['truth']} voxels in the truth ({et['volume_truth_ml']:.3f} mL), "
       f"{counts['predicted']} predicted ({et['volume_pred_ml']:.3f} mL)")
 print(f"its ET Dice {et['dice']:.3f}, HD95 {et['hd95']:.2f} mm")
 if "lesion_wise" in counts:
     lesion = counts["lesion_wise"]
-    print(f"lesion-wise ET: {lesion['lesions']} lesions counted, Dice {lesion['lesion_dice']:.3f}")
+    print(f"lesion-wise ET: {lesion['lesions']} true lesions counted, Dice {lesion['lesion_dice']:.3f}")
 pixel = 240 / run.config.image_size
 print(f"one pixel of the network's {run.config.image_size} px input stands for {pixel:.2f} x {pixel:.2f} = "
       f"{pixel**2:.0f} voxels of a 240 x 240 slice")
 
 # %% [markdown]
-# This row is kept on purpose: it looks like a bug and is not. With a truth of a few
-# voxels:
+# Such a row is not a bug:
 #
-# * **The network cannot find it.** At 64 px (the `quick` preset) one input pixel stands
-#   for about 14 voxels of the original slice: a few scattered enhancing voxels are
-#   averaged away when the slice is shrunk, and the training targets, shrunk the same
-#   way, rarely showed such specks either.
-# * **Dice 0 is the formula, not a convention.** The truth is not empty, so with no voxel
-#   found Dice $= 2 \cdot 0 / (0 + n) = 0$, whatever $n$ is.
-# * **HD95 373.13 mm is the convention.** With an empty prediction there is no border to
-#   measure from, and BraTS scores the distance as the diagonal of the 240 x 240 x 155 mm
-#   volume, the worst value possible.
-# * **The lesion-wise score drops it.** BraTS 2023 leaves out lesions of at most 50 mm³
-#   (optional section below), so for that score this truth has no enhancing lesion, and a
-#   prediction with none scores 1.
+# * **Dice 0 is the formula.** With one mask empty and the other not, the overlap is 0
+#   and Dice $= 2 \cdot 0 / (n + 0) = 0$, whatever $n$ is. Only two empty masks need a
+#   convention (Dice 1, further down).
+# * **HD95 373.13 mm is the convention.** An empty mask has no border to measure from, and
+#   BraTS scores the distance as the diagonal of the 240 x 240 x 155 mm volume, the worst
+#   value possible.
+# * **A few voxels are what this network handles worst.** At 64 px (the `quick` preset)
+#   one input pixel stands for about 14 voxels of the original slice: a true enhancing
+#   tumour of a few voxels is averaged away when the slice is shrunk (the training
+#   targets, shrunk the same way, rarely showed such specks either), and a false one of a
+#   few hundred voxels is only a few of the network's pixels on a few slices.
+# * **The lesion-wise score of BraTS 2023** (optional section below) leaves out true
+#   lesions of at most 50 mm³: for that score, a true enhancing tumour that small is no
+#   lesion at all, and a prediction with none scores 1.
 #
-# A patient with a few voxels of enhancing tumour moves the mean ET Dice and HD95 as much
-# as one with a large one, a reason to read the box plot below and not only the means.
-
-# %% [markdown]
+# A patient like this moves the mean ET Dice and HD95 as much as a patient with a large
+# tumour, a reason to read the box plot below and not only the means.
+#
 # ### How sure is a mean over a few patients?
 #
 # These patients are one sample of the patients the model could meet; another sample of
@@ -495,10 +505,10 @@ print(f"cases without ET: {effect['n_empty_truth']}; the model predicted none in
 # mean moves, and by how much, depends only on how many the test set holds and on a
 # handful of voxels in each. Report both numbers, or at least say how many cases had an
 # empty region, when comparing ET scores across papers or test sets. Patients whose
-# enhancing tumour is only a few voxels, like the one above, are nearly as fragile: their
-# Dice follows from the formula (no convention needed, but a few voxels decide it), while
-# their HD95 still comes from the convention whenever the prediction is empty
-# (exercise 5 lists the patients with a small predicted enhancing tumour).
+# enhancing tumour is only a few voxels are nearly as fragile: their Dice follows from
+# the formula (no convention needed, but a few voxels decide it), while their HD95 still
+# comes from the convention whenever the prediction is empty (exercise 5 lists the
+# patients with a small predicted enhancing tumour).
 #
 # ### A baseline: one threshold on FLAIR
 #
