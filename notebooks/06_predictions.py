@@ -409,7 +409,7 @@ for region, region_labels in regions_2020.items():
     print(f"  {region} = labels {', '.join(map(str, region_labels)):30s} "
           f"{dice_score(np.isin(on_disk, region_labels), truth_mask):14.3f} "
           f"{dice_score(np.isin(internal_labels, region_labels), truth_mask):16.3f}")
-print(f"  {'WT = every label above 0':44s} {dice_score(on_disk > 0, truth_on_disk > 0):14.3f} "
+print(f"  {'WT = every label above 0':42s} {dice_score(on_disk > 0, truth_on_disk > 0):14.3f} "
       f"{dice_score(internal_labels > 0, truth_on_disk > 0):16.3f}")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
