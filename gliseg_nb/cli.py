@@ -251,7 +251,8 @@ def build_parser():
                    help="predict only this case (repeatable; default: every case)")
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass (default: 32)")
     p.add_argument("--tta", action="store_true",
-                   help="average over the four in-plane flips (4x slower; default: off)")
+                   help="average over the four in-plane flips (four forward passes: 1.3x to 4x the "
+                        "time, depending on the network's size; default: off)")
     p.add_argument("--min-et-voxels", type=int, default=0,
                    help="relabel enhancing tumour as necrosis when its total is below this "
                         "many voxels, as the BraTS 2020 winner did (default: 0, off)")

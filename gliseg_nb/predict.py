@@ -304,8 +304,9 @@ def predict_case(
     tta_flips : bool or {"none", "lr", "all"}, default=False
         Test-time augmentation: average the probabilities over flipped copies of each
         slice (each prediction flipped back first). ``"lr"``: the image and its left-right
-        mirror (the in-plane axis the affine says runs left-right; twice as slow).
-        ``True`` or ``"all"``: the four combinations of in-plane flips (four times as slow).
+        mirror (the in-plane axis the affine says runs left-right; two forward passes).
+        ``True`` or ``"all"``: the four combinations of in-plane flips (four forward
+        passes: 1.3 to 4 times the time, depending on the network's size).
         ``False`` or ``"none"``: no flip.
     min_et_voxels : int, default=0
         If the predicted enhancing tumour has fewer voxels than this in total, relabel it

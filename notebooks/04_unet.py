@@ -516,14 +516,8 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # * **+ cross-entropy plus region Dice loss, with class weights** (this notebook's quick
 #   training): the loss now counts the tumour regions BraTS scores, not pixels, most of them
 #   background. The small regions gain most, the enhancing tumour above all.
-# * **"IoU 0.9"**: the report's IoU comes from Keras' `MeanIoU` fed one-hot targets and
-#   softmax probabilities without an argmax. `MeanIoU` expects class indices, so it casts
-#   every entry to an integer: probabilities below 1 become 0, only outputs that are
-#   exactly 1.0 in float32 (a saturated softmax) become 1, and it then compares "entry is
-#   0" with "entry is 1" over all entries, which are not the tumour classes at all. The
-#   printed shares of such outputs are what produce its high number, which measures
-#   saturation, not overlap; the real IoU of the same model is far lower, and IoU can never
-#   exceed Dice on the same hard masks (notebook 5).
+# * **"IoU 0.9"**: the printed shares of softmax outputs at exactly 1.0 are what Keras'
+#   `MeanIoU`, fed the source notebook's way, counts: saturation, not overlap (notebook 5).
 # * **The unseeded split**: with nothing changed but which patients are held out, the
 #   scores move by the printed ranges, the enhancing tumour the most. A single run of an
 #   unseeded split can therefore not be repeated, and a difference between two such runs

@@ -179,7 +179,10 @@ for name in by_hand:
 # Precision is safe for one class, but the report's source notebook averages precision
 # (and sensitivity, specificity and Dice) over **all four classes, background
 # included**. Background precision is close to 1 for any model, so it lifts the average.
-# The library's metrics average over the three tumour classes only.
+# The library's region scores (WT, TC, ET, below) never count background, and its
+# training metrics for Dice, precision, sensitivity and specificity average over the three
+# tumour classes only. The exception is `ArgmaxMeanIoU`, which, like Keras' `MeanIoU`,
+# includes background by default (`class_ids=(1, 2, 3)` leaves it out).
 #
 # ## Dice and IoU are tied together
 #
@@ -195,7 +198,11 @@ print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {b
 # %% [markdown]
 # This identity holds for two *hard* masks (every pixel 0 or 1). The report's Dice is
 # something else: a *soft* Dice computed on probabilities, averaged over batches and over
-# four classes with background, so its 0.62 cannot be turned into an IoU this way either.
+# four classes with background (next section), so its 0.62 cannot be turned into an IoU
+# this way. What the identity does say: no pair of hard masks has IoU 0.9 and Dice 0.62
+# (an IoU of 0.9 needs a Dice of 0.947). Both numbers came out of Keras metrics, so at
+# least one of them does not measure what its name says; we come back to this with real
+# numbers below.
 #
 # ## The soft Dice a network trains on
 #
@@ -206,7 +213,7 @@ print(f"check on the example: {by_hand['dice'] / (2 - by_hand['dice']):.4f} = {b
 # summed, give $|A \cap B| = 7.41$. From scratch, with the numbers of that figure:
 
 # %% tags=["nbval-check-output"]
-probabilities = np.array([  # the "prediction" matrix of the report's figure 5.2
+figure_probabilities = np.array([  # the "prediction" matrix of the report's figure 5.2
     [0.01, 0.03, 0.02, 0.02],
     [0.05, 0.12, 0.09, 0.07],
     [0.89, 0.85, 0.88, 0.91],
@@ -220,9 +227,9 @@ def soft_dice(p, t, smooth=0.0):
     return (2 * intersection + smooth) / (np.sum(p) + np.sum(t) + smooth)
 
 
-print(f"|A n B| = {np.sum(probabilities * target):.2f}, |A| = {probabilities.sum():.2f}, |B| = {target.sum():.0f}")
-print(f"soft Dice from scratch:     {soft_dice(probabilities, target):.4f}")
-print(f"soft Dice loss = 1 - Dice:  {1 - soft_dice(probabilities, target):.4f}")
+print(f"|A n B| = {np.sum(figure_probabilities * target):.2f}, |A| = {figure_probabilities.sum():.2f}, |B| = {target.sum():.0f}")
+print(f"soft Dice from scratch:     {soft_dice(figure_probabilities, target):.4f}")
+print(f"soft Dice loss = 1 - Dice:  {1 - soft_dice(figure_probabilities, target):.4f}")
 
 # %% [markdown]
 # The library's loss (`gliseg_nb.losses`, what `PRESET`'s training uses) computes the same
@@ -235,20 +242,15 @@ print(f"soft Dice loss = 1 - Dice:  {1 - soft_dice(probabilities, target):.4f}")
 from gliseg_nb.losses import DICE_SMOOTH, soft_dice_per_class
 
 one_hot_target = np.stack([1 - target, target], axis=-1)[None].astype("float32")  # (1, 4, 4, 2)
-one_hot_probabilities = np.stack([1 - probabilities, probabilities], axis=-1)[None].astype("float32")
+one_hot_probabilities = np.stack([1 - figure_probabilities, figure_probabilities], axis=-1)[None].astype("float32")
 library = keras.ops.convert_to_numpy(soft_dice_per_class(one_hot_target, one_hot_probabilities, smooth=0.0))
 print(f"library, tumour class, smooth=0:  {library[1]:.4f}")
 print(f"library, tumour class, smooth={DICE_SMOOTH:g}:  "
       f"{keras.ops.convert_to_numpy(soft_dice_per_class(one_hot_target, one_hot_probabilities))[1]:.4f}"
-      f"  (from scratch: {soft_dice(probabilities, target, smooth=DICE_SMOOTH):.4f})")
-assert abs(library[1] - soft_dice(probabilities, target)) < 1e-6
+      f"  (from scratch: {soft_dice(figure_probabilities, target, smooth=DICE_SMOOTH):.4f})")
+assert abs(library[1] - soft_dice(figure_probabilities, target)) < 1e-6
 
 # %% [markdown]
-# So the report's "Dice 0.62" and "IoU 0.9" cannot describe the same masks: a Dice of 0.62
-# means an IoU of 0.45, and an IoU of 0.9 would need a Dice of 0.947. Both numbers came out
-# of Keras metrics, so one of them does not measure what its name says. We come back to
-# this with real numbers below.
-#
 # ## Region scores, the BraTS way
 #
 # BraTS does not score the four classes separately. It scores three nested **regions**,
@@ -337,12 +339,12 @@ print(f"model from {run.run_dir.name} ({'cached' if run.reused else 'trained now
 # time: the generator draws new, independent brains from the same distribution when given
 # another seed (seed 0 made the training set). The next cell adds `N_MORE` of them,
 # generated once into the cache like the training set and never seen in training. Each
-# costs a few seconds (generating, segmenting and scoring it), which keeps this notebook
-# short; raise `N_MORE` for narrower intervals below. They are named `seed1/...`, since
+# costs a few seconds (generating it the first time, then segmenting and scoring it), so
+# six keep this notebook short; raise `N_MORE` for narrower intervals below. They are named `seed1/...`, since
 # their file names repeat those of seed 0.
 
 # %%
-N_MORE, MORE_SEED = 8, 1  # extra synthetic patients, and their seed
+N_MORE, MORE_SEED = 6, 1  # extra synthetic patients, and their seed
 held_out = [(case.case_id, case) for case in test_cases]
 if DATA_DIR is None and not os.environ.get(DATA_ENV_VAR):  # the course's synthetic data
     more_dir = get_data_dir(n_cases=N_MORE, seed=MORE_SEED, progress=False)
@@ -351,8 +353,11 @@ print(f"{len(held_out)} held-out patients: {len(test_cases)} from the split's te
       f"{len(held_out) - len(test_cases)} more drawn with seed {MORE_SEED}")
 
 # %% [markdown]
-# Each patient is segmented as a whole volume on its original 240 x 240 x 155 grid
-# (`predict_case`; notebook 6 shows how) and scored by region with `evaluate_case`. The
+# Each patient is segmented as a whole volume on its original 240 x 240 x 155 grid by
+# `predict_case` (notebook 6 explains its five steps): it normalises every axial slice as
+# in training, predicts the class probabilities of each slice that holds brain at the
+# network's size, resizes them back to 240 x 240 and takes the argmax, with background
+# outside the brain. Each prediction is then scored by region with `evaluate_case`. The
 # same loop scores a **baseline**, to tell how much the network adds: one global threshold
 # on the z-scored FLAIR image (`threshold_baseline`: every brain voxel brighter than the
 # threshold is "tumour"), the threshold chosen as the best one on training patients, as
@@ -362,11 +367,14 @@ print(f"{len(held_out)} held-out patients: {len(test_cases)} from the split's te
 # %%
 started = time.perf_counter()
 baseline = threshold_baseline(run.cases_of("train")[:8])  # reads only FLAIR and labels
-rows, baseline_wt_dice, kept = [], [], {}
+rows, baseline_wt_dice, kept, et_voxels = [], [], {}, {}
 for name, case in held_out:
     case_data = load_case(case, modalities=list(run.config.modalities))
     labels = predict_case(run.model, case_data, run.config)  # the whole volume, 240 x 240 x 155
     rows.append({"case_id": name, "scores": evaluate_case(labels, case_data.labels, case_data.zooms)})
+    et_voxels[name] = {"truth": np.count_nonzero(case_data.labels == 3), "predicted": np.count_nonzero(labels == 3)}
+    if 0 < et_voxels[name]["truth"] <= 50:  # a few voxels: also its lesion-wise ET score (optional section)
+        et_voxels[name]["lesion_wise"] = lesion_wise_scores(labels == 3, case_data.labels == 3, case_data.zooms)
     at_threshold = threshold_baseline([case_data], thresholds=[baseline["threshold"]])
     baseline_wt_dice.append(at_threshold["mean_dice"])
     if case in test_cases:
@@ -387,6 +395,57 @@ print(format_case_table(rows))
 print(format_summary_table(summarize_scores(rows)))
 
 # %% [markdown]
+# ### An ET Dice of 0 beside an HD95 of 373.13 mm
+#
+# The volumes in the table are rounded to 0.01 mL, so a region of a few voxels can print
+# as 0.00 mL, and some ET rows may read Dice 0 and HD95 373.13 mm, which looks like a bug.
+# Such a row has an enhancing tumour in only one of the two masks. The held-out patient
+# with the smallest such region (or, if there is none, the smallest true enhancing
+# tumour), in voxels beside millilitres (one voxel is 1 mm³ here):
+
+# %%
+def smallest_et(name):
+    counts = [et_voxels[name]["truth"], et_voxels[name]["predicted"]]
+    return min(count for count in counts if count > 0)
+
+
+et_of = {row["case_id"]: row["scores"]["ET"] for row in rows}
+one_empty = [name for name, counts in et_voxels.items() if (counts["truth"] == 0) != (counts["predicted"] == 0)]
+with_et = [name for name, counts in et_voxels.items() if counts["truth"] > 0]
+chosen = min(one_empty, key=smallest_et) if one_empty else min(with_et, key=lambda name: et_voxels[name]["truth"])
+et, counts = et_of[chosen], et_voxels[chosen]
+print(f"{len(one_empty)} of {len(rows)} held-out patients have enhancing tumour in only one of the two masks")
+print(f"{chosen}: enhancing tumour {counts['truth']} voxels in the truth ({et['volume_truth_ml']:.3f} mL), "
+      f"{counts['predicted']} predicted ({et['volume_pred_ml']:.3f} mL)")
+print(f"its ET Dice {et['dice']:.3f}, HD95 {et['hd95']:.2f} mm")
+if "lesion_wise" in counts:
+    lesion = counts["lesion_wise"]
+    print(f"lesion-wise ET: {lesion['lesions']} true lesions counted, Dice {lesion['lesion_dice']:.3f}")
+pixel = 240 / run.config.image_size
+print(f"one pixel of the network's {run.config.image_size} px input stands for {pixel:.2f} x {pixel:.2f} = "
+      f"{pixel**2:.0f} voxels of a 240 x 240 slice")
+
+# %% [markdown]
+# Such a row is not a bug:
+#
+# * **Dice 0 is the formula.** With one mask empty and the other not, the overlap is 0
+#   and Dice $= 2 \cdot 0 / (n + 0) = 0$, whatever $n$ is. Only two empty masks need a
+#   convention (Dice 1, further down).
+# * **HD95 373.13 mm is the convention.** An empty mask has no border to measure from, and
+#   BraTS scores the distance as the diagonal of the 240 x 240 x 155 mm volume, the worst
+#   value possible.
+# * **A few voxels are what this network handles worst.** At 64 px (the `quick` preset)
+#   one input pixel stands for about 14 voxels of the original slice: a true enhancing
+#   tumour of a few voxels is averaged away when the slice is shrunk (the training
+#   targets, shrunk the same way, rarely showed such specks either), and a false one of a
+#   few hundred voxels is only a few of the network's pixels on a few slices.
+# * **The lesion-wise score of BraTS 2023** (optional section below) leaves out true
+#   lesions of at most 50 mm³: for that score, a true enhancing tumour that small is no
+#   lesion at all, and a prediction with none scores 1.
+#
+# A patient like this moves the mean ET Dice and HD95 as much as a patient with a large
+# tumour, a reason to read the box plot below and not only the means.
+#
 # ### How sure is a mean over a few patients?
 #
 # These patients are one sample of the patients the model could meet; another sample of
@@ -394,7 +453,9 @@ print(format_summary_table(summarize_scores(rows)))
 # many patients as there are, *with replacement*, from the held-out ones, recompute the
 # mean, repeat ten thousand times, and read where the middle 95 % of those means lie
 # (`scipy.stats.bootstrap`, here with its bias-corrected BCa method, which suits skewed
-# scores such as Dice values piled up near 1 with a few zeros). `region_confidence_intervals`
+# scores such as Dice values piled up near 1 with a few zeros: it resamples the same way,
+# and only shifts which percentiles of the resampled means are read, instead of the 2.5th
+# and 97.5th, to correct for their bias and skew). `region_confidence_intervals`
 # does this per region; the resampling is seeded, so the intervals are repeatable.
 
 # %%
@@ -438,13 +499,16 @@ print(f"cases without ET: {effect['n_empty_truth']}; the model predicted none in
       f"(Dice 1) and some in {effect['n_false_alarm']} (Dice 0): {', '.join(effect['empty_truth_cases']) or 'none'}")
 
 # %% [markdown]
-# Each case without enhancing tumour adds a 1 or a 0 to the average: a perfect score for
-# predicting nothing, or a total miss for a few stray voxels. Which way the mean moves,
-# and by how much, depends only on how many such cases the test set holds and on a
+# Each case without enhancing tumour (their number is printed above) adds exactly a 1 or
+# a 0 to the average: a perfect score for predicting nothing, or a total miss for a few
+# stray voxels. With no such case the two means are the same; with some, which way the
+# mean moves, and by how much, depends only on how many the test set holds and on a
 # handful of voxels in each. Report both numbers, or at least say how many cases had an
 # empty region, when comparing ET scores across papers or test sets. Patients whose
-# enhancing tumour is only a few voxels are nearly as fragile: the convention does not
-# apply to them, but a few voxels decide their Dice too (exercise 5 lists them).
+# enhancing tumour is only a few voxels are nearly as fragile: their Dice follows from
+# the formula (no convention needed, but a few voxels decide it), while their HD95 still
+# comes from the convention whenever the prediction is empty (exercise 5 lists the
+# patients with a small predicted enhancing tumour).
 #
 # ### A baseline: one threshold on FLAIR
 #
@@ -520,22 +584,38 @@ for title, key in lines:
 for region in REGIONS:
     print(f"{'Dice ' + region + ' (region, these slices)':40s} {region_mean(report_rows, region):14.3f} {region_mean(background_rows, region):16.3f}")
 print(f"share of background pixels in these slices: {mean_of(background_rows, 'background_fraction'):.2%}")
+no_et = [name for name, item in kept.items() if not np.any(item["slices"][1] == 3)]
+print(f"test patients with no enhancing voxel in these slices: {len(no_et)} of {len(kept)}")
 
 # %% [markdown]
-# Read the table row by row:
+# Read the table row by row (each number is a mean over the split's test patients):
 #
 # * **Accuracy.** Predicting background everywhere is right on every background pixel,
-#   which is almost all of them: the "model" that finds nothing scores well above 95 %
-#   accuracy, close to the trained model. The report's 99.2 % therefore says almost
-#   nothing about its tumours.
-# * **Dice with background.** The source notebook's Dice averages four classes, background
-#   included. Background Dice is about 1 for any model, and with the notebook's smoothing
-#   term a class absent from both masks counts as perfect too, so the useless model is
-#   already far above 0. The report's 0.62 mixes a near-perfect background with tumour
-#   classes that must be much lower.
+#   which is almost all of them (last line): the "model" that finds nothing scores well
+#   above 95 % accuracy, close to the trained model. The report's 99.2 % therefore says
+#   almost nothing about its tumours.
+# * **Dice with background.** The source notebook's soft Dice averages four classes,
+#   background included. Background Dice is about 1 for any model, and with the notebook's
+#   smoothing term a class absent from both masks counts as perfect too, so the useless
+#   model is already far above 0. The report's 0.62 mixes a near-perfect background with
+#   tumour classes that must be much lower.
 # * **MeanIoU as fed.** It ranks the model that finds nothing *above* the trained one,
 #   and above the true mean IoU of either. It does not measure overlap; the next cells
 #   show what it measures.
+# * **True mean IoU, 4 classes.** Keras' `MeanIoU` fed class indices (the argmax), as
+#   intended: a real overlap, but background is one of the four classes, with an IoU near
+#   1 for any model, and a tumour class absent from both masks is left out of the mean.
+#   The model that finds nothing still gets about a quarter from background alone (its
+#   IoU near 1, divided by four classes; more when a tumour class is absent from the truth).
+# * **Mean IoU, tumour classes.** The same without background: the honest number of this
+#   block, and exactly 0 for the model that finds nothing.
+# * **Dice WT, TC, ET.** The BraTS regions, scored on all these slices of a patient at
+#   once. The model that finds nothing scores 0 wherever the region has a voxel in the
+#   truth and 1 where the truth has none either (the empty-mask convention), so its mean
+#   is the share of test patients without that region in these slices: its ET value is
+#   the printed count of patients with no enhancing voxel divided by the number of test
+#   patients (1 of 3 would give 0.333). Not a skill, only a count.
+# * **Share of background pixels.** Why the first rows are high for any model.
 #
 # ### "IoU 0.9": what Keras' MeanIoU counted
 #
@@ -593,9 +673,11 @@ for power in (1, 2, 4):
     if power == 1:
         sharper = probabilities  # the network's own outputs, untouched
     assert np.array_equal(np.argmax(sharper, axis=-1), np.argmax(probabilities, axis=-1))  # same masks
+    true_iou = keras.metrics.MeanIoU(num_classes=4)
+    true_iou.update_state(true_classes, np.argmax(sharper, axis=-1))
     print(f"probabilities ** {power:2d}: {np.mean(sharper.max(axis=-1) == 1.0):6.2%} of pixels at exactly 1.0, "
           f"MeanIoU as fed {keras_meaniou_as_fed(one_hot_truth, sharper):.3f}, "
-          f"true mean IoU {float(right_way.result()):.3f}")
+          f"true mean IoU {float(true_iou.result()):.3f}")
 
 # %% [markdown]
 # The same masks score anything from the first value to above 0.9 when fed the report's
@@ -622,7 +704,7 @@ print(f"MeanIoU of the class indices (argmax): {float(tiny_right.result()):.3f}"
 # training, the course's `ArgmaxMeanIoU` metric takes the argmax of both sides for this
 # reason. Notebook 4 ("The report's corrections, measured") shows, one correction at a
 # time, what fixing the source notebook's other choices changes, and the same mechanism on
-# the source notebook's own trained model (`benchmarks/bench_corrections.py`).
+# the source notebook's own trained model.
 #
 # What to report instead: Dice and HD95 per region (WT, TC, ET), per case, with their mean,
 # a confidence interval and the spread over enough held-out patients, beside a simple
@@ -635,11 +717,13 @@ print(f"MeanIoU of the class indices (argmax): {float(tiny_right.result()):.3f}"
 # dominated by the largest lesion. A model that outlines one big tumour well, misses a
 # small second one and adds a false one elsewhere still scores well, because the small
 # lesions hold few voxels. From 2023 the BraTS challenges also score **lesion-wise**: the
-# ground truth is cut into lesions (connected components; lesions closer than a few
-# voxels count as one), each lesion gets its own Dice and HD95 against the predicted
+# ground truth is cut into lesions (connected components: voxels that touch by a face,
+# an edge or a corner belong to the same lesion, and lesions that touch once each is grown
+# by 3 voxels count as one), each lesion gets its own Dice and HD95 against the predicted
 # components that reach it, a missed lesion and every predicted component that reaches no
-# lesion (a false positive) score Dice 0 and HD95 374 mm (the 2023 evaluation code rounds
-# the 373.13 mm diagonal up to a round number), lesions of at most 50 mm³ are left out,
+# lesion (a false positive) score Dice 0 and HD95 374 mm (the value the 2023 evaluation
+# code uses; the whole-volume convention above uses the 373.13 mm diagonal), lesions of at
+# most 50 mm³ are left out,
 # and the case's score is the mean over lesions and false positives. Every lesion counts
 # the same, whatever its size:
 
@@ -678,11 +762,11 @@ print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_mi
 # tumour: invisible in the whole-volume Dice, but each one a false lesion in the
 # lesion-wise score. On this synthetic data the larger ones mostly sit on the simulated
 # white-matter spots that are bright on FLAIR like edema (the look-alikes of notebook 1;
-# `docs/benchmarks.md` checks this against the generator's maps). Two usual remedies:
-# discard predicted components below a size (`gliseg-nb predict --min-component-voxels`,
-# or by hand in exercise 8), or average the predictions over flipped inputs (`--tta`);
-# `docs/benchmarks.md` measures both. A size threshold is a trade: real gliomas can have
-# small satellite lesions too.
+# the project's docs/benchmarks.md checks this against the generator's maps). Two usual
+# remedies: discard predicted components below a size (`gliseg-nb predict
+# --min-component-voxels`, or by hand in exercise 8), or average the predictions over
+# flipped inputs (`--tta`). A size threshold is a trade: real gliomas can have small
+# satellite lesions too.
 #
 # ## Summary
 #
@@ -723,12 +807,15 @@ print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_mi
 #    the mean ET Dice and when it lowers it. Which held-out patients above would the rule
 #    touch with a limit of 500 voxels (0.5 mL), and how would their ET Dice change?
 # 6. The baseline's threshold was chosen on training patients. Choose it on the held-out
-#    patients themselves (`threshold_baseline` of their cases). How much does the
-#    baseline's mean Dice rise, and why is that number not a fair opponent for the U-Net?
+#    patients themselves (`threshold_baseline` of their cases). Can the baseline's mean
+#    Dice fall, how much does it rise here, and why is that number not a fair opponent for
+#    the U-Net?
 # 7. Predict, without running anything, what Keras' `MeanIoU` fed the source notebook's
 #    way returns for (a) softmax outputs that are exactly one-hot and right everywhere and
-#    (b) outputs of 0.25 for every class everywhere. Check. Why would the report's longer
-#    training push the value up, even with masks no better than ours?
+#    (b) outputs that are exactly one-hot and wrong everywhere. Check. Which scores higher,
+#    (b) or the softmax-like wrong prediction of the demonstration above, and what does
+#    that say about the metric? Why would the report's longer training push the value up,
+#    even with masks no better than ours?
 # 8. (Optional section.) Remove from the test predictions every connected component of the
 #    whole tumour smaller than 100 voxels (`scipy.ndimage.label` numbers the components,
 #    `np.bincount` counts their voxels). How do the whole-volume and the lesion-wise Dice
@@ -769,13 +856,13 @@ for title, dice_values in (("A", model_a), ("B", model_b)):
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 3.** A far blob barely changes Dice but moves HD95 once its border holds more
 # than 5 % of all border points; a prediction that is the cube shrunk on every side loses
-# most of its voxels (Dice counts volume) while every border point stays within a few
-# millimetres of the truth (HD95 counts distance). Dice misses *where* the errors are;
+# most of its voxels (Dice counts volume) while its border stays under 3 mm from the
+# truth's (HD95 counts distance). Dice misses *where* the errors are;
 # HD95 misses *how much* is wrong when the errors are all near the border.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 far_blob = cube.copy()
-far_blob[28:34, 28:34, 28:34] = True  # a 6 x 6 x 6 false tumour, 1 cm away
+far_blob[28:34, 28:34, 28:34] = True  # a 6 x 6 x 6 false tumour: 9 mm past the cube per axis, 16 mm corner to corner
 shrunk = np.zeros_like(cube)
 shrunk[12:18, 12:18, 12:18] = True  # the cube, 2 mm smaller on every side
 for title, pred in (("cube + far blob", far_blob), ("cube shrunk by 2 mm", shrunk)):
@@ -820,7 +907,8 @@ print(f"{len(touched)} of {len(rows)} patients touched; mean ET Dice changes by 
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 6.** Choosing the threshold on the patients it is scored on can only raise its
-# mean Dice there (the training patients' threshold is one of the candidates): it is
+# mean Dice there or leave it (the training patients' threshold is one of the candidates;
+# with these few patients the two choices may coincide, as the printout shows): it is
 # fitted to these very patients, and would not do as well on new ones. The network's
 # weights were fitted on training patients and its epoch chosen on validation patients,
 # so only the training-chosen threshold is a fair opponent. Nothing else in this notebook
@@ -835,15 +923,22 @@ print(f"threshold chosen on the held-out ones:   {tuned_on_held_out['threshold']
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 7.** (a) Every entry is exactly 0 or 1 and equal to the target: both IoUs are
-# 1, so 1.0. (b) Every entry truncates to 0: the 0-entries (three quarters of the target's
-# entries) match, IoU 0.75; no prediction is 1, IoU 0; the mean is 0.375, whatever the
-# image. Longer training makes the softmax saturate (exactly 1.0 in float32) on more
-# pixels, which moves the value from (b) towards (a) with masks no better, as the
-# `probabilities ** power` cell showed.
+# 1, so 1.0. (b) Of each pixel's four entries, two are 0 on both sides, one is 1 only in
+# the target and one is 1 only in the prediction: the IoU of the 0-entries is 2 / 4 = 0.5,
+# that of the 1-entries 0, the mean 0.25, whatever the image. The demonstration's wrong
+# prediction with outputs of 0.85 scored 0.375, *more* than (b): the metric rewards an
+# unsure wrong answer over a sure one, because only exact 1.0s can miss. Longer training
+# makes the softmax saturate (exactly 1.0 in float32) on more pixels; where they sit on
+# the right class, as nearly all of them do, the value moves towards (a) with masks no
+# better, as the `probabilities ** power` cell showed.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 print(f"(a) exactly one-hot and right: {keras_meaniou_as_fed(one_hot_truth, one_hot_truth):.3f}")
-print(f"(b) 0.25 everywhere:           {keras_meaniou_as_fed(one_hot_truth, np.full_like(one_hot_truth, 0.25)):.3f}")
+wrong_one_hot = np.roll(one_hot_truth, 1, axis=-1)  # every pixel's 1 moved to another class
+print(f"(b) exactly one-hot and wrong: {keras_meaniou_as_fed(one_hot_truth, wrong_one_hot):.3f}")
+keras_wrong = keras.metrics.MeanIoU(num_classes=4)
+keras_wrong.update_state(one_hot_truth, wrong_one_hot)
+print(f"    the same with Keras' MeanIoU: {float(keras_wrong.result()):.3f}")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 8.** Removing small components leaves the whole-volume Dice almost unchanged

@@ -48,21 +48,24 @@ from gliseg_nb.course import quiet_tensorflow
 
 quiet_tensorflow()
 
+import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
-from nilearn import plotting
+from matplotlib.colors import ListedColormap
+from nilearn import plotting as nilearn_plotting  # not gliseg_nb.plotting
 
-from gliseg_nb.course import load_or_train
-from gliseg_nb.data import load_case
-from gliseg_nb.labels import CLASS_NAMES, from_internal
-from gliseg_nb.metrics import evaluate_case
-from gliseg_nb.metrics.evaluation import format_case_table
-from gliseg_nb.predict import predict_case, remove_small_enhancing, write_prediction
+from gliseg_nb.course import demo_case, load_or_train
+from gliseg_nb.data import DataError, load_case
+from gliseg_nb.labels import CLASS_COLORS, CLASS_NAMES, REGIONS, from_internal
+from gliseg_nb.metrics import dice_score, evaluate_case
+from gliseg_nb.metrics.evaluation import evaluate_folder, format_case_table
+from gliseg_nb.predict import predict_case, write_prediction
 from gliseg_nb.viewers import ComparisonViewer
 
 # %% [markdown]
@@ -86,8 +89,10 @@ print("test patients:", ", ".join(case.case_id for case in test_cases))
 #
 # 1. reads the case's modalities, **every** axial slice (the report predicts only the 100
 #    slices it trains on);
-# 2. normalises them exactly as in training: the z-score statistics come from the same
-#    training slices, and every other slice gets the same scale;
+# 2. normalises them exactly as in training: the z-score statistics come from this case's
+#    own slices in the training range (`config.slice_start` to the last training slice:
+#    22 to 120 with the `quick` preset, 22 to 121 with the report's), and every other
+#    slice gets the same scale;
 # 3. resizes each slice that holds brain to `image_size` and predicts its class
 #    probabilities (slices without brain are background, and skipped);
 # 4. resizes the **probabilities** back to 240 x 240 (bilinear) and only then takes the
@@ -95,8 +100,12 @@ print("test patients:", ", ".join(case.case_id for case in test_cases))
 #    small image (resizing the labels instead would give blocky outlines);
 # 5. sets everything outside the brain to background.
 
+# The example is the test patient with the most enhancing tumour (`demo_case`: for the
+# synthetic data it reads each case's volumes from the generator's record; for your own
+# data it takes the first high-grade case), so that all three tumour classes show.
+
 # %%
-case = test_cases[0]
+case = demo_case(test_cases, run.data_dir)
 case_data = load_case(case, modalities=list(config.modalities))
 started = time.perf_counter()
 prediction = predict_case(run.model, case_data, config)
@@ -208,9 +217,17 @@ centre = np.argwhere(prediction > 0).mean(axis=0) if prediction.any() else np.ar
 centre_mm = nib.affines.apply_affine(written.affine, centre)
 first_modality = config.modalities[0]
 background_image = nib.Nifti1Image(case_data.images[first_modality], case_data.affine)
-plotting.plot_roi(written, bg_img=background_image, cut_coords=centre_mm, cmap="autumn", alpha=0.5,
-                  dim=-0.5, draw_cross=False, colorbar=False,
-                  title=f"{case.case_id}: prediction file over {first_modality.upper()}")
+# The course's class colours, indexed by the labels on disk (1, 2 and 4 for BraTS 2020):
+# colour k - 1 of the map is drawn for label k, between vmin = 0.5 and vmax = top + 0.5.
+on_disk_label = [int(v) for v in from_internal(np.arange(4), case.layout)]
+top = max(on_disk_label)
+colors = [CLASS_COLORS[0]] * top  # labels that cannot occur keep a placeholder colour
+for class_id in (1, 2, 3):
+    colors[on_disk_label[class_id] - 1] = CLASS_COLORS[class_id]
+nilearn_plotting.plot_roi(written, bg_img=background_image, cut_coords=centre_mm,
+                          cmap=ListedColormap(colors), vmin=0.5, vmax=top + 0.5, alpha=0.5,
+                          dim=-0.5, draw_cross=False, colorbar=False,
+                          title=f"{case.case_id}: prediction file over {first_modality.upper()}")
 plt.show()
 
 # %% [markdown]
@@ -230,7 +247,8 @@ plt.show()
 #
 # `predict` takes a run folder (it finds the best model and the settings it was trained
 # with) or a `.keras` file, and writes one `<case_id>.nii.gz` per case in the release's
-# labels; `--tta` averages the predictions over flipped copies (four times slower), and
+# labels; `--tta` averages the predictions over flipped copies (four forward passes:
+# 1.3 to 4 times the time, depending on the network's size), and
 # `--min-et-voxels N` relabels a total enhancing tumour smaller than N voxels as necrosis
 # (the trick of the BraTS 2020 winner, since a false enhancing tumour in a case without one
 # costs Dice 0 and HD95 373 mm). `evaluate` scores a folder of predictions against the
@@ -261,9 +279,9 @@ print(f"gliseg-nb predict {run.run_dir} {run.data_dir} --out predictions/ "
 # set `TRY_A_REAL_SCAN = True` and run the next two cells. Offline, the download fails with
 # one line saying so and nothing is left behind; the rest of the notebook does not depend
 # on it. How well do synthetic-trained models do on real scans? Measured on five real cases
-# (`docs/benchmarks.md`, "Transfer to real scans"), the quick preset reached a mean Dice of
-# about 0.7 (WT), 0.6 (TC) and 0.55 (ET): better than its start (0.62 / 0.17 / 0.21) and
-# about what the same budget spent on a few real cases gives, far from a real training.
+# (in the project's docs/benchmarks.md), the quick preset reached a mean Dice of about 0.7
+# (WT), 0.6 (TC) and 0.55 (ET): about what the same budget spent on a few real cases
+# gives, far from a real training.
 
 # %%
 TRY_A_REAL_SCAN = False  # True: download one real case (about 10 MB) and segment it
@@ -310,11 +328,14 @@ else:
 #    above. What goes wrong, and why? Would `evaluate_case` notice?
 # 3. Write the prediction with `label_convention="internal"`. The BraTS evaluation of
 #    2019-2021 reads 4 as enhancing tumour and has no label 3. Which of the three region
-#    scores would it get wrong on this file, and which would survive?
-# 4. Apply `remove_small_enhancing(prediction, 500)` (what `predict_case(...,
-#    min_et_voxels=500)` does). Does it change this case? With the empty-mask convention
-#    of notebook 5, describe a patient for whom the rule gains Dice and one for whom it
-#    costs Dice.
+#    scores would it get wrong on this file, and which would survive? Check by scoring the
+#    file's labels with the 2019-2021 regions (WT = 1, 2, 4; TC = 1, 4; ET = 4).
+# 4. Write the predictions of all the test patients into one folder with
+#    `write_prediction` and score the folder with `evaluate_folder` (what `gliseg-nb
+#    evaluate` runs; `case_ids` limits it to the test split). Do the scores match those
+#    computed in memory? Then overwrite one file with the identity-affine image of
+#    exercise 2 and score the folder again: what happens, and why is that better than
+#    what `evaluate_case` does?
 # 5. In the coronal view, the outlines are built from axial slices predicted one by one.
 #    What would you change in the network's input or architecture so that neighbouring
 #    slices agree, and what would it cost?
@@ -324,52 +345,106 @@ else:
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
 # removes isolated voxels that only one copy predicted. It costs four forward passes
-# instead of one: with this small 64 px network the whole prediction took about 1.3 times
-# as long (reading, resizing and the argmax cost as much as the network), with the
-# report's network 3-4 times (`docs/benchmarks.md`). On an earlier `quick` model,
-# flip averaging added 0.01-0.03 Dice to every region and removed the stray enhancing
-# voxels of a case without enhancing tumour (`docs/benchmarks.md`, "The same options with
-# the current `quick` model"); run it to see this case.
-#
+# instead of one: 1.3 to 4 times the time, depending on the network's size (with a small
+# 64 px network, reading, resizing and the argmax cost as much as the network; with the
+# report's network the forward passes dominate). On this case, timed back to back in CPU
+# seconds, which other programs on the machine disturb less than the clock (the first
+# prediction above also set TensorFlow up, so it is timed again):
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+timings = {}
+for tta_flips in (False, True):
+    started = time.process_time()  # CPU time of this process, all its threads
+    with_flips = predict_case(run.model, case_data, config, tta_flips=tta_flips)
+    timings[tta_flips] = time.process_time() - started
+flip_scores = evaluate_case(with_flips, case_data.labels, case_data.zooms)
+print(f"{timings[False]:.1f} CPU s without flips, {timings[True]:.1f} with ({timings[True] / timings[False]:.1f} times; "
+      f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})")
+print(f"voxels whose class changed: {np.count_nonzero(with_flips != prediction)}")
+for region in REGIONS:
+    print(f"{region} Dice {scores[region]['dice']:.3f} -> {flip_scores[region]['dice']:.3f}")
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 2.** The labels are the same array, but the identity affine says voxel
-# (i, j, k) lies at (i, j, k) mm, with the axes pointing right, anterior and superior,
-# while the scans' affine says they point left and posterior (LPS) from another origin.
-# nilearn, and every viewer, places an image by its affine, so the prediction lands
-# mirrored and shifted against the scan. `evaluate_case` compares arrays voxel by voxel
-# and would not notice: the mistake only shows in world coordinates, in viewers and in
-# any software that resamples. Where the centre of the predicted tumour lands:
+# (i, j, k) lies at (i, j, k) mm, with the axes pointing right, anterior and superior
+# (RAS), while the scans' affine points the first two axes the other way (L, P, S) from
+# another origin. nilearn, and every viewer, places an image by its affine. Two reversed
+# axes are a turn by 180 degrees in the axial plane, not a mirror (the two affines'
+# determinants have the same sign), so the prediction lands rotated and shifted against
+# the scan: an error that shows at once. The dangerous one reverses a single axis, a
+# silent left-right flip: a mirror image, with the tumour in the other hemisphere, on
+# brain, looking plausible. `evaluate_case` compares arrays voxel by voxel and would
+# notice neither: the mistake only shows in world coordinates, in viewers and in any
+# software that resamples (`evaluate_folder` checks the affine, exercise 4). Where the
+# centre of the predicted tumour lands:
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 wrong_affine = nib.Nifti1Image(on_disk, np.eye(4))
 wrong_centre_mm = nib.affines.apply_affine(wrong_affine.affine, centre)
 print("axes with the scan's affine:", nib.aff2axcodes(written.affine), "with the identity:", nib.aff2axcodes(wrong_affine.affine))
+print(f"determinants: {np.linalg.det(written.affine[:3, :3]):+.0f} (scan), {np.linalg.det(wrong_affine.affine[:3, :3]):+.0f} "
+      "(identity): same sign, a rotation; a left-right flip would change the sign")
 print(f"tumour centre in scanner coordinates: {np.round(centre_mm, 1)} mm with the scan's affine, "
       f"{np.round(wrong_centre_mm, 1)} mm with the identity: {np.linalg.norm(wrong_centre_mm - centre_mm):.0f} mm apart")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 3.** The file stores the enhancing tumour as 3. An evaluation that expects
 # 0, 1, 2 and 4 finds no enhancing voxel: ET scores Dice 0 wherever the truth has
-# enhancing tumour (and HD95 373 mm), TC loses the enhancing part and drops, and WT,
-# which is every label above 0, survives unchanged. (An evaluation that rejects unknown
-# labels would refuse the file, the better outcome.)
+# enhancing tumour (and HD95 373 mm), TC loses the enhancing part and drops. WT survives
+# only if the evaluation defines it as every label above 0; one that defines it as the
+# labels 1, 2 and 4 loses the label-3 voxels there too. (An evaluation that rejects
+# unknown labels would refuse the file, the better outcome.)
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 internal_path = write_prediction(prediction, case, out_dir / "internal", label_convention="internal")
 print("labels in the internal-convention file:", np.unique(np.asanyarray(nib.load(internal_path).dataobj)).tolist())
 print("classes 0-3 are written as", list(range(4)), "(internal) instead of",
       [int(v) for v in from_internal(np.arange(4), case.layout)], f"({case.layout})")
+internal_labels = np.asanyarray(nib.load(internal_path).dataobj)
+truth_on_disk = from_internal(case_data.labels, case.layout)
+regions_2020 = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+print(f"{'Dice as a 2019-2021 evaluation reads the file':46s} {'release labels':>14s} {'internal labels':>16s}")
+for region, region_labels in regions_2020.items():
+    truth_mask = np.isin(truth_on_disk, region_labels)
+    print(f"  {region} = labels {', '.join(map(str, region_labels)):30s} "
+          f"{dice_score(np.isin(on_disk, region_labels), truth_mask):14.3f} "
+          f"{dice_score(np.isin(internal_labels, region_labels), truth_mask):16.3f}")
+print(f"  {'WT = every label above 0':42s} {dice_score(on_disk > 0, truth_on_disk > 0):14.3f} "
+      f"{dice_score(internal_labels > 0, truth_on_disk > 0):16.3f}")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 4.** The rule changes a case only if its predicted enhancing tumour is
-# non-empty and smaller than 500 voxels. If the truth has no enhancing tumour, the case
-# goes from Dice 0 (a false alarm) to Dice 1; if the truth has a small enhancing tumour
-# that the model found, it goes from that Dice to 0.
+# **Solution 4.** The scores from the files match those computed in memory: the files
+# hold the same labels, on the same grid, in the release's labels, which `evaluate_folder`
+# converts back. It warns once that the folder has no manifest (`gliseg-nb predict` writes
+# one naming the model, so that predictions of two models are never scored as a mix). A
+# file with the wrong affine it refuses, with one line naming the file: it checks that
+# each prediction lines up with its scans in space, which `evaluate_case`, given two
+# arrays, cannot do.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-cleaned = remove_small_enhancing(prediction, 500)
-print(f"predicted enhancing voxels: {np.count_nonzero(prediction == 3)}, "
-      f"truth: {np.count_nonzero(case_data.labels == 3)}; changed by the rule: {cleaned is not prediction}")
-print(f"ET Dice {scores['ET']['dice']:.3f} -> {evaluate_case(cleaned, case_data.labels, case_data.zooms)['ET']['dice']:.3f}")
+folder = out_dir / "test-split"
+in_memory = {}
+for test_case in test_cases:
+    test_data = case_data if test_case == case else load_case(test_case, modalities=list(config.modalities))
+    test_labels = prediction if test_case == case else predict_case(run.model, test_data, config)
+    write_prediction(test_labels, test_case, folder)
+    in_memory[test_case.case_id] = evaluate_case(test_labels, test_data.labels, test_data.zooms)
+test_ids = [test_case.case_id for test_case in test_cases]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from_files = evaluate_folder(folder, run.data_dir, case_ids=test_ids)
+for message in caught:
+    print("warning:", message.message)
+for row in from_files:
+    same = all(np.isclose(row["scores"][region]["dice"], in_memory[row["case_id"]][region]["dice"]) for region in REGIONS)
+    print(f"{row['case_id']}: Dice from the file = Dice in memory, every region: {same}")
+nib.save(wrong_affine, folder / path.name)  # exercise 2's identity affine, same labels
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate_folder(folder, run.data_dir, case_ids=test_ids)
+except DataError as error:
+    print("refused:", error)
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 5.** Give the network its neighbours: a 2.5-D input stacks the slices above
