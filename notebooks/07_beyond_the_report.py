@@ -70,7 +70,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gliseg_nb.course import load_or_train
+from gliseg_nb.course import demo_case, load_or_train
 from gliseg_nb.data import load_case
 from gliseg_nb import measured
 from gliseg_nb.labels import REGIONS, labels_to_regions, regions_to_labels
@@ -89,7 +89,7 @@ from gliseg_nb.predict import predict_case
 run = load_or_train(DATA_DIR, PRESET)
 config = run.config
 test_cases = run.cases_of("test")
-case = test_cases[0]
+case = demo_case(test_cases, run.data_dir)  # the test patient with the most enhancing tumour
 print(f"model {run.run_dir.name} ({'cached' if run.reused else 'trained now'}): {config.image_size} px, "
       f"inputs {list(config.modalities)}, outputs {config.outputs!r}")
 print("test patients:", ", ".join(c.case_id for c in test_cases))
