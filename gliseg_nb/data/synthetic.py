@@ -1178,8 +1178,8 @@ def get_data_dir(data_dir=None, n_cases=24, seed=0, progress=True):
     1. `data_dir`, if given (it must exist);
     2. the folder named by the environment variable ``GLISEG_NB_DATA`` (`DATA_ENV_VAR`),
        if set: point it at your BraTS download to run every notebook on real data;
-    3. the synthetic dataset, generated on first use (a progress bar; about 45 s for the
-       default 24 cases on two idle cores, estimated from CPU time) into ``$GLISEG_NB_CACHE/synthetic-v<version>-seed<seed>-n<n>``
+    3. the synthetic dataset, generated on first use (a progress bar; about a minute for
+       the default 24 cases on two idle cores, see ``docs/measured.json``) into ``$GLISEG_NB_CACHE/synthetic-v<version>-seed<seed>-n<n>``
        (default cache: pooch's OS cache folder for ``gliseg-nb``), then reused. A marker
        file written last tells a complete dataset from one interrupted mid-way, which is
        regenerated.
