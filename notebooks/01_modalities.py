@@ -165,8 +165,8 @@ plt.show()
 # ships with nilearn (an average of 152 adult brains), warped per case: a brain of its own
 # size (the table's last column), a smooth random deformation of a few millimetres, larger
 # or smaller ventricles, and anatomy pushed aside by the tumour (mass effect). The tumours follow
-# rules meant to give real gliomas' sizes (whole tumour about 20-250 mL, the core about half
-# of it) and shapes: in high-grade-like cases (HGG in the table) an uneven, partly incomplete
+# rules meant to give real gliomas' sizes (whole tumour from a few tens to a few hundred mL,
+# see the table; the core about half of it) and shapes: in high-grade-like cases (HGG in the table) an uneven, partly incomplete
 # enhancing rim around an off-centre necrosis; in low-grade-like cases (LGG) a large
 # non-enhancing core with little or no enhancement; edema that spreads along the white
 # matter and stops at the cortex; now and then a second focus. Then what fools a model on
@@ -350,9 +350,10 @@ for data in (case_data, second_case):
                                        for m in ("t1", "t1ce", "t2", "flair")))
 
 # %% [markdown]
-# Raw, the same tissue sits at different values in the two cases: the bulk of the brain
-# (the tall hump of each curve) lies elsewhere, and the curves have different widths
-# (compare the raw medians printed under the figure). On these synthetic scans grey and
+# Raw, the two cases need not line up: a contrast's bulk of brain (the tall hump of each
+# curve) can sit at clearly different values in the two cases, and the curves differ in
+# width and tail (compare the raw medians printed under the figure; in a given pair some
+# contrasts may happen to peak close together, another pair differs in any of them). On these synthetic scans grey and
 # white matter overlap into that one broad hump, since noise and blur smear their
 # difference (on real T1 scans two humps are often visible, white matter brighter); the
 # long tail to the right of T2 and FLAIR is CSF (on T2), edema and tumour. Z-scored, the

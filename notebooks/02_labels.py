@@ -103,7 +103,7 @@ for layout, convention in LAYOUT_CONVENTION.items():
 # %% [markdown]
 # ### Converting, by hand and with the library
 #
-# Take a high-grade case with a clear enhancing rim, the one with the most enhancing
+# Take a high-grade case with plenty of enhancing tumour, the one with the most enhancing
 # tumour (`demo_case` reads the volumes the generator recorded; with your own data it takes
 # the first high-grade case). Read its label file as it is stored (integers, with
 # `dataobj`, not `get_fdata()`), and count its values:

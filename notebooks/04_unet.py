@@ -363,12 +363,12 @@ print("last epoch: " + ", ".join(
 # What to look for: the training and validation losses falling together (a validation loss
 # rising while the training loss falls is overfitting; a bump of one or two epochs, then a
 # fall, is the noise of a small validation set); the Dice of each tumour class rising
-# after a slow start, at different speeds. In this run's log (the curves above) the
-# enhancing tumour, very bright on T1ce in the simulation, leads at every epoch, and the
-# edema, whose border fades into normal white matter, trails; one run on 16 patients shows
-# an order, not a rule, and another seed or dataset can change it. Real scans rank the
-# regions differently (the whole tumour is the easiest there; see *Synthetic scores are
-# not real-scan scores* below). The learning rate drops by 5 when the validation loss has
+# after a slow start, at different speeds. In this run's log the enhancing-tumour *class*,
+# pooled over all validation slices, tends to lead and the edema, whose border fades into
+# normal white matter, to trail; scored per patient and by *region* (`region_dice` below),
+# the whole tumour is the easiest and the enhancing tumour the hardest, as on real scans,
+# since a small or missing enhancing tumour pulls one patient's score far down. One run on
+# 16 patients shows an order, not a rule, and another seed or dataset can change it. The learning rate drops by 5 when the validation loss has
 # not improved for 2 epochs. A few epochs on 16 synthetic patients give a model that has
 # learnt something, but it is not converged, and its validation scores rest on only a
 # handful of patients.
@@ -578,9 +578,10 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # much as missing half of the whole tumour. The class weights push in the same direction.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 3.** Mostly at borders: between edema and background (a gradual border on
-# FLAIR) and between the necrotic core and the enhancing rim. Inside a region the model is
-# rarely wrong. Dice counts every wrong pixel alike, so a thin error along a long border
+# **Solution 3.** Many errors sit at borders: between edema and background (a gradual
+# border on FLAIR) and between the necrotic core and the enhancing rim. But a small model
+# also misses whole patches (edema, scattered enhancing tumour) and swaps classes inside a
+# lesion; look for both kinds in the figure. Dice counts every wrong pixel alike, so a thin error along a long border
 # costs as much as a missed lesion of the same area; a surgeon cares little about a
 # one-pixel border shift and a lot about a missed satellite lesion. That is why BraTS also
 # reports a distance (HD95, notebook 5), and why newer challenges score lesion by lesion.
@@ -592,8 +593,9 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # over several split seeds and training seeds, and give an interval (a bootstrap over
 # patients, notebook 5) rather than a single number. In the corrections benchmark the
 # corrected model's ET Dice of the 8 held-out patients has a standard deviation of about
-# 0.3 (printed under the table): the low-grade patient with no enhancing tumour scores 1.0
-# (none predicted), the one with almost none (0.01 mL) 0.0, the others 0.70-0.82. The
+# 0.3 (printed under the table): in the version-3 data the benchmark used, the low-grade
+# patient with no enhancing tumour scores 1.0 (none predicted), the one with almost none
+# (0.01 mL) 0.0, the others 0.70-0.82. The
 # standard error of their mean is about 0.3 / sqrt(8) = 0.11, twice the difference.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}

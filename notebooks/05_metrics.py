@@ -540,7 +540,9 @@ plt.show()
 # Dots above the dashed line are patients where the network beats the threshold. The
 # third line compares the two methods *patient by patient* (a paired comparison, the
 # right one when both are scored on the same patients): where its interval lies above 0,
-# the network is better on patients like these, not only on these few. A threshold
+# the network is better on patients like these, not only on these few. With nine patients
+# it may well include 0: then the data do not show that the network beats the threshold,
+# even if it wins on most patients. A threshold
 # cannot separate the tumour's classes at all (no TC, no ET), and it marks every bright
 # FLAIR spot as tumour, the white-matter look-alikes of notebook 1 included.
 #

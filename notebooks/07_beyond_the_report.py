@@ -353,13 +353,15 @@ for seed in seeds:
 #   at all. BraTS scores such a case 1 if nothing is predicted and 0 for even one false
 #   voxel (notebook 5). The region network predicted none there (1.00), the softmax
 #   network a few voxels (0.00): that one case is the whole of the region network's ET
-#   lead. `BraTS20_Synthetic_006` (seed 42) has 8 voxels of enhancing tumour, which every
-#   model misses (0.00). On the four patients with a real enhancing tumour no variant is
+#   lead. In the version-3 data this benchmark used, `BraTS20_Synthetic_006` (seed 42) had
+#   8 voxels of enhancing tumour, which every model missed (0.00); in today's data it has
+#   none. On the four patients with a real enhancing tumour no variant is
 #   ahead everywhere: the differences go both ways, up to 0.12 (the 2.5-D network on
 #   `BraTS20_Synthetic_012`). A rule that removes a tiny predicted ET
 #   (`predict_case(..., min_et_voxels=...)`, notebook 6) targets the empty case directly.
 # * **What it says, at this budget.** The flips gained a little in every region and both
-#   seeds (0.004 to 0.018), with no training and about the same prediction time: most of
+#   seeds on the mean (0.004 to 0.018; on one patient, as in the live cell above, a region
+#   can also drop slightly), with no training and about the same prediction time: most of
 #   that time goes to reading, normalising and resizing the volume, done once; the small
 #   64-px network runs two or four times. The region network and the 2.5-D network scored below the softmax network
 #   on WT and TC in both seeds: with 8 epochs on 16 synthetic patients, neither idea pays
@@ -387,7 +389,8 @@ for seed in seeds:
 #   convolution grows. In the library: `Config(context_slices=k)`, in training and in
 #   whole-volume prediction alike.
 # * **Test-time flips** average the prediction with the mirrored prediction of the mirrored
-#   image: twice the prediction time, no training. In the library:
+#   image: two forward passes instead of one, no training (for the small quick network about
+#   the same wall time: reading and resizing the volume dominate). In the library:
 #   `predict_case(..., tta_flips="lr")` (or `True` for four flips).
 # * Each was measured against the report's 2-D softmax network on the same data, split,
 #   seed and budget; with a few test patients per seed, read the differences against the
@@ -435,7 +438,8 @@ for seed in seeds:
 # blurs borders where the two passes disagree, which can shrink a thin enhancing rim below
 # 0.5. For a network trained with random flips, the mirrored image is as familiar as the
 # original, so the average is one of two equally good opinions: on average it reduces the
-# variance of the errors, at twice the prediction time.
+# variance of the errors, for two forward passes instead of one (about the same wall time
+# for the quick network).
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 4.** Compare the two seeds of the same variant: if they differ by 0.05 in ET,
