@@ -10,6 +10,7 @@ reachable here) and the test extra (playwright, jupyterlab). Outside CI the test
 say why, when Chromium is absent; under CI (``CI=true``) they fail instead.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -63,6 +64,35 @@ def _kernel_pythonpath():
     return os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
 
+@contextlib.contextmanager
+def jupyter_server(argv, env, port, token, log_path, name):
+    """Run a Jupyter server (`argv`) until the block ends; yields its URL once it answers.
+
+    Fails the test, with the server's log, if it does not answer within 60 s.
+    """
+    log = open(log_path, "w")
+    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{name} did not start; its log:\n{Path(log_path).read_text()}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 def _write_notebook(root, data_dir):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
@@ -110,34 +140,13 @@ def lab(tmp_path_factory):
         MPLBACKEND="Agg",
         PYTHONPATH=_kernel_pythonpath(),
     )
-    log = open(base / "lab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
-         "--allow-root"],  # CI runs as root
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not start; its log:\n{(base / 'lab.log').read_text()}")
-                time.sleep(0.3)
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
+            "--allow-root"]  # CI runs as root
+    with jupyter_server(argv, env, port, token, base / "lab.log", "JupyterLab") as url:
         yield {"url": url, "token": token, "notebook": notebook, "base": base}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

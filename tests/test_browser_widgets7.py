@@ -16,7 +16,6 @@ the tests skip, and say why, when Chromium is absent or PyPI cannot be reached; 
 (``CI=true``) they fail instead.
 """
 
-import json
 import os
 import re
 import statistics
@@ -29,7 +28,8 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, _kernel_pythonpath, _need_browser
+from test_browser import (CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, _kernel_pythonpath, _need_browser,
+                          jupyter_server)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.network]
 
@@ -147,32 +147,11 @@ def classic(widgets7_python, tmp_path_factory):
         MPLBACKEND="Agg",
         PYTHONPATH=_kernel_pythonpath(),
     )
-    log = open(base / "notebook.log", "w")
-    server = subprocess.Popen(
-        [str(widgets7_python), "-m", "notebook", "--no-browser", "--ip=127.0.0.1",
-         f"--port={port}", "--port-retries=0", f"--NotebookApp.token={token}",
-         f"--notebook-dir={root}", "--allow-root"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the Notebook did not start; its log:\n{(base / 'notebook.log').read_text()}")
-                time.sleep(0.3)
+    argv = [str(widgets7_python), "-m", "notebook", "--no-browser", "--ip=127.0.0.1",
+            f"--port={port}", "--port-retries=0", f"--NotebookApp.token={token}",
+            f"--notebook-dir={root}", "--allow-root"]
+    with jupyter_server(argv, env, port, token, base / "notebook.log", "the Notebook") as url:
         yield {"url": url, "token": token, "notebook": notebook, "base": base}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
