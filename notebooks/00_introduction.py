@@ -21,7 +21,7 @@
 #
 # * say what a glioma is and why doctors want its outline, not just its presence;
 # * state the task precisely: give every voxel of a 3-D scan one of four classes;
-# * find your way through the seven notebooks of the course;
+# * find your way through the eight notebooks of the course (the last one optional);
 # * run the course in Colab, on Binder or on your own machine, on the embedded synthetic
 #   data or on a real BraTS download, by changing one setting.
 
@@ -145,6 +145,7 @@ print("gliseg-nb", gliseg_nb.__version__)
 # | 04 U-Net | the architecture in code, a short real training run, training curves | 4, 7 |
 # | 05 metrics | Dice, sensitivity, specificity, HD95, lesion-wise scores, and why "99 % accuracy" means little | 5, 7 |
 # | 06 predictions | whole-volume prediction, truth beside prediction, BraTS-format files | 8 |
+# | 07 beyond the report (optional) | region outputs (WT/TC/ET sigmoids), 2.5-D input, test-time flips, each measured | 4.5 |
 #
 # Each notebook runs on its own from a fresh kernel: if it needs a trained model it trains
 # a small one (or reuses one) in a minute or two.
