@@ -267,18 +267,26 @@ def test_slider_updates_the_pictures_while_dragging(viewer_page):
     _wait_for_change(page, before)
 
 
-def test_slider_latency_from_key_to_new_picture(viewer_page, record_property):
-    """Focus the slider, step it with the arrow key, time each step to the new picture."""
-    page = viewer_page
-    handle = _control(page, "slider", "slice").locator(".noUi-handle")
-    handle.focus()
+def slider_step_latencies(page, steps=8):
+    """Milliseconds from each arrow key on the focused slider to the first new picture.
+
+    The page must record picture changes in ``window.srcChanges`` (the viewer fixtures do).
+    """
     latencies = []
-    for _ in range(8):
+    for _ in range(steps):
         changes = page.evaluate("window.srcChanges.length")
         start = page.evaluate("performance.now()")
         page.keyboard.press("ArrowLeft" if len(latencies) % 2 else "ArrowRight")
         page.wait_for_function(f"window.srcChanges.length > {changes}", timeout=10_000)
         latencies.append(page.evaluate(f"window.srcChanges[{changes}].t") - start)
+    return latencies
+
+
+def test_slider_latency_from_key_to_new_picture(viewer_page, record_property):
+    """Focus the slider, step it with the arrow key, time each step to the new picture."""
+    page = viewer_page
+    _control(page, "slider", "slice").locator(".noUi-handle").focus()
+    latencies = slider_step_latencies(page)
     median = statistics.median(latencies)
     record_property("viewer_latency_ms_median", round(median))
     record_property("viewer_latency_ms_all", " ".join(f"{x:.0f}" for x in latencies))

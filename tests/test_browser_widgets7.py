@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from test_browser import (CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, _kernel_pythonpath, _need_browser,
-                          jupyter_server)
+                          jupyter_server, slider_step_latencies)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.network]
 
@@ -350,13 +350,7 @@ def test_slider_latency_from_key_to_new_picture(page7, record_property):
     viewer = _viewer(page7, 0)
     page7.mouse.move(1, 1)
     _control(viewer, "slider", "slice").locator(".ui-slider-handle").focus()
-    latencies = []
-    for _ in range(8):
-        changes = page7.evaluate("window.srcChanges.length")
-        start = page7.evaluate("performance.now()")
-        page7.keyboard.press("ArrowLeft" if len(latencies) % 2 else "ArrowRight")
-        page7.wait_for_function(f"window.srcChanges.length > {changes}", timeout=10_000)
-        latencies.append(page7.evaluate(f"window.srcChanges[{changes}].t") - start)
+    latencies = slider_step_latencies(page7)
     median = statistics.median(latencies)
     record_property("viewer_latency_ms_median_widgets7", round(median))
     record_property("viewer_latency_ms_all_widgets7", " ".join(f"{x:.0f}" for x in latencies))

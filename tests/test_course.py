@@ -88,20 +88,26 @@ def test_other_settings_or_changed_data_mean_another_run_folder(first_run, datas
         os.utime(seg, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-@pytest.mark.slow
-def test_an_interrupted_run_is_resumed_not_restarted(dataset):
+def _train_first_epoch_only(dataset, settings):
+    """Train 1 epoch into the run folder `load_or_train(dataset, **settings)` will look in."""
     from gliseg_nb.split import select_cases, split_cases
     from gliseg_nb.train import fit
 
-    # The run folder load_or_train will look in, holding only the first of its 2 epochs, as
-    # if the kernel had been restarted during the second one.
-    settings = {**TINY, "seed": 7}
     config = Config.preset("quick", **settings)
     cases = find_cases(dataset)
     run_dir = runs_dir() / run_key(config, _data_identity(dataset, cases, config))
     split = split_cases(cases, config)
     fit(config.replace(epochs=1), select_cases(cases, split["train"]), select_cases(cases, split["val"]),
         run_dir, verbose=0, split=split)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_is_resumed_not_restarted(dataset):
+    # The run folder load_or_train will look in, holding only the first of its 2 epochs, as
+    # if the kernel had been restarted during the second one.
+    settings = {**TINY, "seed": 7}
+    run_dir = _train_first_epoch_only(dataset, settings)
 
     resumed = load_or_train(dataset, verbose=0, **settings)
     assert resumed.run_dir == run_dir and not resumed.reused
@@ -145,16 +151,8 @@ def test_a_second_notebook_waits_for_the_first_then_reuses_its_run(first_run, da
 
 
 def test_a_cached_run_with_an_empty_checkpoint_is_trained_again_with_a_warning(dataset):
-    from gliseg_nb.pipeline import select_cases, split_cases
-    from gliseg_nb.train import fit
-
     settings = {**TINY, "seed": 8}
-    config = Config.preset("quick", **settings)
-    cases = find_cases(dataset)
-    run_dir = runs_dir() / run_key(config, _data_identity(dataset, cases, config))
-    split = split_cases(cases, config)
-    fit(config.replace(epochs=1), select_cases(cases, split["train"]), select_cases(cases, split["val"]),
-        run_dir, verbose=0, split=split)
+    run_dir = _train_first_epoch_only(dataset, settings)
     (run_dir / "last-epoch-000.keras").write_bytes(b"")  # a power loss during the last save
     with pytest.warns(UserWarning, match="last-epoch-000.keras: the checkpoint is empty"):
         again = load_or_train(dataset, verbose=0, **settings)
