@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/bench_transfer.py --real DIR
     .venv/bin/python benchmarks/bench_transfer.py --real DIR --real-baseline --json out.json
     .venv/bin/python benchmarks/bench_transfer.py --real DIR --ablate deform --set epochs=6
+    .venv/bin/python benchmarks/bench_transfer.py --real DIR --reuse --tta none --min-component-voxels 0
 
 What it does, in order:
 
@@ -17,9 +18,12 @@ What it does, in order:
 2. trains the ``quick`` preset on it as notebook 04 does (`gliseg_nb.course.load_or_train`,
    the 68/20/12 split by patient), timed, and scores the synthetic validation and test
    cases (`gliseg_nb.train.region_dice`);
-3. predicts every case of ``--real DIR`` (`gliseg_nb.predict.predict_case`, whole volumes on
-   their own grid) and scores it (`gliseg_nb.metrics.evaluate_case`): a per-case table of
-   WT/TC/ET Dice, predicted and true volumes, and the means;
+3. predicts the synthetic validation and test cases, then every case of ``--real DIR``
+   (`gliseg_nb.predict.predict_case`, whole volumes on their own grid, with its defaults
+   unless ``--tta``, ``--min-component-voxels`` or ``--min-et-voxels`` say otherwise) and
+   scores each (`gliseg_nb.metrics.evaluate_case`): per-case tables of WT/TC/ET Dice,
+   predicted and true volumes, and the means (with ``--reuse``, an inference option is
+   measured on the cached model without training again);
 4. with ``--real-baseline``: the same preset and the same number of optimizer steps,
    trained on real cases of DIR instead (k-fold by case; with 5 cases and ``--folds 5``,
    leave-one-out), each fold's held-out cases scored the same way. One training case of
@@ -64,8 +68,8 @@ def load_average():
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def score_real(model, config, cases):
-    """Predict and score each real case; returns one row per case."""
+def score_real(model, config, cases, options=None):
+    """Predict and score each case (whole volumes, `predict_case` with `options`); one row per case."""
     from gliseg_nb.data import load_case
     from gliseg_nb.metrics import evaluate_case
     from gliseg_nb.predict import predict_case
@@ -74,7 +78,7 @@ def score_real(model, config, cases):
     for case in cases:
         start = time.perf_counter()
         data = load_case(case, modalities=list(config.modalities))
-        labels = predict_case(model, data, config)
+        labels = predict_case(model, data, config, **(options or {}))
         scores = evaluate_case(labels, data.labels, spacing=data.zooms)
         rows.append({
             "case_id": case.case_id,
@@ -128,6 +132,18 @@ def synthetic_data(args):
             synthetic.synthesize(data_dir, n_cases=args.n_cases, seed=args.data_seed, progress=False)
             (data_dir / ".complete").write_text("ablation\n")
     return data_dir, round(time.perf_counter() - start, 2), round(time.process_time() - cpu_start, 2), reused
+
+
+def inference_options(args):
+    """The `predict_case` keywords given on the command line; the rest keep its defaults."""
+    options = {}
+    if args.tta is not None:
+        options["tta_flips"] = args.tta
+    if args.min_component_voxels is not None:
+        options["min_component_voxels"] = args.min_component_voxels
+    if args.min_et_voxels is not None:
+        options["min_et_voxels"] = args.min_et_voxels
+    return options
 
 
 def train_synthetic(args, data_dir, overrides):
@@ -201,6 +217,12 @@ def main(argv=None):
     parser.add_argument("--add", action="append", default=[], metavar="PART",
                         help="switch on one part of the simulation that is off by default (repeatable)")
     parser.add_argument("--reuse", action="store_true", help="reuse a finished cached run instead of retraining")
+    parser.add_argument("--tta", choices=("none", "lr", "all"), default=None,
+                        help="predict_case's tta_flips for every prediction (default: predict_case's default)")
+    parser.add_argument("--min-component-voxels", type=int, default=None, metavar="N",
+                        help="predict_case's min_component_voxels (default: predict_case's default)")
+    parser.add_argument("--min-et-voxels", type=int, default=None, metavar="N",
+                        help="predict_case's min_et_voxels (default: predict_case's default)")
     parser.add_argument("--real-baseline", action="store_true", help="also train on real cases (k-fold)")
     parser.add_argument("--folds", type=int, default=5, help="folds of --real-baseline; default 5")
     parser.add_argument("--label", default=None, help="name of this run in the JSON file name")
@@ -242,7 +264,15 @@ def main(argv=None):
           f"steps{', reused' if training['reused'] else ''}); synthetic val {training['synthetic_scores']['val']}, "
           f"test {training['synthetic_scores']['test']}", flush=True)
 
-    rows = score_real(run.model, run.config, real_cases)
+    options = inference_options(args)
+    result["inference_options"] = options
+    # The synthetic validation and test cases as whole volumes, predicted and scored exactly
+    # like the real ones: the synthetic check of an inference option.
+    synthetic_rows = score_real(run.model, run.config, run.cases_of("val") + run.cases_of("test"), options)
+    result["synthetic_whole"] = {"rows": synthetic_rows,
+                                 "mean": print_table("synthetic validation + test cases, whole volumes",
+                                                     synthetic_rows)}
+    rows = score_real(run.model, run.config, real_cases, options)
     result["real"] = {"rows": rows, "mean": print_table("synthetic-trained, real cases", rows)}
 
     if args.real_baseline:

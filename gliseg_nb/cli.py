@@ -190,6 +190,9 @@ def _add_debug(parser, default):
 
 def build_parser():
     """The argument parser of ``gliseg-nb`` (one subparser per command)."""
+    # The defaults of `predict` are those of `gliseg_nb.predict` (no TensorFlow imported).
+    from .predict import DEFAULT_MIN_COMPONENT_VOXELS, DEFAULT_TTA
+
     parser = argparse.ArgumentParser(
         prog="gliseg-nb",
         description="Glioma segmentation in brain MRI with a U-Net: a Jupyter-first course.",
@@ -250,15 +253,21 @@ def build_parser():
     p.add_argument("--case", action="append", default=None, metavar="CASE_ID",
                    help="predict only this case (repeatable; default: every case)")
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass (default: 32)")
-    p.add_argument("--tta", action="store_true",
-                   help="average over the four in-plane flips (four forward passes: 1.3x to 4x the "
-                        "time, depending on the network's size; default: off)")
+    # Three choices with the old flag kept: --tta still means all four flips.
+    flips = p.add_mutually_exclusive_group()
+    flips.add_argument("--tta", dest="tta", action="store_const", const="all", default=DEFAULT_TTA,
+                       help="average over the four in-plane flips (four forward passes: 1.3x to 4x "
+                            "the time, depending on the network's size); default: each slice and "
+                            "its left-right mirror (two forward passes)")
+    flips.add_argument("--no-tta", dest="tta", action="store_const", const="none",
+                       help="predict each slice once, without its left-right mirror (the fastest)")
     p.add_argument("--min-et-voxels", type=int, default=0,
                    help="relabel enhancing tumour as necrosis when its total is below this "
                         "many voxels, as the BraTS 2020 winner did (default: 0, off)")
-    p.add_argument("--min-component-voxels", type=int, default=0,
+    p.add_argument("--min-component-voxels", type=int, default=DEFAULT_MIN_COMPONENT_VOXELS,
                    help="erase tumour components smaller than this many voxels, except the "
-                        "largest (default: 0, off)")
+                        f"largest; 0 keeps them all (default: {DEFAULT_MIN_COMPONENT_VOXELS}, 1 mL "
+                        "at 1 mm)")
     p.add_argument("--nan-policy", choices=("raise", "zero"), default="raise",
                    help="NaN or infinite voxels in an image: stop with an error naming the file, "
                         "or set them to 0 with a warning (default: raise)")

@@ -357,7 +357,10 @@ print(f"{len(held_out)} held-out patients: {len(test_cases)} from the split's te
 # `predict_case` (notebook 6 explains its five steps): it normalises every axial slice as
 # in training, predicts the class probabilities of each slice that holds brain at the
 # network's size, resizes them back to 240 x 240 and takes the argmax, with background
-# outside the brain. Each prediction is then scored by region with `evaluate_case`. The
+# outside the brain. Here it runs without its two default clean-ups (averaging each slice
+# with its left-right mirror, erasing tumour components under 1 mL; notebook 6), so that
+# the metrics below see what the network itself predicts, stray components included.
+# Each prediction is then scored by region with `evaluate_case`. The
 # same loop scores a **baseline**, to tell how much the network adds: one global threshold
 # on the z-scored FLAIR image (`threshold_baseline`: every brain voxel brighter than the
 # threshold is "tumour"), the threshold chosen as the best one on training patients, as
@@ -370,7 +373,8 @@ baseline = threshold_baseline(run.cases_of("train")[:8])  # reads only FLAIR and
 rows, baseline_wt_dice, kept, et_voxels = [], [], {}, {}
 for name, case in held_out:
     case_data = load_case(case, modalities=list(run.config.modalities))
-    labels = predict_case(run.model, case_data, run.config)  # the whole volume, 240 x 240 x 155
+    # The whole volume, 240 x 240 x 155; the network's own output (no flips, no clean-up).
+    labels = predict_case(run.model, case_data, run.config, tta_flips="none", min_component_voxels=0)
     rows.append({"case_id": name, "scores": evaluate_case(labels, case_data.labels, case_data.zooms)})
     et_voxels[name] = {"truth": np.count_nonzero(case_data.labels == 3), "predicted": np.count_nonzero(labels == 3)}
     if 0 < et_voxels[name]["truth"] <= 50:  # a few voxels: also its lesion-wise ET score (optional section)
@@ -765,10 +769,11 @@ print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_mi
 # lesion-wise score. On this synthetic data the larger ones mostly sit on the simulated
 # white-matter spots that are bright on FLAIR like edema (the look-alikes of notebook 1;
 # the project's docs/benchmarks.md checks this against the generator's maps). Two usual
-# remedies: discard predicted components below a size (`gliseg-nb predict
-# --min-component-voxels`, or by hand in exercise 8), or average the predictions over
-# flipped inputs (`--tta`). A size threshold is a trade: real gliomas can have small
-# satellite lesions too.
+# remedies, both on by default in `predict_case` and `gliseg-nb predict` (switched off
+# above): discard predicted components below a size (`--min-component-voxels`, 1000
+# voxels by default, or by hand in exercise 8), and average the predictions over flipped
+# inputs (by default each slice and its left-right mirror; `--tta` for all four flips).
+# A size threshold is a trade: real gliomas can have small satellite lesions too.
 #
 # ## Summary
 #

@@ -94,11 +94,19 @@ print("test patients:", ", ".join(case.case_id for case in test_cases))
 #    22 to 120 with the `quick` preset, 22 to 121 with the report's), and every other
 #    slice gets the same scale;
 # 3. resizes each slice that holds brain to `image_size` and predicts its class
-#    probabilities (slices without brain are background, and skipped);
+#    probabilities (slices without brain are background, and skipped), by default twice:
+#    the slice and its left-right mirror, the two answers averaged (`tta_flips="lr"`;
+#    exercise 1);
 # 4. resizes the **probabilities** back to 240 x 240 (bilinear) and only then takes the
 #    argmax, so the borders fall between the original pixels instead of in steps of the
 #    small image (resizing the labels instead would give blocky outlines);
-# 5. sets everything outside the brain to background.
+# 5. sets everything outside the brain to background and, by default, erases predicted
+#    tumour components smaller than 1000 voxels (1 mL) except the largest
+#    (`min_component_voxels`): stray specks away from the tumour.
+#
+# The two defaults of steps 3 and 5 raised the whole-tumour Dice of the quick model on the
+# synthetic test cases and on real scans (the project's docs/benchmarks.md); pass
+# `tta_flips="none", min_component_voxels=0` to see the network's raw answer.
 
 # The example is the test patient with the most enhancing tumour (`demo_case`: for the
 # synthetic data it reads each case's volumes from the generator's record; for your own
@@ -247,8 +255,10 @@ plt.show()
 #
 # `predict` takes a run folder (it finds the best model and the settings it was trained
 # with) or a `.keras` file, and writes one `<case_id>.nii.gz` per case in the release's
-# labels; `--tta` averages the predictions over flipped copies (four forward passes:
-# 1.3 to 4 times the time, depending on the network's size), and
+# labels, with `predict_case`'s defaults (each slice averaged with its mirror, components
+# under 1 mL erased); `--tta` averages over all four in-plane flips instead (four forward
+# passes: 1.3 to 4 times the time of one, depending on the network's size), `--no-tta`
+# predicts each slice once, `--min-component-voxels 0` keeps every component, and
 # `--min-et-voxels N` relabels a total enhancing tumour smaller than N voxels as necrosis
 # (the trick of the BraTS 2020 winner, since a false enhancing tumour in a case without one
 # costs Dice 0 and HD95 373 mm). `evaluate` scores a folder of predictions against the
@@ -319,10 +329,11 @@ else:
 #
 # ## Exercises
 #
-# 1. Before running it: should averaging the predictions over flipped inputs
-#    (`predict_case(..., tta_flips=True)`) change the prediction more at the border of the
-#    tumour or inside it, and why? Then predict the case with it: how long does it take,
-#    and how do the region scores move?
+# 1. Before running it: should averaging the predictions over flipped inputs change the
+#    prediction more at the border of the tumour or inside it, and why? The prediction
+#    above averaged each slice with its mirror (the default). Predict the case once
+#    without flips (`tta_flips="none"`) and once with all four (`tta_flips=True`): how
+#    long does each take, and how do the region scores move?
 # 2. Wrap the written labels in a NIfTI image with an identity affine
 #    (`nib.Nifti1Image(on_disk, np.eye(4))`) and draw it over the scan with nilearn as
 #    above. What goes wrong, and why? Would `evaluate_case` notice?
@@ -344,25 +355,26 @@ else:
 # **Solution 1.** Inside the tumour and far outside it the network is sure whichever way
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
-# removes isolated voxels that only one copy predicted. It costs four forward passes
-# instead of one: 1.3 to 4 times the time, depending on the network's size (with a small
-# 64 px network, reading, resizing and the argmax cost as much as the network; with the
-# report's network the forward passes dominate). On this case, timed back to back in CPU
-# seconds, which other programs on the machine disturb less than the clock (the first
-# prediction above also set TensorFlow up, so it is timed again):
+# removes isolated voxels that only one copy predicted. Four flips cost four forward passes
+# instead of one (the default mirror: two): 1.3 to 4 times the time, depending on the
+# network's size (with a small 64 px network, reading, resizing and the argmax cost as
+# much as the network; with the report's network the forward passes dominate). On this
+# case, timed back to back in CPU seconds, which other programs on the machine disturb
+# less than the clock (the first prediction above also set TensorFlow up, so it is timed
+# again):
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-timings = {}
-for tta_flips in (False, True):
+timings, flip_labels = {}, {}
+for tta_flips in ("none", "lr", "all"):
     started = time.process_time()  # CPU time of this process, all its threads
-    with_flips = predict_case(run.model, case_data, config, tta_flips=tta_flips)
+    flip_labels[tta_flips] = predict_case(run.model, case_data, config, tta_flips=tta_flips)
     timings[tta_flips] = time.process_time() - started
-flip_scores = evaluate_case(with_flips, case_data.labels, case_data.zooms)
-print(f"{timings[False]:.1f} CPU s without flips, {timings[True]:.1f} with ({timings[True] / timings[False]:.1f} times; "
-      f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})")
-print(f"voxels whose class changed: {np.count_nonzero(with_flips != prediction)}")
-for region in REGIONS:
-    print(f"{region} Dice {scores[region]['dice']:.3f} -> {flip_scores[region]['dice']:.3f}")
+print(f"CPU s: no flip {timings['none']:.1f}, mirror (default) {timings['lr']:.1f}, four flips {timings['all']:.1f} "
+      f"({os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})")
+for tta_flips, labels in flip_labels.items():
+    flip_scores = evaluate_case(labels, case_data.labels, case_data.zooms)
+    print(f"{tta_flips:4s}: " + ", ".join(f"{region} {flip_scores[region]['dice']:.3f}" for region in REGIONS)
+          + f"; voxels whose class differs from the default's: {np.count_nonzero(labels != prediction)}")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 2.** The labels are the same array, but the identity affine says voxel

@@ -261,29 +261,34 @@ print(f"2.5-D: input {context_net.input_shape}, {context_net.count_params():,} p
 # mirrored brains, but it does not give a mirrored image the mirrored answer exactly.
 # Averaging the two answers removes some of its random errors: predict the patient, predict
 # the patient mirrored left-right, mirror that prediction back, and average the
-# probabilities. By hand, with the whole-volume prediction of notebook 6:
+# probabilities. By hand, with the whole-volume prediction of notebook 6 (`predict_case`
+# averages over the left-right mirror by default and erases components under 1 mL; both
+# are switched off here, to see each step):
 
 # %%
 case_data = load_case(case, modalities=list(config.modalities))
 started = time.perf_counter()
-plain_labels, plain = predict_case(run.model, case_data, config, return_probabilities=True)
+plain_labels, plain = predict_case(run.model, case_data, config, tta_flips="none", min_component_voxels=0,
+                                   return_probabilities=True)
 one_pass = time.perf_counter() - started
 # In BraTS files the first voxel axis runs left-right: mirroring is reversing it.
 mirrored_case = dataclasses.replace(case_data, images={m: v[::-1] for m, v in case_data.images.items()})
-_, mirrored = predict_case(run.model, mirrored_case, config, return_probabilities=True)
+_, mirrored = predict_case(run.model, mirrored_case, config, tta_flips="none", min_component_voxels=0,
+                           return_probabilities=True)
 averaged_by_hand = (plain + mirrored[::-1]) / 2
 print(f"one pass {one_pass:.1f} s; largest change of a probability by the average: "
       f"{np.abs(averaged_by_hand - plain).max():.2f}")
 
 # %% [markdown]
-# `predict_case(..., tta_flips="lr")` does the same inside (it finds the left-right axis
+# `predict_case(..., tta_flips="lr")`, its default, does the same inside (it finds the left-right axis
 # from the image's affine, and mirrors the small network inputs rather than the whole
 # volume, so the numbers agree to rounding); `tta_flips=True` averages over all four
 # in-plane flips.
 
 # %% tags=["nbval-check-output"]
 started = time.perf_counter()
-flipped_labels, averaged = predict_case(run.model, case_data, config, tta_flips="lr", return_probabilities=True)
+flipped_labels, averaged = predict_case(run.model, case_data, config, tta_flips="lr", min_component_voxels=0,
+                                        return_probabilities=True)
 two_passes = time.perf_counter() - started
 print("library = by hand (to 1e-4):", np.allclose(averaged, averaged_by_hand, atol=1e-4))
 
@@ -391,7 +396,8 @@ for seed in seeds:
 # * **Test-time flips** average the prediction with the mirrored prediction of the mirrored
 #   image: two forward passes instead of one, no training (for the small quick network about
 #   the same wall time: reading and resizing the volume dominate). In the library:
-#   `predict_case(..., tta_flips="lr")` (or `True` for four flips).
+#   `predict_case(..., tta_flips="lr")`, the default of `predict_case` and `gliseg-nb
+#   predict` (`True` for four flips, `"none"` for one pass).
 # * Each was measured against the report's 2-D softmax network on the same data, split,
 #   seed and budget; with a few test patients per seed, read the differences against the
 #   spread between seeds.

@@ -174,7 +174,7 @@ def test_flip_averaging_is_undone_correctly(tmp_path):
     config = tiny_config()
     case, _ = _write_blob_case(tmp_path)
     model = bright_flair_model(config)
-    plain = predict_case(model, case, config)
+    plain = predict_case(model, case, config, tta_flips="none")
     averaged = predict_case(model, case, config, tta_flips=True)
     np.testing.assert_array_equal(plain, averaged)
 
@@ -182,7 +182,9 @@ def test_flip_averaging_is_undone_correctly(tmp_path):
 def test_probabilities_on_the_original_grid(tmp_path):
     config = tiny_config()
     case, _ = _write_blob_case(tmp_path)
-    labels, probabilities = predict_case(bright_flair_model(config), case, config, return_probabilities=True)
+    # The labels before the small-component clean-up, so that they are the probabilities' argmax.
+    labels, probabilities = predict_case(bright_flair_model(config), case, config, min_component_voxels=0,
+                                         return_probabilities=True)
     assert probabilities.shape == SHAPE + (config.n_classes,)
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
     brain = labels > 0
@@ -352,7 +354,7 @@ def test_min_component_voxels_reaches_predict_case_and_the_command(tmp_path, cap
     config = tiny_config()
     case = find_cases(make_dataset(tmp_path))[0]
     model = constant_class_model(config, 2)
-    plain = predict_case(model, case, config)
+    plain = predict_case(model, case, config, min_component_voxels=0)
     cleaned = predict_case(model, case, config, min_component_voxels=10**7)
     # A constant prediction is one component per connected piece of brain: the largest stays.
     assert 0 < np.count_nonzero(cleaned) <= np.count_nonzero(plain)
@@ -360,6 +362,47 @@ def test_min_component_voxels_reaches_predict_case_and_the_command(tmp_path, cap
 
     args = build_parser().parse_args(["predict", "run", "data", "--out", "o", "--min-component-voxels", "500"])
     assert args.min_component_voxels == 500
+
+
+def test_default_prediction_averages_the_mirror_and_erases_small_components(tmp_path):
+    # An untrained U-Net is not mirror-symmetric, so the mirror average differs from one pass.
+    config = tiny_config()
+    keras.utils.set_random_seed(3)
+    model = build_unet(config)
+    data = load_case(find_cases(make_dataset(tmp_path))[0], modalities=list(config.modalities))
+    _, default = predict_case(model, data, config, return_probabilities=True)
+    _, mirrored = predict_case(model, data, config, tta_flips="lr", return_probabilities=True)
+    _, once = predict_case(model, data, config, tta_flips="none", return_probabilities=True)
+    np.testing.assert_array_equal(default, mirrored)
+    assert np.abs(default - once).max() > 1e-4
+    # A bright speck far from the bright blob: a second, small component, erased by default
+    # (under 1000 voxels; the blob, the largest, stays) and kept with min_component_voxels=0.
+    case, blob = _write_blob_case(tmp_path / "blob")
+    image = nib.load(str(case.modalities["flair"]))
+    flair = np.asarray(image.dataobj).copy()
+    flair[19:23, 3:7, 4:8] = 400
+    nib.save(nib.Nifti1Image(flair, image.affine, image.header), str(case.modalities["flair"]))
+    bright = bright_flair_model(config)
+    kept = predict_case(bright, case, config, min_component_voxels=0)
+    cleaned = predict_case(bright, case, config)
+    assert kept[19:23, 3:7, 4:8].any() and not cleaned[19:23, 3:7, 4:8].any()
+    np.testing.assert_array_equal(cleaned[blob], kept[blob])
+    from gliseg_nb.predict import DEFAULT_MIN_COMPONENT_VOXELS, DEFAULT_TTA
+
+    assert (DEFAULT_TTA, DEFAULT_MIN_COMPONENT_VOXELS) == ("lr", 1000)
+
+
+def test_predict_command_flips_default_to_the_mirror(tmp_path):
+    from gliseg_nb.cli import build_parser
+
+    parse = build_parser().parse_args
+    base = ["predict", "run", "data", "--out", "o"]
+    assert parse(base).tta == "lr" and parse(base).min_component_voxels == 1000
+    assert parse(base + ["--tta"]).tta == "all"  # the flag of earlier versions: all four flips
+    assert parse(base + ["--no-tta"]).tta == "none"
+    assert parse(["predict", "--tta", "run", "data", "--out", "o"]).model.name == "run"
+    with pytest.raises(SystemExit):
+        parse(base + ["--tta", "--no-tta"])
 
 
 def test_write_prediction_names_an_unreadable_reference_image(tmp_path):
