@@ -191,7 +191,7 @@ def _add_debug(parser, default):
 def build_parser():
     """The argument parser of ``gliseg-nb`` (one subparser per command)."""
     # The defaults of `predict` are those of `gliseg_nb.predict` (no TensorFlow imported).
-    from .predict import DEFAULT_MIN_COMPONENT_VOXELS, DEFAULT_TTA
+    from .predict import DEFAULT_MIN_COMPONENT_VOXELS, DEFAULT_TTA, TTA_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="gliseg-nb",
@@ -253,14 +253,16 @@ def build_parser():
     p.add_argument("--case", action="append", default=None, metavar="CASE_ID",
                    help="predict only this case (repeatable; default: every case)")
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass (default: 32)")
-    # Three choices with the old flag kept: --tta still means all four flips.
+    # --tta alone (the flag of earlier versions) still means all four flips.
     flips = p.add_mutually_exclusive_group()
-    flips.add_argument("--tta", dest="tta", action="store_const", const="all", default=DEFAULT_TTA,
-                       help="average over the four in-plane flips (four forward passes: 1.3x to 4x "
-                            "the time, depending on the network's size); default: each slice and "
-                            "its left-right mirror (two forward passes)")
+    flips.add_argument("--tta", nargs="?", choices=TTA_CHOICES, const="all", default=DEFAULT_TTA,
+                       metavar="{none,lr,all}",
+                       help="test-time flips averaged: 'all' the four in-plane flips (four forward "
+                            "passes: 1.3x to 4x the time of one, depending on the network's size), "
+                            "'lr' each slice and its left-right mirror (two), 'none' one pass "
+                            f"(default: {DEFAULT_TTA}; --tta alone: all)")
     flips.add_argument("--no-tta", dest="tta", action="store_const", const="none",
-                       help="predict each slice once, without its left-right mirror (the fastest)")
+                       help="predict each slice once (the same as --tta none)")
     p.add_argument("--min-et-voxels", type=int, default=0,
                    help="relabel enhancing tumour as necrosis when its total is below this "
                         "many voxels, as the BraTS 2020 winner did (default: 0, off)")

@@ -7,8 +7,8 @@ that BraTS (or a clinician) can use covers the whole case on its original grid:
 2. normalise them exactly as training did (statistics from the training slab of slices,
    ``config.slice_start`` onwards, applied to every slice), and resize each axial slice that
    holds brain to ``image_size`` pixels with the pipeline's filter;
-3. predict class probabilities slice by slice, averaged by default over each slice and
-   its left-right mirror (``tta_flips``: none, left-right, or all four in-plane flips);
+3. predict class probabilities slice by slice, averaged by default over the four in-plane
+   flips of each slice (``tta_flips``: none, the left-right mirror, or all four);
 4. resize the *probabilities* back to the original in-plane size (bilinear), then take the
    argmax, so class boundaries fall between pixels smoothly instead of in 128-px steps;
 5. set everything outside the brain to background, erase stray tumour components under
@@ -76,8 +76,8 @@ _MANIFEST_FORMAT = "gliseg-nb predictions 1"
 TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
 #: What `predict_case`'s ``tta_flips`` accepts besides True and False.
 TTA_CHOICES = ("none", "lr", "all")
-#: `predict_case`'s default test-time flips: the image and its left-right mirror.
-DEFAULT_TTA = "lr"
+#: `predict_case`'s default test-time flips: the four in-plane flips of each slice.
+DEFAULT_TTA = "all"
 #: `predict_case`'s default `remove_small_components` threshold, in voxels (1 mL at 1 mm).
 DEFAULT_MIN_COMPONENT_VOXELS = 1000
 
@@ -310,15 +310,16 @@ def predict_case(
         ``context_slices``: the neighbours stacked as channels, ``outputs``).
     batch_size : int, default=32
         Slices per forward pass.
-    tta_flips : bool or {"none", "lr", "all"}, default="lr"
+    tta_flips : bool or {"none", "lr", "all"}, default="all"
         Test-time augmentation: average the probabilities over flipped copies of each
-        slice (each prediction flipped back first). ``"lr"`` (the default): the image and
-        its left-right mirror (the in-plane axis the affine says runs left-right; an
-        image without one is refused). Two forward passes instead of one: up to twice
-        the time (with the quick preset's small network, reading and resizing cost as much
-        as the network, so less). ``True`` or ``"all"``: the four combinations of in-plane
-        flips (four forward passes: 1.3 to 4 times the time, depending on the network's
-        size). ``False`` or ``"none"``: no flip, one forward pass.
+        slice (each prediction flipped back first). ``"all"`` or ``True`` (the default):
+        the four combinations of in-plane flips, four forward passes instead of one (1.3
+        to 4 times the time, depending on the network's size: with the quick preset's
+        small network about 2x, 1.7 against 0.8 CPU s for a BraTS case, since reading and
+        resizing cost as much as the network; with the report's network about 4x).
+        ``"lr"``: the image and its left-right mirror (the in-plane axis the affine says
+        runs left-right; an image without one is refused), two forward passes.
+        ``False`` or ``"none"``: no flip, one forward pass.
     min_et_voxels : int, default=0
         If the predicted enhancing tumour has fewer voxels than this in total, relabel it
         as necrosis (`remove_small_enhancing`). 0 disables it.
@@ -329,14 +330,15 @@ def predict_case(
 
     Notes
     -----
-    The defaults (the left-right mirror, components under 1 mL erased) raised the whole
-    tumour Dice of quick models trained on the synthetic data, on real scans and on the
-    synthetic validation cases alike, for both training seeds measured
-    (docs/benchmarks.md, "Transfer to real scans"). A glioma is not left-right symmetric,
-    but its appearance in a mirrored brain is a plausible scan: the network was trained on
-    mirrored slices too (``Config.augment``), and averaging the two views removes what only
-    one of them predicts. Satellite lesions smaller than 1 mL are lost with the second rule
-    (the largest component is always kept); pass ``min_component_voxels=0`` to keep them.
+    The defaults (four flips, components under 1 mL erased) raised the whole tumour Dice of
+    quick models trained on the synthetic data, on real scans and on synthetic held-out
+    cases alike, for each of the three training seeds measured (docs/benchmarks.md,
+    "Transfer to real scans"). The network was trained on flipped slices
+    (``Config.augment`` flips both in-plane axes), so each flipped copy is an image it
+    knows how to read; averaging the copies removes what only some of them predict (nnU-Net
+    mirrors along every axis at inference for the same reason). Satellite lesions smaller
+    than 1 mL are lost with the second rule (the largest component is always kept); pass
+    ``min_component_voxels=0`` to keep them, ``tta_flips="none"`` for one forward pass.
     return_probabilities : bool, default=False
         Also return the probabilities on the original grid, shape ``(X, Y, Z, n_classes)``
         float32 (background certain outside the brain), e.g. for `report_metrics`; for a
@@ -708,9 +710,9 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
         Labels written (`write_prediction`).
     batch_size : int, default=32
         Slices per forward pass; at least 1.
-    tta : bool or {"none", "lr", "all"}, default="lr"
-        Test-time flips (`predict_case`'s ``tta_flips``): ``"lr"`` averages over the image
-        and its left-right mirror, True (``"all"``) over the four in-plane flips, False
+    tta : bool or {"none", "lr", "all"}, default="all"
+        Test-time flips (`predict_case`'s ``tta_flips``): ``"all"`` (True) averages over
+        the four in-plane flips, ``"lr"`` over the image and its left-right mirror, False
         (``"none"``) predicts once.
     min_et_voxels : int, default=0
         `predict_case`'s small-enhancing-tumour rule (0: off); not negative.

@@ -358,7 +358,7 @@ print(f"{len(held_out)} held-out patients: {len(test_cases)} from the split's te
 # in training, predicts the class probabilities of each slice that holds brain at the
 # network's size, resizes them back to 240 x 240 and takes the argmax, with background
 # outside the brain. Here it runs without its two default clean-ups (averaging each slice
-# with its left-right mirror, erasing tumour components under 1 mL; notebook 6), so that
+# over its four in-plane flips, erasing tumour components under 1 mL; notebook 6), so that
 # the metrics below see what the network itself predicts, stray components included.
 # Each prediction is then scored by region with `evaluate_case`. The
 # same loop scores a **baseline**, to tell how much the network adds: one global threshold
@@ -772,7 +772,8 @@ print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_mi
 # remedies, both on by default in `predict_case` and `gliseg-nb predict` (switched off
 # above): discard predicted components below a size (`--min-component-voxels`, 1000
 # voxels by default, or by hand in exercise 8), and average the predictions over flipped
-# inputs (by default each slice and its left-right mirror; `--tta` for all four flips).
+# inputs (by default the four in-plane flips of each slice; `--tta lr` for the left-right
+# mirror only).
 # A size threshold is a trade: real gliomas can have small satellite lesions too.
 #
 # ## Summary

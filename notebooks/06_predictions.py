@@ -94,9 +94,9 @@ print("test patients:", ", ".join(case.case_id for case in test_cases))
 #    22 to 120 with the `quick` preset, 22 to 121 with the report's), and every other
 #    slice gets the same scale;
 # 3. resizes each slice that holds brain to `image_size` and predicts its class
-#    probabilities (slices without brain are background, and skipped), by default twice:
-#    the slice and its left-right mirror, the two answers averaged (`tta_flips="lr"`;
-#    exercise 1);
+#    probabilities (slices without brain are background, and skipped), by default four
+#    times: the slice and its three in-plane flips, each answer flipped back and the four
+#    averaged (`tta_flips="all"`; exercise 1);
 # 4. resizes the **probabilities** back to 240 x 240 (bilinear) and only then takes the
 #    argmax, so the borders fall between the original pixels instead of in steps of the
 #    small image (resizing the labels instead would give blocky outlines);
@@ -255,10 +255,11 @@ plt.show()
 #
 # `predict` takes a run folder (it finds the best model and the settings it was trained
 # with) or a `.keras` file, and writes one `<case_id>.nii.gz` per case in the release's
-# labels, with `predict_case`'s defaults (each slice averaged with its mirror, components
-# under 1 mL erased); `--tta` averages over all four in-plane flips instead (four forward
-# passes: 1.3 to 4 times the time of one, depending on the network's size), `--no-tta`
-# predicts each slice once, `--min-component-voxels 0` keeps every component, and
+# labels, with `predict_case`'s defaults (each slice averaged over its four in-plane flips:
+# four forward passes, 1.3 to 4 times the time of one, depending on the network's size;
+# components under 1 mL erased); `--tta lr` averages over the left-right mirror only (two
+# passes), `--no-tta` predicts each slice once, `--min-component-voxels 0` keeps every
+# component, and
 # `--min-et-voxels N` relabels a total enhancing tumour smaller than N voxels as necrosis
 # (the trick of the BraTS 2020 winner, since a false enhancing tumour in a case without one
 # costs Dice 0 and HD95 373 mm). `evaluate` scores a folder of predictions against the
@@ -331,9 +332,9 @@ else:
 #
 # 1. Before running it: should averaging the predictions over flipped inputs change the
 #    prediction more at the border of the tumour or inside it, and why? The prediction
-#    above averaged each slice with its mirror (the default). Predict the case once
-#    without flips (`tta_flips="none"`) and once with all four (`tta_flips=True`): how
-#    long does each take, and how do the region scores move?
+#    above averaged each slice over its four flips (the default). Predict the case once
+#    without flips (`tta_flips="none"`) and once with the left-right mirror only
+#    (`tta_flips="lr"`): how long does each take, and how do the region scores move?
 # 2. Wrap the written labels in a NIfTI image with an identity affine
 #    (`nib.Nifti1Image(on_disk, np.eye(4))`) and draw it over the scan with nilearn as
 #    above. What goes wrong, and why? Would `evaluate_case` notice?
@@ -355,10 +356,11 @@ else:
 # **Solution 1.** Inside the tumour and far outside it the network is sure whichever way
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
-# removes isolated voxels that only one copy predicted. Four flips cost four forward passes
-# instead of one (the default mirror: two): 1.3 to 4 times the time, depending on the
-# network's size (with a small 64 px network, reading, resizing and the argmax cost as
-# much as the network; with the report's network the forward passes dominate). On this
+# removes isolated voxels that only one copy predicted. The default four flips cost four
+# forward passes instead of one (the mirror alone: two): 1.3 to 4 times the time,
+# depending on the network's size (with a small 64 px network, reading, resizing and the
+# argmax cost as much as the network; with the report's network the forward passes
+# dominate). On this
 # case, timed back to back in CPU seconds, which other programs on the machine disturb
 # less than the clock (the first prediction above also set TensorFlow up, so it is timed
 # again):
@@ -369,7 +371,7 @@ for tta_flips in ("none", "lr", "all"):
     started = time.process_time()  # CPU time of this process, all its threads
     flip_labels[tta_flips] = predict_case(run.model, case_data, config, tta_flips=tta_flips)
     timings[tta_flips] = time.process_time() - started
-print(f"CPU s: no flip {timings['none']:.1f}, mirror (default) {timings['lr']:.1f}, four flips {timings['all']:.1f} "
+print(f"CPU s: no flip {timings['none']:.1f}, mirror {timings['lr']:.1f}, four flips (default) {timings['all']:.1f} "
       f"({os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})")
 for tta_flips, labels in flip_labels.items():
     flip_scores = evaluate_case(labels, case_data.labels, case_data.zooms)

@@ -262,7 +262,7 @@ print(f"2.5-D: input {context_net.input_shape}, {context_net.count_params():,} p
 # Averaging the two answers removes some of its random errors: predict the patient, predict
 # the patient mirrored left-right, mirror that prediction back, and average the
 # probabilities. By hand, with the whole-volume prediction of notebook 6 (`predict_case`
-# averages over the left-right mirror by default and erases components under 1 mL; both
+# averages over the four in-plane flips by default and erases components under 1 mL; both
 # are switched off here, to see each step):
 
 # %%
@@ -280,10 +280,10 @@ print(f"one pass {one_pass:.1f} s; largest change of a probability by the averag
       f"{np.abs(averaged_by_hand - plain).max():.2f}")
 
 # %% [markdown]
-# `predict_case(..., tta_flips="lr")`, its default, does the same inside (it finds the left-right axis
+# `predict_case(..., tta_flips="lr")` does the same inside (it finds the left-right axis
 # from the image's affine, and mirrors the small network inputs rather than the whole
-# volume, so the numbers agree to rounding); `tta_flips=True` averages over all four
-# in-plane flips.
+# volume, so the numbers agree to rounding); `tta_flips=True` (`"all"`, the default)
+# averages over all four in-plane flips.
 
 # %% tags=["nbval-check-output"]
 started = time.perf_counter()
@@ -396,8 +396,8 @@ for seed in seeds:
 # * **Test-time flips** average the prediction with the mirrored prediction of the mirrored
 #   image: two forward passes instead of one, no training (for the small quick network about
 #   the same wall time: reading and resizing the volume dominate). In the library:
-#   `predict_case(..., tta_flips="lr")`, the default of `predict_case` and `gliseg-nb
-#   predict` (`True` for four flips, `"none"` for one pass).
+#   `predict_case(..., tta_flips="lr")`; four flips (`"all"`) are the default of
+#   `predict_case` and `gliseg-nb predict` (`"none"` for one pass).
 # * Each was measured against the report's 2-D softmax network on the same data, split,
 #   seed and budget; with a few test patients per seed, read the differences against the
 #   spread between seeds.

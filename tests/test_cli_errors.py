@@ -272,7 +272,7 @@ def test_predict_writes_a_manifest_naming_the_model(tiny_predict_setup, tmp_path
     assert manifest["complete"] is True
     assert manifest["config"]["image_size"] == 16
     assert sorted(manifest["files"].values()) == sorted(p.name for p in out.glob("*.nii.gz"))
-    assert manifest["options"] == {"labels": "release", "tta": "lr", "min_et_voxels": 0,
+    assert manifest["options"] == {"labels": "release", "tta": "all", "min_et_voxels": 0,
                                    "min_component_voxels": 1000, "nan_policy": "raise"}
     # The same model again (a resumed or repeated run) is allowed and leaves one model's files.
     code, _, err = run_cli(capsys, "predict", run, dataset, "--out", out)

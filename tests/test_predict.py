@@ -364,17 +364,18 @@ def test_min_component_voxels_reaches_predict_case_and_the_command(tmp_path, cap
     assert args.min_component_voxels == 500
 
 
-def test_default_prediction_averages_the_mirror_and_erases_small_components(tmp_path):
-    # An untrained U-Net is not mirror-symmetric, so the mirror average differs from one pass.
+def test_default_prediction_averages_four_flips_and_erases_small_components(tmp_path):
+    # An untrained U-Net is not mirror-symmetric, so the flip average differs from one pass.
     config = tiny_config()
     keras.utils.set_random_seed(3)
     model = build_unet(config)
     data = load_case(find_cases(make_dataset(tmp_path))[0], modalities=list(config.modalities))
     _, default = predict_case(model, data, config, return_probabilities=True)
+    _, four = predict_case(model, data, config, tta_flips="all", return_probabilities=True)
     _, mirrored = predict_case(model, data, config, tta_flips="lr", return_probabilities=True)
     _, once = predict_case(model, data, config, tta_flips="none", return_probabilities=True)
-    np.testing.assert_array_equal(default, mirrored)
-    assert np.abs(default - once).max() > 1e-4
+    np.testing.assert_array_equal(default, four)
+    assert np.abs(default - once).max() > 1e-4 and np.abs(default - mirrored).max() > 1e-4
     # A bright speck far from the bright blob: a second, small component, erased by default
     # (under 1000 voxels; the blob, the largest, stays) and kept with min_component_voxels=0.
     case, blob = _write_blob_case(tmp_path / "blob")
@@ -389,20 +390,21 @@ def test_default_prediction_averages_the_mirror_and_erases_small_components(tmp_
     np.testing.assert_array_equal(cleaned[blob], kept[blob])
     from gliseg_nb.predict import DEFAULT_MIN_COMPONENT_VOXELS, DEFAULT_TTA
 
-    assert (DEFAULT_TTA, DEFAULT_MIN_COMPONENT_VOXELS) == ("lr", 1000)
+    assert (DEFAULT_TTA, DEFAULT_MIN_COMPONENT_VOXELS) == ("all", 1000)
 
 
-def test_predict_command_flips_default_to_the_mirror(tmp_path):
+def test_predict_command_flips_by_default():
     from gliseg_nb.cli import build_parser
 
     parse = build_parser().parse_args
     base = ["predict", "run", "data", "--out", "o"]
-    assert parse(base).tta == "lr" and parse(base).min_component_voxels == 1000
+    assert parse(base).tta == "all" and parse(base).min_component_voxels == 1000
     assert parse(base + ["--tta"]).tta == "all"  # the flag of earlier versions: all four flips
-    assert parse(base + ["--no-tta"]).tta == "none"
-    assert parse(["predict", "--tta", "run", "data", "--out", "o"]).model.name == "run"
-    with pytest.raises(SystemExit):
-        parse(base + ["--tta", "--no-tta"])
+    assert parse(base + ["--tta", "lr"]).tta == "lr"
+    assert parse(base + ["--no-tta"]).tta == parse(base + ["--tta", "none"]).tta == "none"
+    for wrong in (base + ["--tta", "lr", "--no-tta"], base + ["--tta", "ud"]):
+        with pytest.raises(SystemExit):
+            parse(wrong)
 
 
 def test_write_prediction_names_an_unreadable_reference_image(tmp_path):
