@@ -398,18 +398,20 @@ print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for regio
 # this one does on real MRI was measured separately (`docs/benchmarks.md`, "Transfer to
 # real scans", says how and on what machine): the quick preset trained on the embedded
 # data, then segmenting five real BraTS 2018 training cases with expert labels (three
-# high-grade, one low-grade, one BraTS 2013 case):
+# high-grade, one low-grade, one BraTS 2013 case), predicted as `gliseg-nb predict` does
+# by default (each slice averaged over its four flips, stray components under 1 mL erased;
+# notebook 6; in brackets: one pass, no clean-up):
 #
 # | trained on | real WT | real TC | real ET |
 # |---|---:|---:|---:|
-# | the embedded synthetic cases, as in this notebook (training seed 42) | 0.77 | 0.64 | 0.59 |
-# | the same, training seed 1 | 0.77 | 0.64 | 0.56 |
-# | the same budget spent on real cases (leave-one-out over the five, 3 training cases per fold) | 0.77 | 0.58 | 0.46 |
+# | the embedded synthetic cases, as in this notebook (training seed 42) | 0.79 (0.77) | 0.65 (0.64) | 0.63 (0.59) |
+# | the same, training seed 1 | 0.80 (0.77) | 0.68 (0.64) | 0.62 (0.56) |
+# | the same budget spent on real cases (leave-one-out over the five, 3 training cases per fold; one pass, no clean-up) | 0.77 | 0.58 | 0.46 |
 #
 # Five cases are few: one case moves a mean by 0.04 easily, and the two training seeds of
-# the same setting differ per case by up to 0.25 (the small CBICA tumour's enhancing part:
-# 0.59 against 0.33) although their means agree. The low-grade case is where the
-# synthetic-trained model is weakest (whole tumour Dice 0.67 and 0.60): it finds about half
+# the same setting differ per case by up to 0.17 (the small CBICA tumour's enhancing part:
+# 0.63 against 0.46) although their means agree. The low-grade case is where the
+# synthetic-trained model is weakest (whole tumour Dice 0.67 and 0.57): it finds about half
 # of its 157 mL of tumour. So on real scans this
 # two-minute model is about as good as the same budget spent on three real cases, and far
 # from a model trained on hundreds of real cases for hours.

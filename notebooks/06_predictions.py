@@ -290,9 +290,10 @@ print(f"gliseg-nb predict {run.run_dir} {run.data_dir} --out predictions/ "
 # set `TRY_A_REAL_SCAN = True` and run the next two cells. Offline, the download fails with
 # one line saying so and nothing is left behind; the rest of the notebook does not depend
 # on it. How well do synthetic-trained models do on real scans? Measured on five real cases
-# (in the project's docs/benchmarks.md), the quick preset reached a mean Dice of about 0.77
-# (WT), 0.64 (TC) and 0.57 (ET) over two training seeds: about what the same budget spent
-# on a few real cases gives, far from a real training.
+# (in the project's docs/benchmarks.md), the quick preset reached a mean Dice of about 0.80
+# (WT), 0.66 (TC) and 0.63 (ET) over two training seeds with `predict_case`'s defaults
+# (0.77, 0.64 and 0.57 in one pass without clean-up): about what the same budget spent on a
+# few real cases gives, far from a real training.
 
 # %%
 TRY_A_REAL_SCAN = False  # True: download one real case (about 10 MB) and segment it
