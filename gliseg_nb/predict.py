@@ -44,7 +44,7 @@ import zipfile
 import numpy as np
 
 from ._io import atomic_write, output_folder, user_path
-from ._preprocess import brain_mask, resize_volume, resize_weights
+from ._preprocess import _as_slice, brain_mask, resize_volume, resize_weights
 from .config import Config
 from .errors import ConfigError, DataError, RunError
 from .labels import decode_outputs, from_internal
@@ -376,8 +376,9 @@ def predict_case(
         outside[0] = 1.0
     probabilities = None
     if return_probabilities:
-        probabilities = np.zeros((rows, cols, depth, config.n_outputs), dtype=np.float32)
-        probabilities[...] = outside  # slices without brain
+        probabilities = np.empty((rows, cols, depth, config.n_outputs), dtype=np.float32)
+        # Slices without brain hold `outside`; the others are filled chunk by chunk below.
+        probabilities[:, :, np.setdiff1d(np.arange(depth), brain_slices)] = outside
     if len(brain_slices):
         normalized = _normalize_like_training(volumes, config, brain)
         # Chunks of slices bound the memory of the full-size probabilities (a 240 x 240 x 4
@@ -394,12 +395,18 @@ def predict_case(
                     f"{config.image_size}?"
                 )
             full = _upsample_probabilities(small, rows, cols)
-            labels[:, :, indices] = decode_outputs(full, config.outputs)
+            where = _as_slice(indices)  # a range of slices: a view, faster to write into
+            labels[:, :, where] = decode_outputs(full, config.outputs)
             if probabilities is not None:
-                probabilities[:, :, indices] = full
+                # Outside the brain, class plane by class plane (the layout of `full`);
+                # then classes last again, rows and columns still swapped in memory: one
+                # cheap copy that makes the write into `probabilities` a copy of blocks.
+                outside_brain = ~brain[:, :, where]
+                for plane, value in zip(np.moveaxis(full, -1, 0), outside):
+                    np.copyto(plane, value, where=outside_brain)
+                full = np.ascontiguousarray(full.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+                probabilities[:, :, where] = full
     labels *= brain  # background outside the brain (faster than labels[~brain] = 0)
-    if probabilities is not None:
-        probabilities[~brain] = outside
     labels = remove_small_components(labels, min_component_voxels)
     labels = remove_small_enhancing(labels, min_et_voxels)
     if return_probabilities:
