@@ -425,8 +425,12 @@ print(f"  {'WT = every label above 0':42s} {dice_score(on_disk > 0, truth_on_dis
 folder = out_dir / "test-split"
 in_memory = {}
 for test_case in test_cases:
-    test_data = case_data if test_case == case else load_case(test_case, modalities=list(config.modalities))
-    test_labels = prediction if test_case == case else predict_case(run.model, test_data, config)
+    if test_case == case:  # segmented and scored above
+        write_prediction(prediction, case, folder)
+        in_memory[case.case_id] = scores
+        continue
+    test_data = load_case(test_case, modalities=list(config.modalities))
+    test_labels = predict_case(run.model, test_data, config)
     write_prediction(test_labels, test_case, folder)
     in_memory[test_case.case_id] = evaluate_case(test_labels, test_data.labels, test_data.zooms)
 test_ids = [test_case.case_id for test_case in test_cases]

@@ -381,6 +381,22 @@ def test_evaluate_folder_errors_name_the_problem(scored_folder):
         evaluation.evaluate_folder(pred_dir, root / "data")
 
 
+def test_evaluate_folder_refuses_a_wrong_grid_before_scoring_anything(scored_folder, monkeypatch):
+    import nibabel as nib
+
+    root, truths, pred_dir = scored_folder
+    second = sorted(truths)[1]
+    truth, affine = truths[second]
+    moved = affine.copy()
+    moved[1, 3] += 2.0
+    nib.save(nib.Nifti1Image(truth, moved), pred_dir / f"{second}.nii.gz")
+    scored = []
+    monkeypatch.setattr(evaluation, "evaluate_case", lambda *args, **kwargs: scored.append(args))
+    with pytest.raises(DataError, match=rf"{second}\.nii\.gz: affine differs"):
+        evaluation.evaluate_folder(pred_dir, root / "data")
+    assert scored == []  # the first case, on the right grid, was not scored in vain
+
+
 def test_prediction_with_bytes_flipped_in_the_compressed_stream_is_refused(scored_folder):
     import gzip
 

@@ -456,6 +456,26 @@ def _read_labels(path):
     return data, image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
 
 
+def _check_grid_of_prediction(pred_path, case):
+    """The shape and affine checks of `evaluate_folder`, from the two files' headers only."""
+    from ..data._nifti import open_nifti
+
+    truth_image = open_nifti(case.seg)
+    pred_image = open_nifti(pred_path, what="prediction")
+    pred_shape = tuple(int(s) for s in pred_image.shape)
+    if len(pred_shape) != 3:
+        raise DataError(f"{pred_path}: expected a 3-D label volume, got shape {pred_shape}")
+    truth_shape = tuple(int(s) for s in truth_image.shape)
+    while len(truth_shape) > 3 and truth_shape[-1] == 1:  # as load_case reads it
+        truth_shape = truth_shape[:-1]
+    if pred_shape != truth_shape:
+        raise DataError(f"{pred_path}: shape {pred_shape} differs from the ground truth {case.seg} {truth_shape}")
+    # Written affines are float32 in the header: compare to a tenth of a micrometre.
+    if not np.allclose(pred_image.affine, truth_image.affine, atol=1e-4):
+        raise DataError(f"{pred_path}: affine differs from the ground truth {case.seg} "
+                        "(the prediction is not on the case's grid)")
+
+
 def _prediction_path(pred_dir, case_id):
     for suffix in (".nii.gz", ".nii"):
         path = Path(pred_dir) / f"{case_id}{suffix}"
@@ -563,6 +583,11 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         warnings.warn(f"{pred_dir}: no prediction for {len(missing)} of {len(cases)} case(s), not scored: "
                       f"{shown}", UserWarning, stacklevel=2)
         cases = [case for case in cases if case.case_id not in set(missing)]
+
+    # Every prediction's grid is checked against its ground truth from the headers first,
+    # so that a file on the wrong grid is refused before any case is scored.
+    for case in cases:
+        _check_grid_of_prediction(_prediction_path(pred_dir, case.case_id), case)
 
     iterator = cases
     if progress:
