@@ -345,11 +345,12 @@ else:
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
 # removes isolated voxels that only one copy predicted. It costs four forward passes
-# instead of one: 1.3 to 4 times the time, depending on the network's size (with a small
-# 64 px network, reading, resizing and the argmax cost as much as the network; with the
-# report's network the forward passes dominate). On this case, timed back to back in CPU
-# seconds, which other programs on the machine disturb less than the clock (the first
-# prediction above also set TensorFlow up, so it is timed again):
+# instead of one, but less than four times the time: with a small 64 px network,
+# normalising, resizing and the argmax, done once, take a good part of it; with the
+# report's network the forward passes dominate, and the cost approaches 4 times. On this
+# case, timed back to back in CPU seconds, which other programs on the machine disturb
+# less than the clock (the first prediction above also set TensorFlow up, so it is timed
+# again):
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 timings = {}
