@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_corrections.py                      # embedded data
-    .venv/bin/python benchmarks/bench_corrections.py --seeds 0 1 2 --out gliseg_nb/measured/corrections-v3-quick.json
+    .venv/bin/python benchmarks/bench_corrections.py --seeds 0 1 2 --out gliseg_nb/measured/corrections-v4-quick.json
 
 The report's code (R. Kopál's Kaggle notebook, "the source notebook") makes four choices
 that the course corrects. This script trains the same small U-Net (the ``quick`` preset's
@@ -52,7 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
                         help="split seeds for the spread of the corrected model (default: 0 1 2 3 4)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here; notebook 4 reads "
-                             "gliseg_nb/measured/corrections-v3-quick.json (gliseg_nb.measured.load)")
+                             "gliseg_nb/measured/corrections-v4-quick.json (gliseg_nb.measured.load)")
     return parser.parse_args(argv)
 
 

@@ -341,7 +341,33 @@ def decode_outputs(probabilities, outputs="softmax"):
         return regions_to_labels(probabilities)
     if outputs != "softmax":
         raise ConfigError(f"outputs must be 'softmax' or 'regions', got {outputs!r}")
-    return np.argmax(probabilities, axis=-1).astype(np.uint8)
+    return _argmax_classes(np.asarray(probabilities))
+
+
+def _argmax_classes(probabilities):
+    """``np.argmax(probabilities, axis=-1)`` as uint8, computed one class plane at a time.
+
+    With a few classes and millions of pixels, `np.argmax` loops over millions of rows of
+    four values; comparing whole planes (each class against the best so far) does the same
+    in a few vectorised passes, about twice as fast on a whole-volume prediction. The result
+    is the same: the first class wins a tie (only a strictly larger value takes over), and
+    wherever a value is NaN, `np.argmax` itself decides.
+    """
+    n_classes = probabilities.shape[-1] if probabilities.ndim else 0
+    if probabilities.ndim < 2 or not 2 <= n_classes <= 256 or probabilities.dtype.kind not in "fiub":
+        return np.argmax(probabilities, axis=-1).astype(np.uint8)
+    planes = np.moveaxis(probabilities, -1, 0)
+    best = np.array(planes[0], order="K")  # a copy in the planes' own memory order
+    classes = np.zeros_like(best, dtype=np.uint8)
+    for class_id in range(1, n_classes):
+        plane = planes[class_id]
+        np.copyto(classes, np.uint8(class_id), where=plane > best)
+        np.maximum(best, plane, out=best)  # NaN propagates: marks the pixels to redo
+    if best.dtype.kind == "f":
+        unsure = np.isnan(best)
+        if unsure.any():
+            classes[unsure] = np.argmax(probabilities[unsure], axis=-1)
+    return classes
 
 
 def label_colormap():

@@ -47,7 +47,7 @@ import zipfile
 import numpy as np
 
 from ._io import atomic_write, output_folder, user_path
-from ._preprocess import resize_images, resize_weights
+from ._preprocess import _as_slice, brain_mask, resize_volume, resize_weights
 from .config import Config
 from .errors import ConfigError, DataError, RunError
 from .labels import decode_outputs, from_internal
@@ -93,14 +93,8 @@ def _training_slab(config, depth):
     return start, stop
 
 
-def _brain_mask(stack):
-    """Voxels non-zero in any channel of a ``(..., C)`` stack: the pipeline's definition of
-    brain in skull-stripped data (`gliseg_nb._preprocess.brain_mask`)."""
-    return np.any(stack != 0, axis=-1)
-
-
-def _normalize_like_training(stack, config):
-    """Normalise a ``(X, Y, Z, C)`` case as training did, on every axial slice.
+def _normalize_like_training(volumes, config, brain=None):
+    """Normalise the ``(X, Y, Z)`` volumes of one case (one per channel) as training did.
 
     `gliseg_nb.preprocessing.preprocess_case` normalises the slab of slices it trains on
     (``slice_start`` to the last selected slice) with the statistics of that slab. Here the
@@ -108,18 +102,35 @@ def _normalize_like_training(stack, config):
     every slice with the same float32 operations: the training slices get bit for bit the
     inputs the network was trained on (a test checks this against ``preprocess_case``), the
     other slices the same scale. Voxels outside the brain stay 0.
+
+    Parameters
+    ----------
+    volumes : sequence of numpy.ndarray
+        One ``(X, Y, Z)`` volume per channel, in ``config.modalities`` order; not changed.
+    config : gliseg_nb.Config
+        ``normalization``, ``slice_start`` and the selected slices.
+    brain : numpy.ndarray of bool or None, default=None
+        The brain mask of `volumes` (`gliseg_nb._preprocess.brain_mask`), if already
+        computed; None computes it.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        float32 volumes, one per channel, each in its input's memory order (Fortran order
+        for volumes read from NIfTI, which `resize_volume` reads without a copy).
     """
     from ._preprocess import apply_normalization, brain_mask, normalize_volumes
 
-    start, stop = _training_slab(config, stack.shape[2])
-    slab = [np.array(stack[:, :, start:stop, c], dtype=np.float32) for c in range(stack.shape[3])]
-    _, parameters = normalize_volumes(slab, config.normalization, brain_mask(slab),
+    if brain is None:
+        brain = brain_mask(volumes)
+    start, stop = _training_slab(config, volumes[0].shape[2])
+    slab = [np.array(volume[:, :, start:stop], dtype=np.float32) for volume in volumes]
+    _, parameters = normalize_volumes(slab, config.normalization, brain[:, :, start:stop],
                                       return_parameters=True)
-    volumes = [np.array(stack[..., c], dtype=np.float32) for c in range(stack.shape[3])]
-    brain = brain_mask(volumes)
-    for volume, (offset, scale) in zip(volumes, parameters):
+    normalized = [np.array(volume, dtype=np.float32, order="K") for volume in volumes]
+    for volume, (offset, scale) in zip(normalized, parameters):
         apply_normalization(volume, offset, scale, config.normalization, brain)
-    return np.stack(volumes, axis=-1)
+    return normalized
 
 
 def _upsample_probabilities(probabilities, out_rows, out_cols):
@@ -127,16 +138,18 @@ def _upsample_probabilities(probabilities, out_rows, out_cols):
 
     Uses the pipeline's resampling weights, which are plain linear interpolation (edges
     clamped) when enlarging; each output pixel's probabilities still sum to 1. The weights
-    may be a dense or a scipy sparse matrix: ``@`` works with both.
+    may be a dense or a scipy sparse matrix: ``@`` works with both. The result is a view
+    of an array stored class by class (``(out_cols, K, out_rows, n)`` in memory), so that
+    `decode_outputs` compares whole planes of one class instead of looping over pixels.
     """
     n, size_rows, size_cols, n_classes = probabilities.shape
     rows = resize_weights(size_rows, out_rows)
     cols = resize_weights(size_cols, out_cols)
-    along_rows = probabilities.transpose(1, 0, 2, 3).reshape(size_rows, -1)
-    out = np.asarray(rows @ along_rows).reshape(out_rows, n, size_cols, n_classes)
-    along_cols = out.transpose(2, 0, 1, 3).reshape(size_cols, -1)
-    out = np.asarray(cols @ along_cols).reshape(out_cols, out_rows, n, n_classes)
-    return out.transpose(1, 0, 2, 3)
+    along_rows = probabilities.transpose(1, 3, 0, 2).reshape(size_rows, -1)  # (size_rows, K n size_cols)
+    out = np.asarray(rows @ along_rows).reshape(out_rows, n_classes, n, size_cols)
+    along_cols = out.transpose(3, 1, 0, 2).reshape(size_cols, -1)  # (size_cols, K out_rows n)
+    out = np.asarray(cols @ along_cols).reshape(out_cols, n_classes, out_rows, n)
+    return out.transpose(2, 0, 3, 1)
 
 
 def _tta_flip_set(tta_flips, affine):
@@ -181,19 +194,27 @@ def _predict_probabilities(model, images, batch_size, flips):
     return total / len(flips)
 
 
-def _network_inputs(normalized, indices, config):
-    """The network's inputs for axial slices `indices` of a normalised ``(X, Y, Z, C)`` case.
+def _resized_slices(volumes, indices, size):
+    """Axial slices `indices` of each ``(X, Y, Z)`` volume, resized: ``(n, size, size, C)``."""
+    # Selecting through the transpose keeps Fortran-ordered slices Fortran-ordered, which
+    # `resize_volume` reads without a copy (the same values as ``volume[:, :, indices]``).
+    return np.stack([resize_volume(volume.T[indices].T, size) for volume in volumes], axis=-1)
 
+
+def _network_inputs(normalized, indices, config):
+    """The network's inputs for axial slices `indices` of a normalised case.
+
+    `normalized` holds one ``(X, Y, Z)`` volume per channel (`_normalize_like_training`).
     Each slice resized to ``image_size``; with ``config.context_slices`` its neighbours'
     images are stacked as extra channels, as in training (`gliseg_nb._preprocess.stack_context`).
     """
     if not config.context_slices:
-        return resize_images(normalized[:, :, indices], config.image_size)
+        return _resized_slices(normalized, indices, config.image_size)
     from ._preprocess import context_rows, stack_context
 
-    rows = context_rows(indices, config.context_slices, normalized.shape[2])
+    rows = context_rows(indices, config.context_slices, normalized[0].shape[2])
     needed, inverse = np.unique(rows, return_inverse=True)
-    return stack_context(resize_images(normalized[:, :, needed], config.image_size), inverse.reshape(rows.shape))
+    return stack_context(_resized_slices(normalized, needed, config.image_size), inverse.reshape(rows.shape))
 
 
 def remove_small_enhancing(labels, min_voxels, replacement=1):
@@ -360,16 +381,18 @@ def predict_case(
     missing = [m for m in config.modalities if m not in case_data.images]
     if missing:
         raise DataError(f"case {case_id}: modalities {missing} were not loaded")
-    stack = np.stack([case_data.images[m] for m in config.modalities], axis=-1)
-    full_depth = case_data.shape[2] if len(case_data.shape) > 2 else stack.shape[2]
-    if stack.shape[2] != full_depth:
+    # One volume per channel, as loaded: stacking them into one array would copy them all.
+    volumes = [np.asarray(case_data.images[m], dtype=np.float32) for m in config.modalities]
+    full_depth = case_data.shape[2] if len(case_data.shape) > 2 else volumes[0].shape[2]
+    if volumes[0].shape[2] != full_depth:
         raise DataError(
             f"case {case_id}: predict_case needs every axial slice, but only "
-            f"{stack.shape[2]} of {full_depth} were loaded"
+            f"{volumes[0].shape[2]} of {full_depth} were loaded"
         )
-    rows, cols, depth = stack.shape[:3]
+    rows, cols, depth = volumes[0].shape[:3]
     flips = _tta_flip_set(tta_flips, case_data.affine)
-    brain = _brain_mask(stack)
+    # Brain: non-zero in any channel, the pipeline's definition for skull-stripped data.
+    brain = brain_mask(volumes)
     brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
     labels = np.zeros((rows, cols, depth), dtype=np.uint8)
     # What is certain outside the brain: class 0 (softmax), or no region at all.
@@ -378,10 +401,11 @@ def predict_case(
         outside[0] = 1.0
     probabilities = None
     if return_probabilities:
-        probabilities = np.zeros((rows, cols, depth, config.n_outputs), dtype=np.float32)
-        probabilities[...] = outside  # slices without brain
+        probabilities = np.empty((rows, cols, depth, config.n_outputs), dtype=np.float32)
+        # Slices without brain hold `outside`; the others are filled chunk by chunk below.
+        probabilities[:, :, np.setdiff1d(np.arange(depth), brain_slices)] = outside
     if len(brain_slices):
-        normalized = _normalize_like_training(stack, config)
+        normalized = _normalize_like_training(volumes, config, brain)
         # Chunks of slices bound the memory of the full-size probabilities (a 240 x 240 x 4
         # float32 map per slice) whatever the depth of the volume.
         chunk = max(batch_size, 32)
@@ -396,12 +420,18 @@ def predict_case(
                     f"{config.image_size}?"
                 )
             full = _upsample_probabilities(small, rows, cols)
-            labels[:, :, indices] = decode_outputs(full, config.outputs)
+            where = _as_slice(indices)  # a range of slices: a view, faster to write into
+            labels[:, :, where] = decode_outputs(full, config.outputs)
             if probabilities is not None:
-                probabilities[:, :, indices] = full
-    labels[~brain] = 0
-    if probabilities is not None:
-        probabilities[~brain] = outside
+                # Outside the brain, class plane by class plane (the layout of `full`);
+                # then classes last again, rows and columns still swapped in memory: one
+                # cheap copy that makes the write into `probabilities` a copy of blocks.
+                outside_brain = ~brain[:, :, where]
+                for plane, value in zip(np.moveaxis(full, -1, 0), outside):
+                    np.copyto(plane, value, where=outside_brain)
+                full = np.ascontiguousarray(full.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+                probabilities[:, :, where] = full
+    labels *= brain  # background outside the brain (faster than labels[~brain] = 0)
     labels = remove_small_components(labels, min_component_voxels)
     labels = remove_small_enhancing(labels, min_et_voxels)
     if return_probabilities:

@@ -497,11 +497,14 @@ print(dataset.element_spec)
 # whatever the number of cases.
 #
 # How fast is each feed? A fair comparison times both over the same work: one whole epoch
-# of the training patients, the same number of batches of the same size, each feed
-# starting from nothing held in memory (a fresh `SliceSequence`; the cache is built, as it
-# is from the second epoch on). Timing only a few batches would mislead: a
-# `SliceSequence` batch from a patient it has just read costs almost nothing, so its first
-# batches look fast. The numbers vary with the machine and its load:
+# of the same four training patients, the same number of batches of the same size, each
+# feed starting from nothing held in memory (a fresh `SliceSequence`; the cache is built,
+# as it is from the second epoch on). Four patients keep this cell short; over so few
+# batches the cache's start (opening its files, filling the shuffle buffer) weighs more
+# than in a whole epoch, so its speed here is on the low side. Timing only a few batches
+# of the `SliceSequence` would mislead the other way: a batch from a patient it has just
+# read costs almost nothing, so its first batches look fast. The numbers vary with the
+# machine and its load:
 
 # %%
 def slices_per_second(batches):
@@ -510,10 +513,11 @@ def slices_per_second(batches):
     return n_slices / (time.perf_counter() - started)
 
 
-fresh_sequence = SliceSequence(train_cases, config, shuffle=True)
+timed_cases = train_cases[:4]
+fresh_sequence = SliceSequence(timed_cases, config, shuffle=True)
 sequence_speed = slices_per_second(fresh_sequence[i] for i in range(len(fresh_sequence)))
-cached_speed = slices_per_second(iter(dataset))
-print(f"one epoch, {len(fresh_sequence)} batches of {config.batch_size} slices each way:")
+cached_speed = slices_per_second(iter(make_dataset(timed_cases, config, training=True, progress=False)))
+print(f"one epoch of {len(timed_cases)} patients, {len(fresh_sequence)} batches of {config.batch_size} slices each way:")
 print(f"SliceSequence (reads and preprocesses cases): {sequence_speed:8.0f} slices/s")
 print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices/s")
 

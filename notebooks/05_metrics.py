@@ -288,9 +288,12 @@ def hd95_from_scratch(pred, truth, spacing=(1.0, 1.0, 1.0)):
     return np.percentile(distances, 95)
 
 # %% [markdown]
-# The library's `hd95` is the same computation, restricted to the box around the two
-# masks (distance transforms cost time in proportion to the volume) and with the BraTS
-# conventions for empty masks. On two small examples on a 1 mm grid, both agree:
+# The library's `hd95` gives the same distances with less work, and adds the BraTS
+# conventions for empty masks. A distance transform costs time in proportion to the
+# volume, yet only its values on the border voxels are read, so the library finds the
+# borders in the box around the two masks and asks a k-d tree
+# (`scipy.spatial.cKDTree`) for each border voxel's nearest border voxel of the other
+# mask. On two small examples on a 1 mm grid, both agree:
 
 # %% tags=["nbval-check-output"]
 cube = np.zeros((40, 40, 40), dtype=bool)

@@ -358,10 +358,10 @@ else:
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
 # removes isolated voxels that only one copy predicted. The default four flips cost four
-# forward passes instead of one (the mirror alone: two): 1.3 to 4 times the time,
-# depending on the network's size (with a small 64 px network, reading, resizing and the
-# argmax cost as much as the network; with the report's network the forward passes
-# dominate). On this
+# forward passes instead of one (the mirror alone: two), but less than four times the time:
+# with a small 64 px network, normalising, resizing and the argmax, done once, take a good
+# part of it; with the report's network the forward passes dominate, and the cost
+# approaches 4 times. On this
 # case, timed back to back in CPU seconds, which other programs on the machine disturb
 # less than the clock (the first prediction above also set TensorFlow up, so it is timed
 # again):
@@ -440,8 +440,12 @@ print(f"  {'WT = every label above 0':42s} {dice_score(on_disk > 0, truth_on_dis
 folder = out_dir / "test-split"
 in_memory = {}
 for test_case in test_cases:
-    test_data = case_data if test_case == case else load_case(test_case, modalities=list(config.modalities))
-    test_labels = prediction if test_case == case else predict_case(run.model, test_data, config)
+    if test_case == case:  # segmented and scored above
+        write_prediction(prediction, case, folder)
+        in_memory[case.case_id] = scores
+        continue
+    test_data = load_case(test_case, modalities=list(config.modalities))
+    test_labels = predict_case(run.model, test_data, config)
     write_prediction(test_labels, test_case, folder)
     in_memory[test_case.case_id] = evaluate_case(test_labels, test_data.labels, test_data.zooms)
 test_ids = [test_case.case_id for test_case in test_cases]

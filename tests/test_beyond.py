@@ -236,8 +236,8 @@ def test_prediction_feeds_the_same_context_as_training(tmp_path):
     case = find_cases(make_dataset(tmp_path))[0]
     x_training, _ = preprocess_case(case, config)
     data = load_case(case, modalities=list(config.modalities))
-    stack = np.stack([data.images[m] for m in config.modalities], axis=-1)
-    x_predict = _network_inputs(_normalize_like_training(stack, config), np.array(config.slice_indices), config)
+    volumes = [data.images[m] for m in config.modalities]
+    x_predict = _network_inputs(_normalize_like_training(volumes, config), np.array(config.slice_indices), config)
     np.testing.assert_array_equal(x_predict, x_training)
     labels = predict_case(build_unet(config), data, config)
     assert labels.shape == SHAPE
@@ -285,7 +285,8 @@ def test_flip_averaging_equals_the_manual_average(tmp_path):
 
     stack = np.stack([data.images[m] for m in config.modalities], axis=-1)
     brain_slices = np.flatnonzero(np.any(stack != 0, axis=(0, 1, 3)))
-    images = _network_inputs(_normalize_like_training(stack, config), brain_slices, config)
+    images = _network_inputs(_normalize_like_training([data.images[m] for m in config.modalities], config),
+                             brain_slices, config)
     as_is = model.predict_on_batch(images)
     mirrored = np.flip(model.predict_on_batch(np.flip(images, axis=1)), axis=1)  # axis 0 runs L-R here
     manual = _upsample_probabilities((as_is + mirrored) / 2, SHAPE[0], SHAPE[1])

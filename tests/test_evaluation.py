@@ -61,6 +61,33 @@ def test_hd95_matches_bruteforce_surface_distances(rng, spacing):
         assert hd95(pred, truth, spacing) == pytest.approx(_hd95_reference(pred, truth, spacing), rel=1e-9)
 
 
+def _hd95_distance_transform(pred, truth, spacing):
+    """HD95 the way the library computed it before its k-d tree: two distance transforms."""
+    from scipy import ndimage
+
+    def border(mask):
+        return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
+
+    pred_border, truth_border = border(pred), border(truth)
+    to_truth = ndimage.distance_transform_edt(~truth_border, sampling=spacing)[pred_border]
+    to_pred = ndimage.distance_transform_edt(~pred_border, sampling=spacing)[truth_border]
+    return float(np.percentile(np.concatenate([to_truth, to_pred]), 95))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 0.7, 2.5)])
+def test_hd95_equals_the_distance_transform_computation(rng, spacing):
+    # Bit for bit on a 1 mm grid (integer offsets); to rounding on an anisotropic one,
+    # where two voxels at the same distance may be rounded differently.
+    tolerance = 0.0 if spacing == (1.0, 1.0, 1.0) else 1e-12
+    for _ in range(6):
+        shape = tuple(int(s) for s in rng.integers(10, 30, size=3))
+        pred, truth = _random_blobby_mask(rng, shape), _random_blobby_mask(rng, shape)
+        if not pred.any() or not truth.any():
+            continue
+        expected = _hd95_distance_transform(pred, truth, spacing)
+        assert abs(hd95(pred, truth, spacing) - expected) <= tolerance * expected
+
+
 def test_hd95_crop_gives_same_result_as_full_volume(rng):
     # Small masks far from the edges of a big volume: the cropped computation is exact.
     pred = np.zeros((60, 50, 40), dtype=bool)
@@ -352,6 +379,22 @@ def test_evaluate_folder_errors_name_the_problem(scored_folder):
     nib.save(nib.Nifti1Image(truth, moved), pred_dir / f"{second}.nii.gz")
     with pytest.raises(ValueError, match="affine"):
         evaluation.evaluate_folder(pred_dir, root / "data")
+
+
+def test_evaluate_folder_refuses_a_wrong_grid_before_scoring_anything(scored_folder, monkeypatch):
+    import nibabel as nib
+
+    root, truths, pred_dir = scored_folder
+    second = sorted(truths)[1]
+    truth, affine = truths[second]
+    moved = affine.copy()
+    moved[1, 3] += 2.0
+    nib.save(nib.Nifti1Image(truth, moved), pred_dir / f"{second}.nii.gz")
+    scored = []
+    monkeypatch.setattr(evaluation, "evaluate_case", lambda *args, **kwargs: scored.append(args))
+    with pytest.raises(DataError, match=rf"{second}\.nii\.gz: affine differs"):
+        evaluation.evaluate_folder(pred_dir, root / "data")
+    assert scored == []  # the first case, on the right grid, was not scored in vain
 
 
 def test_prediction_with_bytes_flipped_in_the_compressed_stream_is_refused(scored_folder):

@@ -138,3 +138,20 @@ def test_no_module_spells_out_the_modality_list_again():
         if spelled.search(path.read_text(encoding="utf-8"))
     )
     assert offenders == ["labels.py"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_decode_outputs_is_numpy_argmax_with_ties_and_nan(rng, dtype):
+    # decode_outputs compares class planes instead of calling np.argmax: same answer,
+    # first class on ties, np.argmax's answer wherever a NaN is.
+    probabilities = rng.integers(0, 3, size=(7, 6, 5, 4)).astype(dtype)  # many ties
+    if dtype != np.int16:
+        probabilities = probabilities + rng.random(probabilities.shape).astype(dtype) * (rng.random(probabilities.shape) < 0.5)
+        probabilities[0, 0, 0, 2] = np.nan
+        probabilities[1, 1, 1, :] = np.nan
+        probabilities[2, 2, 2, 0] = np.nan
+    view = probabilities.transpose(2, 1, 0, 3)  # any memory order
+    for array in (probabilities, view):
+        decoded = labels.decode_outputs(array)
+        assert decoded.dtype == np.uint8
+        np.testing.assert_array_equal(decoded, np.argmax(array, axis=-1))

@@ -23,15 +23,15 @@ def test_available_lists_every_json_file_of_the_folder():
 
 
 def test_load_returns_the_file_as_written_with_or_without_suffix():
-    expected = json.loads((FOLDER / "corrections-v3-quick.json").read_text())
-    assert measured.load("corrections-v3-quick") == expected
-    assert measured.load("corrections-v3-quick.json") == expected
+    expected = json.loads((FOLDER / "corrections-v4-quick.json").read_text())
+    assert measured.load("corrections-v4-quick") == expected
+    assert measured.load("corrections-v4-quick.json") == expected
     assert {"machine", "steps", "seeds"} <= set(expected)
 
 
 @pytest.mark.parametrize("name", ["no-such-result", "", "../pyproject", "sub/name"])
 def test_load_names_an_unknown_result(name):
-    with pytest.raises(MeasuredError, match="no stored result named .*available: .*corrections-v3-quick"):
+    with pytest.raises(MeasuredError, match="no stored result named .*available: .*corrections-v4-quick"):
         measured.load(name)
 
 

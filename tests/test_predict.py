@@ -113,9 +113,8 @@ def test_normalisation_matches_training_exactly(tmp_path):
     case = find_cases(make_dataset(tmp_path))[0]
     x_training, _ = preprocess_case(case, config)
     data = load_case(case, modalities=list(config.modalities))
-    stack = np.stack([data.images[m] for m in config.modalities], axis=-1)
-    x_predict = resize_images(_normalize_like_training(stack, config)[:, :, list(config.slice_indices)],
-                              config.image_size)
+    normalized = np.stack(_normalize_like_training([data.images[m] for m in config.modalities], config), axis=-1)
+    x_predict = resize_images(normalized[:, :, list(config.slice_indices)], config.image_size)
     np.testing.assert_array_equal(x_predict, x_training)
 
 
@@ -124,9 +123,10 @@ def test_slices_outside_the_training_slab_get_the_same_scale(tmp_path, normaliza
     config = tiny_config(slice_start=3, n_slices=6, normalization=normalization)
     case = find_cases(make_dataset(tmp_path))[0]
     data = load_case(case, modalities=list(config.modalities))
-    stack = np.stack([data.images[m] for m in config.modalities], axis=-1)
-    stack[:, :, 10] = stack[:, :, 5]  # slice 10 (outside the slab 3-8) copies slice 5 (inside)
-    normalized = _normalize_like_training(stack, config)
+    volumes = [data.images[m].copy() for m in config.modalities]
+    for volume in volumes:
+        volume[:, :, 10] = volume[:, :, 5]  # slice 10 (outside the slab 3-8) copies slice 5 (inside)
+    normalized = np.stack(_normalize_like_training(volumes, config), axis=-1)
     np.testing.assert_allclose(normalized[:, :, 10], normalized[:, :, 5], rtol=1e-5, atol=1e-5)
     assert np.abs(normalized[:, :, 5]).max() > 0.5  # not trivially zero
     assert not normalized[:, :, list(EMPTY_SLICES)].any()
@@ -137,9 +137,8 @@ def test_max_normalisation_matches_training(tmp_path):
     case = find_cases(make_dataset(tmp_path))[0]
     x_training, _ = preprocess_case(case, config)
     data = load_case(case, modalities=list(config.modalities))
-    stack = np.stack([data.images[m] for m in config.modalities], axis=-1)
-    x_predict = resize_images(_normalize_like_training(stack, config)[:, :, list(config.slice_indices)],
-                              config.image_size)
+    normalized = np.stack(_normalize_like_training([data.images[m] for m in config.modalities], config), axis=-1)
+    x_predict = resize_images(normalized[:, :, list(config.slice_indices)], config.image_size)
     np.testing.assert_array_equal(x_predict, x_training)
 
 

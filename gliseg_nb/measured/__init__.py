@@ -47,7 +47,7 @@ def load(name):
     ----------
     name : str
         The result's name, with or without the ``.json`` suffix
-        (``"corrections-v3-quick"``); `available` lists them.
+        (``"corrections-v4-quick"``); `available` lists them.
 
     Returns
     -------

@@ -67,7 +67,7 @@ METRIC_NAMES = ("dice", "hd95", "sensitivity", "specificity", "volume_pred_ml", 
 #: Summary statistics `summarize_scores` computes for each region and metric.
 SUMMARY_STATISTICS = ("mean", "median", "std", "q25", "q75")
 
-# Voxels of margin kept around the masks' joint bounding box before the distance transforms.
+# Voxels of margin kept around the masks' joint bounding box before finding their borders.
 # One voxel keeps the erosion (border detection) identical to that of the full volume; the
 # nearest border voxel of either mask always lies inside the box, so distances are exact.
 _CROP_MARGIN = 2
@@ -157,11 +157,37 @@ def dice_score(pred_mask, truth_mask):
     return float(2.0 * np.count_nonzero(pred_mask & truth_mask) / total)
 
 
-def _surface_distances(from_border, to_border, spacing):
-    """Distances (mm) from each voxel of `from_border` to the nearest voxel of `to_border`."""
-    # The EDT gives, at every voxel, the distance to the nearest zero; zeros = `to_border`.
-    distance_to_border = ndimage.distance_transform_edt(~to_border, sampling=spacing)
-    return distance_to_border[from_border]
+def _border_distances(pred_border, truth_border, spacing):
+    """Distances (mm) from each border voxel of either mask to the other mask's border.
+
+    The same numbers as a distance transform (``scipy.ndimage.distance_transform_edt`` of
+    the other border, read on this one), but only border voxels are visited: a k-d tree
+    (``scipy.spatial.cKDTree``) finds each one's nearest border voxel of the other mask.
+    On the tumour boxes of BraTS-sized volumes that took 2.5 times less CPU time than two
+    distance transforms of the box (notebook 5's nine held-out cases, 7.6 s -> 3.0 s).
+    The distance is then computed from the voxel offsets exactly as
+    ``distance_transform_edt`` computes it: the same values to the last bit on a 1 mm grid
+    (integer offsets), to rounding on others (where two equally near voxels may round
+    differently).
+    """
+    from scipy.spatial import cKDTree
+
+    spacing = np.asarray(spacing, dtype=np.float64)
+    # A voxel on both borders is at distance 0 in both directions: no search needed.
+    shared = int(np.count_nonzero(pred_border & truth_border))
+    pred_points, truth_points = np.argwhere(pred_border), np.argwhere(truth_border)
+    pred_only = np.argwhere(pred_border & ~truth_border)
+    truth_only = np.argwhere(truth_border & ~pred_border)
+    distances = [np.zeros(2 * shared)]
+    for points, targets in ((pred_only, truth_points), (truth_only, pred_points)):
+        if len(points) == 0:
+            continue
+        # Search in millimetres (the metric of the anisotropic grid), then recompute the
+        # distance from integer offsets as the distance transform does.
+        _, nearest = cKDTree(targets * spacing).query(points * spacing, workers=-1)
+        offsets = (targets[nearest] - points).astype(np.float64) * spacing
+        distances.append(np.sqrt(np.add.reduce(offsets * offsets, axis=1)))
+    return np.concatenate(distances)
 
 
 def _border(mask):
@@ -200,20 +226,14 @@ def hd95(pred_mask, truth_mask, spacing=(1.0, 1.0, 1.0)):
         return 0.0
     if pred_empty or truth_empty:
         return HD95_EMPTY_MM
-    # Distance transforms cost time in proportion to the volume: work on the masks' box.
+    # Erosion costs time in proportion to the volume: find the borders in the masks' box.
     box = bounding_box(pred_mask | truth_mask, _CROP_MARGIN)
     pred_box, truth_box = pred_mask[box], truth_mask[box]
     # The margin keeps both masks at least one voxel from any side where the box cuts the
     # volume, so erosion there sees background exactly as in the full volume; where the box
     # reaches the array edge, erosion's outside-is-background rule applies unchanged.
     pred_border, truth_border = _border(pred_box), _border(truth_box)
-    distances = np.concatenate(
-        [
-            _surface_distances(pred_border, truth_border, spacing),
-            _surface_distances(truth_border, pred_border, spacing),
-        ]
-    )
-    return float(np.percentile(distances, 95))
+    return float(np.percentile(_border_distances(pred_border, truth_border, spacing), 95))
 
 
 def _region_scores(pred_mask, truth_mask, spacing, voxel_ml, n_voxels=None):
@@ -438,6 +458,26 @@ def _read_labels(path):
     return data, image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
 
 
+def _check_grid_of_prediction(pred_path, case):
+    """The shape and affine checks of `evaluate_folder`, from the two files' headers only."""
+    from ..data._nifti import open_nifti
+
+    truth_image = open_nifti(case.seg)
+    pred_image = open_nifti(pred_path, what="prediction")
+    pred_shape = tuple(int(s) for s in pred_image.shape)
+    if len(pred_shape) != 3:
+        raise DataError(f"{pred_path}: expected a 3-D label volume, got shape {pred_shape}")
+    truth_shape = tuple(int(s) for s in truth_image.shape)
+    while len(truth_shape) > 3 and truth_shape[-1] == 1:  # as load_case reads it
+        truth_shape = truth_shape[:-1]
+    if pred_shape != truth_shape:
+        raise DataError(f"{pred_path}: shape {pred_shape} differs from the ground truth {case.seg} {truth_shape}")
+    # Written affines are float32 in the header: compare to a tenth of a micrometre.
+    if not np.allclose(pred_image.affine, truth_image.affine, atol=1e-4):
+        raise DataError(f"{pred_path}: affine differs from the ground truth {case.seg} "
+                        "(the prediction is not on the case's grid)")
+
+
 def _prediction_path(pred_dir, case_id):
     for suffix in (".nii.gz", ".nii"):
         path = Path(pred_dir) / f"{case_id}{suffix}"
@@ -545,6 +585,11 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         warnings.warn(f"{pred_dir}: no prediction for {len(missing)} of {len(cases)} case(s), not scored: "
                       f"{shown}", UserWarning, stacklevel=2)
         cases = [case for case in cases if case.case_id not in set(missing)]
+
+    # Every prediction's grid is checked against its ground truth from the headers first,
+    # so that a file on the wrong grid is refused before any case is scored.
+    for case in cases:
+        _check_grid_of_prediction(_prediction_path(pred_dir, case.case_id), case)
 
     iterator = cases
     if progress:
