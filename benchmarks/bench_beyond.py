@@ -101,7 +101,9 @@ def score(model, config, cases, tta_flips=False):
     for case in cases:
         data = load_case(case, modalities=list(config.modalities))
         started = time.perf_counter()
-        labels = predict_case(model, data, config, tta_flips=tta_flips)
+        # No component clean-up (predict_case's default erases pieces under 1 mL): the
+        # variants compare networks and flips, not post-processing.
+        labels = predict_case(model, data, config, tta_flips=tta_flips, min_component_voxels=0)
         seconds += time.perf_counter() - started
         scores = evaluate_case(labels, data.labels, data.zooms)
         rows[case.case_id] = {region: float(scores[region]["dice"]) for region in REGIONS}

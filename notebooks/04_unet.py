@@ -413,7 +413,8 @@ print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for regio
 # 0.63 against 0.46) although their means agree. The low-grade case is where the
 # synthetic-trained model is weakest (whole tumour Dice 0.67 and 0.57): it finds about half
 # of its 157 mL of tumour. So on real scans this
-# two-minute model is about as good as the same budget spent on three real cases, and far
+# two-minute model is at least as good as the same budget spent on three real cases (better
+# on TC and ET, measured on five cases), and far
 # from a model trained on hundreds of real cases for hours.
 
 # %% [markdown]
@@ -547,11 +548,12 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 #   the README); the report's setting takes hours on a GPU.
 # * Plot Dice per class, not accuracy: accuracy is dominated by background.
 # * Synthetic validation scores are not real-scan scores: measured on five real cases, the
-#   synthetic-trained quick model is about as good as the same budget spent on three real
-#   cases, and fails on the low-grade one.
+#   synthetic-trained quick model is at least as good as the same budget spent on three
+#   real cases, and weakest on the low-grade one.
 # * Measured one at a time, the z-score is the correction of the source notebook that
 #   matters most at this size, the region Dice loss lifts the small regions, and an
-#   unseeded split alone moves the scores by up to about 0.2.
+#   unseeded split alone moves the scores by up to about 0.16 (the enhancing tumour: 0.36
+#   to 0.52).
 #
 # ## Exercises
 #
@@ -612,7 +614,8 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # **Solution 5.** Train with the old and the new generator under exactly the same preset,
 # budget and seeds, and score both models on the same real cases with expert labels that
 # neither training saw (`benchmarks/bench_transfer.py` does this). Repeat with a few
-# training seeds, since two training seeds differed by up to 0.25 on one real case, and
+# training seeds, since two training seeds differed by up to 0.17 on one real case with the
+# defaults (0.25 in one pass), and
 # keep a larger hidden real set for the final decision so that you do not tune the
 # generator to the cases you look at. The synthetic validation score cannot answer the
 # question: the new generator changes the validation patients too. A change can make the

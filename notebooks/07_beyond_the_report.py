@@ -271,12 +271,12 @@ plain_labels, plain = predict_case(run.model, case_data, config, tta_flips="none
                                    return_probabilities=True)
 # In BraTS files the first voxel axis runs left-right: mirroring is reversing it.
 mirrored_case = dataclasses.replace(case_data, images={m: v[::-1] for m, v in case_data.images.items()})
-started = time.perf_counter()  # the second pass is timed: the first one also set TensorFlow up
+started = time.process_time()  # CPU s of the second pass: the first one also set TensorFlow up
 _, mirrored = predict_case(run.model, mirrored_case, config, tta_flips="none", min_component_voxels=0,
                            return_probabilities=True)
-one_pass = time.perf_counter() - started
+one_pass = time.process_time() - started
 averaged_by_hand = (plain + mirrored[::-1]) / 2
-print(f"one pass {one_pass:.1f} s; largest change of a probability by the average: "
+print(f"one pass {one_pass:.1f} CPU s; largest change of a probability by the average: "
       f"{np.abs(averaged_by_hand - plain).max():.2f}")
 
 # %% [markdown]
@@ -286,19 +286,19 @@ print(f"one pass {one_pass:.1f} s; largest change of a probability by the averag
 # averages over all four in-plane flips.
 
 # %% tags=["nbval-check-output"]
-started = time.perf_counter()
+started = time.process_time()
 flipped_labels, averaged = predict_case(run.model, case_data, config, tta_flips="lr", min_component_voxels=0,
                                         return_probabilities=True)
-two_passes = time.perf_counter() - started
+two_passes = time.process_time() - started
 print("library = by hand (to 1e-4):", np.allclose(averaged, averaged_by_hand, atol=1e-4))
 
 # %% [markdown]
 # Does it help this model on this patient? Dice per region with and without the flip,
-# and what it cost (measured now, on this machine; the benchmark below scores every test
+# and what it cost in CPU seconds (measured now, on this machine; the benchmark below scores every test
 # patient):
 
 # %%
-print(f"{case.case_id:16s} {'WT':>6s} {'TC':>6s} {'ET':>6s}  predict s")
+print(f"{case.case_id:16s} {'WT':>6s} {'TC':>6s} {'ET':>6s}  CPU s")
 for name, predicted_labels, seconds in (("no flip", plain_labels, one_pass),
                                         ("left-right flip", flipped_labels, two_passes)):
     result = evaluate_case(predicted_labels, case_data.labels, case_data.zooms)
@@ -360,15 +360,16 @@ for seed in seeds:
 #   network a few voxels (0.00): that one case is the whole of the region network's ET
 #   lead. In the version-3 data this benchmark used, `BraTS20_Synthetic_006` (seed 42) had
 #   8 voxels of enhancing tumour, which every model missed (0.00); in today's data it has
-#   none. On the four patients with a real enhancing tumour no variant is
-#   ahead everywhere: the differences go both ways, up to 0.12 (the 2.5-D network on
-#   `BraTS20_Synthetic_012`). A rule that removes a tiny predicted ET
+#   none. On the four patients with a real enhancing tumour neither the region network nor
+#   the 2.5-D network is ahead everywhere (the flips gain 0.01-0.02 on each): the
+#   differences go both ways, up to 0.12 (the 2.5-D network on `BraTS20_Synthetic_012`). A rule that removes a tiny predicted ET
 #   (`predict_case(..., min_et_voxels=...)`, notebook 6) targets the empty case directly.
 # * **What it says, at this budget.** The flips gained a little in every region and both
 #   seeds on the mean (0.004 to 0.018; on one patient, as in the live cell above, a region
-#   can also drop slightly), with no training and about the same prediction time: most of
-#   that time goes to reading, normalising and resizing the volume, done once; the small
-#   64-px network runs two or four times. The region network and the 2.5-D network scored below the softmax network
+#   can also drop slightly), with no training and little extra prediction time: in the
+#   benchmark most of the time goes to reading, normalising and resizing the volume, done
+#   once, while the small 64-px network runs two or four times (notebook 6 times the
+#   network alone: about 1.3x for the mirror, 2x for four flips). The region network and the 2.5-D network scored below the softmax network
 #   on WT and TC in both seeds: with 8 epochs on 16 synthetic patients, neither idea pays
 #   off here.
 # * **Loaded timings.** The benchmark ran on a 2-core machine shared with other jobs: the
