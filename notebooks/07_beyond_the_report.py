@@ -317,8 +317,8 @@ for name, predicted_labels, seconds in (("no flip", plain_labels, one_pass),
 # of them trained on, and the whole comparison is repeated with a second seed (another split
 # and another initialisation). Its result file ships with the package
 # (`gliseg_nb.measured`), so Colab has it too; the command and machine are printed with the table.
-# It was measured on the previous version (3) of the synthetic generator: the variants are
-# compared on the same data and budget, but today's absolute scores differ.
+# It was measured on the same synthetic data (generator version 4) as this notebook, and it
+# scores the networks' own outputs: flips as named, no clean-up of small components.
 
 # %%
 bench = measured.load("beyond-quick")
@@ -353,36 +353,43 @@ for seed in seeds:
 # * **Few patients, large steps.** Each seed scores three test patients: one patient more
 #   or less well segmented moves a mean by several hundredths. A difference smaller than
 #   the spread between the two seeds of the *same* variant is not evidence.
-# * **One patient without enhancing tumour decides the ET column.** In this run, test
-#   patient `BraTS20_Synthetic_001` (seed 0) is a low-grade tumour with no enhancing tumour
-#   at all. BraTS scores such a case 1 if nothing is predicted and 0 for even one false
-#   voxel (notebook 5). The region network predicted none there (1.00), the softmax
-#   network a few voxels (0.00): that one case is the whole of the region network's ET
-#   lead. In the version-3 data this benchmark used, `BraTS20_Synthetic_006` (seed 42) had
-#   8 voxels of enhancing tumour, which every model missed (0.00); in today's data it has
-#   none. On the four patients with a real enhancing tumour neither the region network nor
-#   the 2.5-D network is ahead everywhere (the flips gain 0.01-0.02 on each): the
-#   differences go both ways, up to 0.12 (the 2.5-D network on `BraTS20_Synthetic_012`). A rule that removes a tiny predicted ET
-#   (`predict_case(..., min_et_voxels=...)`, notebook 6) targets the empty case directly.
-# * **What it says, at this budget.** The flips gained a little in every region and both
-#   seeds on the mean (0.004 to 0.018; on one patient, as in the live cell above, a region
-#   can also drop slightly), with no training and little extra prediction time: in the
-#   benchmark most of the time goes to reading, normalising and resizing the volume, done
-#   once, while the small 64-px network runs two or four times (notebook 6 times the
-#   network alone: about 1.3x for the mirror, 2x for four flips). The region network and the 2.5-D network scored below the softmax network
-#   on WT and TC in both seeds: with 8 epochs on 16 synthetic patients, neither idea pays
-#   off here.
-# * **Loaded timings.** The benchmark ran on a 2-core machine shared with other jobs: the
-#   load average is printed beside each time. CPU seconds are the fairer comparison.
+# * **One patient without enhancing tumour decides the ET column.** Test patient
+#   `BraTS20_Synthetic_006` (seed 42) has no enhancing tumour at all. BraTS scores such a
+#   case 1 if nothing is predicted and 0 for even one false voxel (notebook 5). The softmax
+#   network predicts a few voxels there in one pass and with the mirror (0.00), none once
+#   four flips are averaged (1.00); the region and the 2.5-D networks predict none (1.00).
+#   That one case is the whole of the four flips' ET gain (0.35 to 0.69 for seed 42) and
+#   most of the other two networks' ET lead. In seed 0, the low-grade test patient
+#   `BraTS20_Synthetic_001` has no enhancing tumour either, and every variant puts a few
+#   voxels there (0.00). On the four patients with a real enhancing tumour the differences
+#   are small and go both ways: the region and the 2.5-D networks are ahead on three of
+#   them (by up to 0.09) and behind on `BraTS20_Synthetic_007`. A rule that removes a tiny
+#   predicted ET (`predict_case(..., min_et_voxels=...)`, notebook 6) targets the empty
+#   case directly.
+# * **What it says, at this budget.** The flips change the whole tumour little (+0.001 for
+#   the mirror, +0.005 for four flips on the mean; on one patient a region can also drop,
+#   `BraTS20_Synthetic_012` with the mirror), with no training and little extra
+#   prediction time: in the benchmark most of the time goes to reading, normalising and
+#   resizing the volume, done once, while the small 64-px network runs two or four times
+#   (notebook 6 times the network alone: about 1.3x for the mirror, 2x for four flips).
+#   The region network is the most promising of the three here: WT 0.775 against 0.714 and
+#   TC 0.731 against 0.702 in seed 42 (most of it on `BraTS20_Synthetic_012`), level with
+#   the softmax network in seed 0 (WT 0.867 against 0.873, TC 0.709 against 0.700). The
+#   2.5-D network goes both ways (WT +0.04 in seed 42, -0.01 in seed 0; TC +0.02, -0.05).
+#   Two seeds and six test patients cannot tell either from the noise.
+# * **Timings.** The benchmark ran on this 2-core machine with nothing else running (the
+#   load average is printed beside each time). CPU seconds are the fairer comparison.
 # * **Same budget.** The variants train the same number of epochs on the same slices. A
 #   region network or a 2.5-D network may need a different budget to show its best; the
 #   table answers "at this budget", nothing more. The winners of BraTS combine all three
 #   ideas with a 3-D network, real data and days of GPU training.
 # * **Synthetic data.** The patients come from the course's simulator. What helps here need
 #   not help on real scans (notebook 4's "Synthetic scores are not real-scan scores"). The
-#   repository's `docs/benchmarks.md` ("Beyond the report") gives the seed-42 models scored
-#   on five real BraTS scans too: there the order changes (the 2.5-D network transferred
-#   best on WT and TC, the region network worst), from one seed and five cases.
+#   repository's `docs/benchmarks.md` ("Beyond the report") gives the seed-42 models of an
+#   earlier run (generator version 3) scored on five real BraTS scans too: there the 2.5-D
+#   network transferred best on WT and TC and the region network worst, from one seed and
+#   five cases; the flips, now the default of `predict_case`, helped on real scans in every
+#   seed tried (`docs/benchmarks.md`, "Inference defaults").
 
 # %% [markdown]
 # ## Summary
@@ -446,8 +453,8 @@ for seed in seeds:
 # blurs borders where the two passes disagree, which can shrink a thin enhancing rim below
 # 0.5. For a network trained with random flips, the mirrored image is as familiar as the
 # original, so the average is one of two equally good opinions: on average it reduces the
-# variance of the errors, for two forward passes instead of one (about the same wall time
-# for the quick network).
+# variance of the errors, for two forward passes instead of one (a fraction more time for
+# the quick network, whose prediction is mostly reading and resizing the volume).
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 4.** Compare the two seeds of the same variant: if they differ by 0.05 in ET,
