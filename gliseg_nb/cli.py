@@ -253,7 +253,8 @@ def build_parser():
     p.add_argument("--case", action="append", default=None, metavar="CASE_ID",
                    help="predict only this case (repeatable; default: every case)")
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass (default: 32)")
-    # --tta alone (the flag of earlier versions) still means all four flips.
+    # --tta alone (the flag of earlier versions) still means all four flips, wherever it stands
+    # (`_bare_tta_means_all` gives it its value before argparse reads the paths).
     flips = p.add_mutually_exclusive_group()
     flips.add_argument("--tta", nargs="?", choices=TTA_CHOICES, const="all", default=DEFAULT_TTA,
                        metavar="{none,lr,all}",
@@ -309,6 +310,22 @@ def build_parser():
 _TENSORFLOW_COMMANDS = ("train", "predict")
 
 
+def _bare_tta_means_all(argv):
+    """``--tta`` took no value before it took one: keep ``predict --tta MODEL DATA`` working.
+
+    A ``--tta`` not followed by one of its values gets ``all`` (what the bare flag always
+    meant) inserted after it, so that argparse does not read the model's path as its value.
+    """
+    from .predict import TTA_CHOICES
+
+    fixed = []
+    for index, token in enumerate(argv):
+        fixed.append(token)
+        if token == "--tta" and (index + 1 == len(argv) or argv[index + 1] not in TTA_CHOICES):
+            fixed.append("all")
+    return fixed
+
+
 def main(argv=None):
     """Entry point of the ``gliseg-nb`` command.
 
@@ -324,7 +341,7 @@ def main(argv=None):
         130 when interrupted (Ctrl-C), or what the command returns (1: ``tour`` failures).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_tta_means_all(sys.argv[1:] if argv is None else list(argv)))
     if args.command in _TENSORFLOW_COMMANDS:
         # Before anything imports TensorFlow: its C++ log lines are noise in a terminal.
         from .course import quiet_tensorflow

@@ -406,6 +406,18 @@ def test_predict_command_flips_by_default():
             parse(wrong)
 
 
+def test_a_bare_tta_before_the_paths_still_means_four_flips():
+    # Earlier versions' `--tta` took no value; `predict --tta RUN DATA` must not read RUN as it.
+    from gliseg_nb.cli import _bare_tta_means_all, build_parser
+
+    argv = _bare_tta_means_all(["predict", "--tta", "run", "data", "--out", "o"])
+    assert argv == ["predict", "--tta", "all", "run", "data", "--out", "o"]
+    args = build_parser().parse_args(argv)
+    assert (args.tta, args.model.name, args.data.name) == ("all", "run", "data")
+    assert _bare_tta_means_all(["predict", "run", "data", "--tta", "lr"])[-1] == "lr"
+    assert _bare_tta_means_all(["predict", "run", "data", "--tta"])[-1] == "all"
+
+
 def test_write_prediction_names_an_unreadable_reference_image(tmp_path):
     # The reference image is opened by the loader's own NIfTI reader: a damaged header is a
     # one-line DataError naming the file, not nibabel's HeaderDataError.
