@@ -259,8 +259,9 @@ def build_parser():
     flips.add_argument("--tta", nargs="?", choices=TTA_CHOICES, const="all", default=DEFAULT_TTA,
                        metavar="{none,lr,all}",
                        help="test-time flips averaged: 'all' the four in-plane flips (four forward "
-                            "passes: 1.3x to 4x the time of one, depending on the network's size), "
-                            "'lr' each slice and its left-right mirror (two), 'none' one pass "
+                            "passes: about 2x the CPU time of one with the quick network, up to "
+                            "4x with the report's), 'lr' each slice and its left-right mirror "
+                            "(two), 'none' one pass "
                             f"(default: {DEFAULT_TTA}; --tta alone: all)")
     flips.add_argument("--no-tta", dest="tta", action="store_const", const="none",
                        help="predict each slice once (the same as --tta none)")
