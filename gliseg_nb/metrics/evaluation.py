@@ -601,19 +601,9 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         pred_path = _prediction_path(pred_dir, case.case_id)
         # load_case reads and converts the ground truth (no modality needed: labels only).
         truth_data = load_case(case, modalities=[])
-        truth, truth_affine, zooms = truth_data.labels, truth_data.affine, truth_data.zooms
-        pred_raw, pred_affine, _ = _read_labels(pred_path)
-        if pred_raw.shape != truth.shape:
-            raise DataError(
-                f"{pred_path}: shape {pred_raw.shape} differs from the ground truth "
-                f"{case.seg} {truth.shape}"
-            )
-        # Written affines are float32 in the header: compare to a tenth of a micrometre.
-        if not np.allclose(pred_affine, truth_affine, atol=1e-4):
-            raise DataError(
-                f"{pred_path}: affine differs from the ground truth {case.seg} "
-                "(the prediction is not on the case's grid)"
-            )
+        truth, zooms = truth_data.labels, truth_data.zooms
+        # Its shape and affine were checked above (`_check_grid_of_prediction`).
+        pred_raw, _, _ = _read_labels(pred_path)
         layout = case.layout if label_convention == "release" else "internal"
         pred = to_internal(pred_raw, layout, source=pred_path)
         rows.append(
