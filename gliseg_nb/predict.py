@@ -349,17 +349,6 @@ def predict_case(
         except the largest (`remove_small_components`; applied before `min_et_voxels`).
         0 disables it.
 
-    Notes
-    -----
-    The defaults (four flips, components under 1 mL erased) raised the whole tumour Dice of
-    quick models trained on the synthetic data, on real scans and on synthetic held-out
-    cases alike, for each of the three training seeds measured (docs/benchmarks.md,
-    "Transfer to real scans"). The network was trained on flipped slices
-    (``Config.augment`` flips both in-plane axes), so each flipped copy is an image it
-    knows how to read; averaging the copies removes what only some of them predict (nnU-Net
-    mirrors along every axis at inference for the same reason). Satellite lesions smaller
-    than 1 mL are lost with the second rule (the largest component is always kept); pass
-    ``min_component_voxels=0`` to keep them, ``tta_flips="none"`` for one forward pass.
     return_probabilities : bool, default=False
         Also return the probabilities on the original grid, shape ``(X, Y, Z, n_classes)``
         float32 (background certain outside the brain), e.g. for `report_metrics`; for a
@@ -371,6 +360,18 @@ def predict_case(
         Internal classes 0-3 on the case's original grid.
     probabilities : numpy.ndarray of float32
         Only with ``return_probabilities=True``.
+
+    Notes
+    -----
+    The defaults (four flips, components under 1 mL erased) raised the whole tumour Dice of
+    quick models trained on the synthetic data, on real scans and on synthetic held-out
+    cases alike, for each of the three training seeds compared (docs/benchmarks.md,
+    "Transfer to real scans"). The network was trained on flipped slices
+    (``Config.augment`` flips both in-plane axes), so each flipped copy is an image it
+    knows how to read; averaging the copies removes what only some of them predict (nnU-Net
+    mirrors along every axis at inference for the same reason). Satellite lesions smaller
+    than 1 mL are lost with the second rule (the largest component is always kept); pass
+    ``min_component_voxels=0`` to keep them, ``tta_flips="none"`` for one forward pass.
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gliseg_nb.Config, got {type(config).__name__}")
