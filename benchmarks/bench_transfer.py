@@ -68,7 +68,7 @@ def load_average():
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def score_real(model, config, cases, options=None):
+def score_cases(model, config, cases, options=None):
     """Predict and score each case (whole volumes, `predict_case` with `options`); one row per case."""
     from gliseg_nb.data import load_case
     from gliseg_nb.metrics import evaluate_case
@@ -195,7 +195,7 @@ def real_baseline(args, real_cases, config, steps_per_epoch, out_root):
         fit(config, train, val, run_dir, verbose=0)
         seconds.append(round(time.perf_counter() - start, 2))
         model, _ = load_trained(run_dir)
-        rows += score_real(model, config, [real_cases[i] for i in held_out])
+        rows += score_cases(model, config, [real_cases[i] for i in held_out])
         print(f"  real fold {k}: trained on {[c.case_id for c in train]} (val {val[0].case_id}) "
               f"in {seconds[-1]} s", flush=True)
     rows.sort(key=lambda row: row["case_id"])
@@ -268,11 +268,11 @@ def main(argv=None):
     result["inference_options"] = options
     # The synthetic validation and test cases as whole volumes, predicted and scored exactly
     # like the real ones: the synthetic check of an inference option.
-    synthetic_rows = score_real(run.model, run.config, run.cases_of("val") + run.cases_of("test"), options)
+    synthetic_rows = score_cases(run.model, run.config, run.cases_of("val") + run.cases_of("test"), options)
     result["synthetic_whole"] = {"rows": synthetic_rows,
                                  "mean": print_table("synthetic validation + test cases, whole volumes",
                                                      synthetic_rows)}
-    rows = score_real(run.model, run.config, real_cases, options)
+    rows = score_cases(run.model, run.config, real_cases, options)
     result["real"] = {"rows": rows, "mean": print_table("synthetic-trained, real cases", rows)}
 
     if args.real_baseline:
