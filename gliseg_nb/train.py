@@ -400,9 +400,12 @@ def _fit_locked(config, train_data, val_data, run, *, split, train_cases, val_ca
     try:
         with strategy.scope():
             model = _compile(build_unet(config), config)
+            # Adam's moment variables made now, not inside the first step: otherwise
+            # TensorFlow traces the training step twice (once to create them), about 8 s of
+            # the first epoch on two CPU cores. A resumed run also needs them to exist before
+            # its saved state can be loaded.
+            model.optimizer.build(model.trainable_variables)
             if state:
-                # The optimizer's variables must exist before its saved state can be loaded.
-                model.optimizer.build(model.trainable_variables)
                 try:
                     model.load_weights(run.last_checkpoint())
                 except (OSError, ValueError) as error:  # sound as a zip, yet not this model's

@@ -255,7 +255,8 @@ print(format_settings({PRESET: config, "report": report}))
 #   pixels (notebook 5 builds the soft Dice from scratch);
 # * the metrics of `default_metrics`, counted over the epoch: the Dice of each tumour
 #   class and their mean, the Dice of the regions WT, TC and ET, precision, sensitivity
-#   and specificity, the report's accuracy, and a mean IoU of the argmax labels.
+#   and specificity, the report's accuracy, and a mean IoU of the argmax labels (all
+#   from one confusion matrix per batch: notebook 5 explains the counts).
 #
 # One epoch is 100 steps of 8 slices; the cell prints how long it took on your machine, and
 # `verbose=2` prints one line per epoch, with every metric.
@@ -270,8 +271,11 @@ model = build_unet(config)
 model.compile(
     optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
     loss=get_loss(config),  # "ce+region_dice": cross-entropy + soft Dice of WT, TC and ET
-    metrics=default_metrics(config.n_classes),  # Dice per class, accuracy, IoU, ...
+    metrics=default_metrics(config.n_classes),  # Dice per class and region, accuracy, IoU, ...
 )
+# Adam keeps two running averages per weight. Made now rather than inside the first step,
+# TensorFlow traces (turns into a graph) the training step once instead of twice.
+model.optimizer.build(model.trainable_variables)
 train_data = make_dataset(train_cases, config, training=True)
 val_data = make_dataset(val_cases, config, training=False)
 callbacks = [

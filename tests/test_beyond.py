@@ -153,7 +153,8 @@ def test_training_metrics_score_region_outputs_like_class_outputs(rng):
     perfect = labels_to_regions(labels)
     for metric in default_metrics(4, outputs="regions"):
         metric.update_state(onehot, perfect)
-        assert float(metric.result()) == pytest.approx(1.0), metric.name
+        for name, value in metric.result().items():
+            assert float(value) == pytest.approx(1.0), name
     # ... and an imperfect one scores as a softmax network predicting its decoded classes.
     guess = rng.random((2, 16, 16, 3)).astype(np.float32)
     decoded = np.eye(4, dtype=np.float32)[regions_to_labels(guess)]

@@ -13,6 +13,7 @@ from gliseg_nb.metrics import (
     PixelAccuracy,
     PrecisionScore,
     RegionDiceScore,
+    SegmentationScores,
     SensitivityScore,
     SpecificityScore,
     default_metrics,
@@ -45,6 +46,7 @@ def test_metrics_equal_numpy_on_the_concatenated_epoch(rng):
         DiceScore(0), PrecisionScore(2), SensitivityScore(3), SpecificityScore(1),
         ArgmaxMeanIoU(class_ids=(1, 2, 3)),
     ]
+    assert [type(metric) for metric in default_metrics()] == [SegmentationScores]
     for y_true, y_pred in batches:
         for metric in metrics:
             metric.update_state(y_true, y_pred)
@@ -68,7 +70,11 @@ def test_metrics_equal_numpy_on_the_concatenated_epoch(rng):
     for region, classes in (("wt", (1, 2, 3)), ("tc", (1, 3)), ("et", (3,))):
         truth, pred = np.isin(y_true.argmax(-1), classes), np.isin(y_pred.argmax(-1), classes)
         expected[f"dice_{region}"] = 2 * np.sum(truth & pred) / (truth.sum() + pred.sum())
-    results = {metric.name: float(metric.result()) for metric in metrics}
+    results = {}
+    for metric in metrics:
+        result = metric.result()
+        results.update({name: float(value) for name, value in result.items()} if isinstance(result, dict)
+                       else {metric.name: float(result)})
     assert set(results) == set(expected)
     for name, value in expected.items():
         assert results[name] == pytest.approx(value, rel=1e-6), name
@@ -161,7 +167,7 @@ def test_compiled_model_saves_and_loads_with_safe_mode(tmp_path, rng):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored))
     assert isinstance(loaded.loss, CEDiceLoss) and loaded.loss.class_weights == (1.0, 2.0, 2.0, 3.0)
     scores = loaded.evaluate(x, y_true, verbose=0, return_dict=True)
-    names = [m.name for m in default_metrics()]
+    names = default_metrics()[0].score_names
     assert set(names) <= set(scores)
     expected = model.evaluate(x, y_true, verbose=0, return_dict=True)
     for name in names:
@@ -266,5 +272,48 @@ def test_region_dice_round_trips_and_refuses_unknown_regions():
     assert restored.region == "TC" and restored.name == "dice_tc"
     with pytest.raises(ValueError, match="region"):
         RegionDiceScore("edema")
-    assert {"dice_wt", "dice_tc", "dice_et"} <= {m.name for m in default_metrics()}
-    assert not any(m.name.startswith("dice_wt") for m in default_metrics(n_classes=3))
+    assert {"dice_wt", "dice_tc", "dice_et"} <= set(default_metrics()[0].score_names)
+    assert not any(name.startswith("dice_wt") for name in default_metrics(n_classes=3)[0].score_names)
+
+
+def _single_score_metrics(n_classes, outputs="softmax"):
+    """The metrics `default_metrics` used to list, one object per score."""
+    common = dict(n_classes=n_classes, outputs=outputs)
+    metrics = [DiceScore(**common)] + [DiceScore(c, **common) for c in range(1, n_classes)]
+    if n_classes == 4:
+        metrics += [RegionDiceScore(region, **common) for region in ("WT", "TC", "ET")]
+    return metrics + [PrecisionScore(**common), SensitivityScore(**common), SpecificityScore(**common),
+                      PixelAccuracy(**common), ArgmaxMeanIoU(**common)]
+
+
+@pytest.mark.parametrize("n_classes, outputs, weighting", [
+    (4, "softmax", None), (4, "softmax", "image"), (4, "softmax", "pixel"), (3, "softmax", "image"),
+    (4, "regions", "image"),
+])
+def test_segmentation_scores_equal_the_single_score_metrics(rng, n_classes, outputs, weighting):
+    singles, fused = _single_score_metrics(n_classes, outputs), SegmentationScores(n_classes, outputs=outputs)
+    for n_images in (5, 1, 3):
+        y_true = np.eye(n_classes, dtype="float32")[rng.integers(0, n_classes, size=(n_images, 8, 8))]
+        y_pred = rng.random((n_images, 8, 8, n_classes)).astype("float32")
+        if outputs == "regions":
+            y_pred = rng.random((n_images, 8, 8, 3)).astype("float32")
+        weights = {None: None, "image": rng.integers(1, 4, size=n_images).astype("float32"),
+                   "pixel": rng.integers(0, 3, size=(n_images, 8, 8)).astype("float32")}[weighting]
+        for metric in singles:
+            metric.update_state(y_true, y_pred, weights)
+        fused.update_state(y_true, y_pred, weights)
+    results = {name: float(value) for name, value in fused.result().items()}
+    assert tuple(results) == fused.score_names == tuple(metric.name for metric in singles)
+    for metric in singles:
+        # The same integer counts through the same formulas: equal, not merely close.
+        assert results[metric.name] == float(metric.result()), metric.name
+    fused.reset_state()
+    assert not np.any(keras.ops.convert_to_numpy(fused.confusion))
+
+
+def test_segmentation_scores_round_trip_through_config():
+    restored = SegmentationScores.from_config(SegmentationScores(3, outputs="regions").get_config())
+    assert (restored.n_classes, restored.outputs) == (3, "regions")
+    assert "dice_wt" not in restored.score_names  # the regions need the four BraTS classes
+    with pytest.raises(ValueError, match="outputs"):
+        SegmentationScores(outputs="sigmoid")

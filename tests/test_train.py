@@ -115,6 +115,29 @@ def test_fit_writes_the_run_folder(tmp_path, rng):
         _fit_datasets(config.replace(epochs=1), train, val, out, train_cases=["a"], val_cases=["c"], verbose=0)
 
 
+def test_fit_traces_the_training_step_once(tmp_path, rng, monkeypatch):
+    # Keras traces `train_step` once per graph it builds. Were Adam's variables created
+    # inside the first step, TensorFlow would trace it a second time (seconds per run).
+    import tensorflow as tf
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traces = []
+    original = TensorFlowTrainer.train_step
+
+    def counting_train_step(self, data):
+        traces.append(1)
+        return original(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counting_train_step)
+    config = Config.preset("quick", **TINY, epochs=2)
+    x, y = _random_arrays(rng, 16)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    val = tf.data.Dataset.from_tensor_slices(_random_arrays(rng, 8)).batch(8)
+    model, _ = _fit_datasets(config, train, val, tmp_path / "run", verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2 * 2  # it did train
+    assert len(traces) == 1
+
+
 def test_run_checkpoint_restores_the_schedule_and_early_stopping_counters(tmp_path):
     reduce_lr = keras.callbacks.ReduceLROnPlateau(patience=2)
     early_stopping = keras.callbacks.EarlyStopping(patience=5)

@@ -36,6 +36,7 @@ _KERAS_METRICS = (
     "ArgmaxMeanIoU",
     "PixelAccuracy",
     "RegionDiceScore",
+    "SegmentationScores",
     "decode_regions",
     "default_metrics",
 )
