@@ -1,7 +1,7 @@
 """One settings object for data, model and training, with named presets.
 
 ``Config.preset("report")`` reproduces the report's choices; ``Config.preset("quick")`` is a
-teaching shortcut small enough to train for real on two CPU cores in about two minutes. Any
+teaching shortcut small enough to train for real on two CPU cores in a minute or two. Any
 field can be overridden: ``Config.preset("quick", epochs=3)`` or ``config.replace(seed=1)``.
 The settings used are saved as JSON next to everything trained (`Config.save`).
 """
@@ -336,7 +336,7 @@ PRESETS = {
     # one patient (100 slices) per batch, the 7,759,908-parameter U-Net, Adam 1e-3.
     "report": dict(),
     # A teaching shortcut, not a result: 64 px, every 2nd slice, a narrow U-Net, a few
-    # epochs. Trains for real on 2 CPU cores in about two minutes.
+    # epochs. Trains for real on 2 CPU cores in a minute or two.
     "quick": dict(
         # All four contrasts: what one contrast hides another shows (a core that is not
         # bright on FLAIR is dark on T1, an edema bright on T2), and a model trained on

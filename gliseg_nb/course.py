@@ -1,7 +1,7 @@
 """Helpers the course notebooks share, that belong to no single step of the pipeline.
 
 The main one is `load_or_train`: notebooks 04, 05 and 06 all need a trained U-Net, and
-each must run on its own, in any order, from a fresh kernel. Training takes about two minutes
+each must run on its own, in any order, from a fresh kernel. Training takes a minute or two
 with the ``quick`` preset on two CPU cores; doing it three times would triple the course's
 run time. So the first notebook that asks trains the model into a *run folder* in the
 cache, and every later call with the same settings and the same data reuses it::
@@ -269,7 +269,7 @@ def load_or_train(data_dir=None, preset="quick", *, retrain=False, cache_dir=Non
         A BraTS folder in any layout; None uses ``$GLISEG_NB_DATA`` if set, else the
         synthetic dataset (`gliseg_nb.data.get_data_dir`).
     preset : {"quick", "report"}, default="quick"
-        Settings to start from (`Config.preset`). ``"quick"`` trains in about two minutes on
+        Settings to start from (`Config.preset`). ``"quick"`` trains in a minute or two on
         two CPU cores; ``"report"`` is the report's network and is meant for a GPU (hours).
     retrain : bool, default=False
         Delete the cached run with these settings first and train from scratch.

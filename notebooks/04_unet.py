@@ -18,7 +18,7 @@
 # it for real on this machine: first one epoch in plain Keras (`compile`, then `fit`),
 # then the full short training with the course's library, which runs the same recipe.
 #
-# **Runtime**: the quick training takes about two minutes on two CPU cores (measured, see
+# **Runtime**: the quick training takes a minute or two on two CPU cores (measured, see
 # the README's *What to expect*); one epoch in plain Keras comes first, and each training
 # cell prints its own time. When an earlier run has trained the model, the library's part
 # takes seconds (the model is cached).
@@ -223,7 +223,7 @@ plt.show()
 
 # %% [markdown]
 # The `quick` preset keeps the same shape but makes it small enough to train on a laptop
-# CPU, in about two minutes on two CPU cores (measured, see the README): 64 x 64 pixels,
+# CPU, in a minute or two on two CPU cores (measured, see the README): 64 x 64 pixels,
 # three levels of 8, 16 and 32 filters, every 2nd slice, all four contrasts. Its settings
 # beside the report's are below. It also trains with a loss the report does not use:
 # cross-entropy plus the soft Dice of the BraTS *regions* (whole tumour, tumour core,
@@ -417,7 +417,7 @@ print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for regio
 # 0.63 against 0.46) although their means agree. The low-grade case is where the
 # synthetic-trained model is weakest (whole tumour Dice 0.67 and 0.57): it finds about half
 # of its 157 mL of tumour. So on real scans this
-# two-minute model is at least as good as the same budget spent on three real cases (better
+# model, trained in about a minute, is at least as good as the same budget spent on three real cases (better
 # on TC and ET, measured on five cases), and far
 # from a model trained on hundreds of real cases for hours.
 
@@ -548,7 +548,7 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 #   epochs, callbacks)`. `gliseg_nb.train.fit` runs the same recipe (its first epoch gives
 #   the same numbers) and adds a run folder, checkpoints and resuming; `load_or_train`
 #   caches the run for the later notebooks.
-# * The `quick` preset trains for real in about two minutes on two CPU cores (measured, see
+# * The `quick` preset trains for real in a minute or two on two CPU cores (measured, see
 #   the README); the report's setting takes hours on a GPU.
 # * Plot Dice per class, not accuracy: accuracy is dominated by background.
 # * Synthetic validation scores are not real-scan scores: measured on five real cases, the

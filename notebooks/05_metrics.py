@@ -325,7 +325,7 @@ print(f"one empty:                  Dice {dice_score(empty, cube):.3f}, HD95 {hd
 # ## Scores of a trained model on held-out patients
 #
 # Now the real thing. `load_or_train` returns the model notebook 4 trained (or trains it,
-# about two minutes with the `quick` preset, if this notebook runs first; with the `report`
+# a minute or two with the `quick` preset, if this notebook runs first; with the `report`
 # preset on real data, run notebook 4 first, on a GPU), with the split: the test patients
 # were never used for training nor for choosing the best epoch.
 

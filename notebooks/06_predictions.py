@@ -70,7 +70,7 @@ from gliseg_nb.viewers import ComparisonViewer
 
 # %% [markdown]
 # The trained model and its split come from `load_or_train`: the model of notebook 4,
-# reused from the cache (or trained now, about two minutes with the `quick` preset, if this
+# reused from the cache (or trained now, a minute or two with the `quick` preset, if this
 # notebook runs first; with the `report` preset, train it in notebook 4 on a GPU first).
 
 # %%

@@ -83,7 +83,7 @@ from gliseg_nb.predict import predict_case
 
 # %% [markdown]
 # The model notebook 4 trained, its settings and its split, reused from the cache (or
-# trained now, about two minutes, if this notebook runs first):
+# trained now, a minute or two, if this notebook runs first):
 
 # %%
 run = load_or_train(DATA_DIR, PRESET)

@@ -66,7 +66,7 @@ def test_every_marked_figure_is_the_measured_one(measured):
 
 
 def test_every_entry_says_how_it_was_measured(measured):
-    for name in ("synthetic_dataset_s", "quick_train_s", "quick_val_dice", "tour_s"):
+    for name in ("synthetic_dataset_s", "quick_train_s", "quick_val_dice", "tour_s", "tour_again_s"):
         entry = measured[name]
         assert entry["command"]
         conditions = entry["conditions"]
