@@ -157,7 +157,8 @@ print("gliseg-nb", gliseg_nb.__version__)
 #   notebook installs the package (Colab only). *Runtime > Change runtime type > GPU* helps
 #   from notebook 4 on.
 # * **Binder**: the Binder badge builds an environment with everything installed and the
-#   synthetic data ready. It takes a few minutes to start and has no GPU.
+#   synthetic data and the quick model ready (notebook 4 still trains its plain-Keras epoch
+#   live). It takes a few minutes to start and has no GPU.
 # * **Your machine**: clone the repository, then `pip install -e ".[lab]"` (the package with
 #   JupyterLab, jupytext and what the tour needs) and `jupyter lab notebooks/`.
 #   `gliseg-nb tour --out build` runs every notebook headless and writes HTML pages into

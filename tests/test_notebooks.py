@@ -161,6 +161,27 @@ def test_binder_installs_the_package_from_the_repository_root():
     assert not any(line.startswith("tensorflow") for line in requirements)
 
 
+def test_binder_prepares_the_model_the_notebooks_load():
+    """postBuild trains with `load_or_train()`'s defaults: the settings every notebook starts with."""
+    import ast
+    import inspect
+
+    from gliseg_nb.course import load_or_train
+
+    post_build = (NOTEBOOK_DIR.parent / "binder" / "postBuild").read_text()
+    snippets = [ast.literal_eval(match) for match in re.findall(r'python -c ("[^"\n]*")', post_build)]
+    calls = [node for code in snippets for node in ast.walk(ast.parse(code))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_or_train"]
+    assert len(calls) == 1 and not calls[0].args, "postBuild should call load_or_train() once, with defaults"
+    assert {keyword.arg for keyword in calls[0].keywords} <= {"verbose"}
+    defaults = inspect.signature(load_or_train).parameters
+    for py in sorted(NOTEBOOK_DIR.glob("0*.py")):
+        text = py.read_text()
+        assert re.search(r"^DATA_DIR = None\b", text, re.M), py.name
+        preset = re.search(r'^PRESET = "(\w+)"', text, re.M).group(1)
+        assert (defaults["data_dir"].default, defaults["preset"].default) == (None, preset), py.name
+
+
 @pytest.mark.parametrize("ipynb", IPYNB_FILES, ids=lambda p: p.stem)
 def test_solutions_are_collapsed_and_follow_the_exercises(ipynb):
     """Worked solutions for instructors: tagged ``solution``, collapsed, after the exercises."""
