@@ -119,7 +119,7 @@ def _normalize_like_training(volumes, config, brain=None):
         float32 volumes, one per channel, each in its input's memory order (Fortran order
         for volumes read from NIfTI, which `resize_volume` reads without a copy).
     """
-    from ._preprocess import apply_normalization, brain_mask, normalize_volumes
+    from ._preprocess import apply_normalization, normalize_volumes
 
     if brain is None:
         brain = brain_mask(volumes)
@@ -348,7 +348,6 @@ def predict_case(
         Erase tumour components smaller than this (1000 voxels: 1 mL at BraTS's 1 mm),
         except the largest (`remove_small_components`; applied before `min_et_voxels`).
         0 disables it.
-
     return_probabilities : bool, default=False
         Also return the probabilities on the original grid, shape ``(X, Y, Z, n_classes)``
         float32 (background certain outside the brain), e.g. for `report_metrics`; for a

@@ -108,6 +108,17 @@ def _safe_ratio(numerator, denominator):
     return ops.where(empty, ops.ones_like(numerator), numerator / ops.where(empty, 1.0, denominator))
 
 
+def _pixel_weights(sample_weight, true_class):
+    """``(pixels, 1)`` float32 weights from per-image ``(batch,)`` or per-pixel weights; None stays None."""
+    if sample_weight is None:
+        return None
+    sample_weight = ops.cast(sample_weight, "float32")
+    # Broadcast per-image weights over the pixels of the image.
+    while len(sample_weight.shape) < len(true_class.shape):
+        sample_weight = ops.expand_dims(sample_weight, -1)
+    return ops.reshape(ops.broadcast_to(sample_weight, ops.shape(true_class)), (-1, 1))
+
+
 # The scores as functions of the per-class count vectors: one definition each, used by the
 # single-score metrics and by `SegmentationScores`.
 def _dice(tp, fp, fn, tn):
@@ -196,14 +207,9 @@ class ConfusionCountsMetric(keras.metrics.Metric):
         pred_class = ops.argmax(y_pred, axis=-1)
         true_onehot = ops.reshape(ops.one_hot(true_class, self.n_classes, dtype="float32"), (-1, self.n_classes))
         pred_onehot = ops.reshape(ops.one_hot(pred_class, self.n_classes, dtype="float32"), (-1, self.n_classes))
-        if sample_weight is None:
+        weights = _pixel_weights(sample_weight, true_class)
+        if weights is None:
             weights = ops.ones((ops.shape(true_onehot)[0], 1), dtype="float32")
-        else:
-            sample_weight = ops.cast(sample_weight, "float32")
-            # Broadcast per-image weights over the pixels of the image.
-            while len(sample_weight.shape) < len(true_class.shape):
-                sample_weight = ops.expand_dims(sample_weight, -1)
-            weights = ops.reshape(ops.broadcast_to(sample_weight, ops.shape(true_class)), (-1, 1))
         true_positives = ops.sum(weights * true_onehot * pred_onehot, axis=0)
         true_totals = ops.sum(weights * true_onehot, axis=0)
         pred_totals = ops.sum(weights * pred_onehot, axis=0)
@@ -484,11 +490,9 @@ class SegmentationScores(keras.metrics.Metric):
         true_class = ops.argmax(y_true, axis=-1)
         true_onehot = ops.reshape(ops.one_hot(true_class, n, dtype="float32"), (-1, n))
         pred_onehot = ops.reshape(ops.one_hot(ops.argmax(y_pred, axis=-1), n, dtype="float32"), (-1, n))
-        if sample_weight is not None:
-            sample_weight = ops.cast(sample_weight, "float32")
-            while len(sample_weight.shape) < len(true_class.shape):
-                sample_weight = ops.expand_dims(sample_weight, -1)
-            true_onehot = true_onehot * ops.reshape(ops.broadcast_to(sample_weight, ops.shape(true_class)), (-1, 1))
+        weights = _pixel_weights(sample_weight, true_class)
+        if weights is not None:
+            true_onehot = true_onehot * weights
         # confusion[i, j] += (weight of) pixels of true class i predicted as class j.
         self.confusion.assign_add(ops.matmul(ops.transpose(true_onehot), pred_onehot))
 
