@@ -452,10 +452,10 @@ def _read_labels(path):
 
     # The loader's own reader: unreadable headers, truncation and a failed gzip CRC are
     # DataErrors naming the file.
-    data, image = read_nifti(path, what="prediction")
+    data, _ = read_nifti(path, what="prediction")
     if data.ndim != 3:
         raise DataError(f"{path}: expected a 3-D label volume, got shape {data.shape}")
-    return data, image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
+    return data
 
 
 def _check_grid_of_prediction(pred_path, case):
@@ -603,7 +603,7 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
         truth_data = load_case(case, modalities=[])
         truth, zooms = truth_data.labels, truth_data.zooms
         # Its shape and affine were checked above (`_check_grid_of_prediction`).
-        pred_raw, _, _ = _read_labels(pred_path)
+        pred_raw = _read_labels(pred_path)
         layout = case.layout if label_convention == "release" else "internal"
         pred = to_internal(pred_raw, layout, source=pred_path)
         rows.append(
