@@ -76,19 +76,25 @@ print("gliseg-nb", gliseg_nb.__version__)
 # others. A **glioma** is a tumour with glial features. Gliomas are the most common
 # malignant primary brain tumours in adults, roughly four in five of them.
 #
-# Gliomas are graded by how aggressive they look, from 1 (slow) to 4. Since 2016 the World
-# Health Organization also uses molecular markers (such as a mutation of the *IDH* gene)
-# to classify them, and its 2021 edition made them part of the definitions. The grade 4
-# tumour without that mutation, **glioblastoma**, is the most
-# common and the most aggressive: it grows fast and sends cells into the surrounding brain,
-# so even after surgery, radiotherapy and chemotherapy (temozolomide) most patients live
-# little more than a year. BraTS 2019 and 2020 sort their cases into *HGG* (high-grade,
-# glioblastoma) and *LGG* (lower-grade gliomas).
+# Gliomas are graded from 1 (slow-growing) to 4 (the most aggressive). Type and grade long
+# came from how the tissue looks under the microscope. The World Health Organization's 2016
+# classification made molecular markers part of the definitions themselves: a tumour's type
+# is set by its tissue *and* by markers such as a mutation of the *IDH* gene, an
+# "integrated diagnosis" (Louis et al., 2016). Its 2021 edition went further: grades are
+# given within each type, some markers set the grade on their own, and the name
+# **glioblastoma** is kept for the grade 4 tumour *without* an IDH mutation (the mutated one
+# is now "astrocytoma, IDH-mutant, grade 4"; Louis et al., 2021). Glioblastoma is the most
+# common and the most aggressive glioma: it grows fast and sends cells into the surrounding
+# brain, so even after surgery, radiotherapy and chemotherapy (temozolomide) most patients
+# live little more than a year. BraTS 2019 and 2020 sort their cases into *HGG* (high-grade,
+# glioblastoma) and *LGG* (lower-grade gliomas, grades 2 and 3), diagnosed before the 2021
+# edition.
 #
 # A glioma is not one uniform blob. In MRI we see up to three parts:
 #
 # * an **enhancing** part: tumour tissue where the blood-brain barrier leaks, so the
-#   contrast agent (gadolinium) injected into the blood lights it up;
+#   contrast agent (gadolinium) injected into the blood lights it up; in a glioblastoma
+#   often a rim a few millimetres thick around the core;
 # * a **necrotic or non-enhancing core**: dead tissue in the middle of a fast-growing
 #   tumour, and tumour that does not take up contrast;
 # * **edema** around it: swollen brain tissue full of water, which also hides infiltrating
@@ -113,8 +119,10 @@ print("gliseg-nb", gliseg_nb.__version__)
 # Drawing a tumour by hand, slice by slice, on four kinds of image, takes an expert a long
 # time, and two experts never draw the same outline: in the first BraTS challenge (Menze et
 # al., 2015) raters agreed only to a Dice overlap of about 0.74 to 0.85, depending on the
-# region. A model that draws the outline in seconds, the same way every time, is useful even
-# when a doctor corrects it afterwards.
+# region. (Dice compares two outlines: twice the voxels they share, divided by the sizes of
+# the two added, so 1 for identical outlines and 0 for outlines that do not touch;
+# notebook 2 comes back to it.) A model that draws the outline in seconds, the same way
+# every time, is useful even when a doctor corrects it afterwards.
 #
 # ## The task, precisely
 #
@@ -169,8 +177,8 @@ print("gliseg-nb", gliseg_nb.__version__)
 #   `gliseg_nb.data.download_msd` fetches) and set `DATA_DIR` above. The layout is
 #   recognised on its own. With real data, `PRESET = "report"` reproduces the report's
 #   training, which needs a GPU: on an NVIDIA H100 an epoch takes seconds (3,600 to 7,000
-#   slices per second, measured), on a CPU almost an hour (about 3,125 s on this project's
-#   2-core machine, measured; notebook 4 counts it); Colab's GPUs sit in between.
+#   slices per second, measured), on a CPU almost an hour (about 3,125 s on a two-core CPU,
+#   from its measured speed; notebook 4 counts it); Colab's GPUs sit in between.
 #
 # The two settings become a data folder and a `Config`:
 
@@ -227,11 +235,16 @@ viewer.static_figure()
 #
 # ## Exercises
 #
-# 1. Two experts outline the same tumour. Would you expect them to disagree more about the
-#    edema or about the enhancing tumour? Why? (Think of what each border looks like.)
+# 1. Two experts outline the same tumour, and you compare their outlines with Dice, region
+#    by region. Which would you expect to get the lower Dice between them: the whole
+#    tumour, whose outer border is the edge of the edema, or the enhancing tumour? Why?
+#    (Think of what each border looks like, and of each region's size: Dice divides the
+#    disagreement by it.)
 # 2. The course trains a 2-D network on axial slices of a 3-D scan. What does the network
-#    not see that a radiologist scrolling through the slices does see? For which of the
-#    things that light up on T1ce (tumour, vessels, the choroid plexus) could that matter?
+#    not see that a radiologist scrolling through the slices does see? After the contrast
+#    injection not only the tumour lights up (on the T1ce image; notebook 1 shows it) but
+#    also blood vessels and the choroid plexus, a tissue inside the brain's fluid-filled
+#    ventricles. For which of them could what the network misses matter?
 # 3. The `quick` preset shrinks each 240 x 240 slice to 64 x 64 pixels. Which tumour part
 #    is most likely to suffer from that, and why? (The enhancing rim is often 2-9 mm thick.)
 # 4. A model scores a Dice of 0.9 on the course's synthetic validation patients. What can
@@ -239,13 +252,16 @@ viewer.static_figure()
 #    before believing it?
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 1.** About the edema. The enhancing tumour has a sharp border: on T1ce it is
-# bright against a dark necrosis inside and darker tissue outside. Edema fades into normal
-# white matter on FLAIR, so where it "ends" is a judgement, and tumour cells infiltrate
-# beyond any visible border. The inter-rater Dice of the first BraTS challenge shows the
-# difficulty differently: the small enhancing region loses a lot of Dice for each voxel of
-# disagreement, the large whole tumour little, so numbers alone do not settle it; look at
-# the borders.
+# **Solution 1.** The enhancing tumour, although its border is the sharper one. On T1ce it
+# is bright against a dark necrosis inside and darker tissue outside, while edema fades
+# into normal white matter on FLAIR, so where the whole tumour "ends" is a judgement (and
+# tumour cells infiltrate beyond any visible border). Counted in voxels, the experts may
+# well disagree about more edema. But Dice divides the disagreement by the region's size:
+# the whole tumour is large, so a band of disagreement a millimetre or two wide along its
+# border costs it little, while the enhancing tumour is a rim a few millimetres thick, so
+# the same band is a large share of it, and its Dice drops far more. (The raters' agreement
+# in the first BraTS challenge, 0.74 to 0.85, likewise depends on the region.) Which part
+# experts "disagree more" about depends on the measure, so always say which one you use.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 2.** Continuity along the head's axis. A radiologist sees that a bright spot
@@ -264,12 +280,13 @@ viewer.static_figure()
 # source notebook trains at 128 px and BraTS methods at full resolution.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 4.** Very little. The score says the model fits the simulator: the validation
-# patients come from the same generator, with perfect labels, as the training patients.
-# On real scans the measured numbers are lower (notebook 4, *Synthetic scores are not
-# real-scan scores*). Before believing a model for real patients you would need scores on
-# real scans it never saw, from several hospitals and both grades, with enough patients
-# for a confidence interval, and the BraTS region scores (notebook 5), not one mean.
+# **Solution 4.** Very little. The validation patients come from the same generator as the
+# training patients, with perfect labels, so the score says how well the model fits the
+# simulator (notebook 1, *What is simulated, and what is not*); on real scans the measured
+# numbers are lower (notebook 4). Before believing a model for real patients you would
+# need scores on real scans it never saw, from several hospitals and both grades, with
+# enough patients for a confidence interval, and the BraTS region scores (notebook 5), not
+# one mean.
 
 # %% [markdown]
 # ## References

@@ -103,7 +103,8 @@ print(format_case_table(cases[:3]))
 # FLAIR and T1ce, which between them show the edema and the enhancing tumour. The `quick`
 # preset reads all four: T1 and T2 help to tell the necrotic core from the edema, and on
 # real scans a model trained on the synthetic data found the tumour core clearly better
-# with four contrasts than with two (`docs/benchmarks.md`, "Transfer to real scans").
+# with four contrasts than with two (measured on five real BraTS cases; the numbers are in
+# the course's repository, `docs/benchmarks.md`, section *Transfer to real scans*).
 
 # %% [markdown]
 # ## The embedded cases: what is simulated, and what is not
@@ -142,17 +143,24 @@ else:
     print(f"{data_dir}: no synthetic_parameters.json, so these are not the synthetic cases")
 
 # %% [markdown]
-# Six of them, from the smallest whole tumour to the largest, each cut through the axial
-# slice with the most tumour, FLAIR above and T1ce below, the ground-truth labels outlined
-# in the course's colours (red necrotic or non-enhancing core, green edema, yellow enhancing
-# tumour), the patient's right on the left (R and L at the edges). With your own data, the
-# first six cases that have labels.
+# Six of them, from the smallest whole tumour to the largest and one of them low-grade-like
+# (LGG), each cut through the axial slice with the most tumour, FLAIR above and T1ce
+# below, the ground-truth labels outlined in the course's colours (red necrotic or
+# non-enhancing core, green edema, yellow enhancing tumour), the patient's right on the left
+# (R and L at the edges). With your own data, the first six cases that have labels.
 
 # %%
 by_id = {case.case_id: case for case in cases}
 if simulated:
     by_size = sorted(simulated, key=whole_tumour_ml)
     picked = [by_size[round(i * (len(by_size) - 1) / 5)] for i in range(6)]
+    low_grade = [parameters for parameters in by_size if parameters["grade"] == "LGG"]
+    if low_grade and all(parameters["grade"] != "LGG" for parameters in picked):
+        # Show a low-grade-like case too: the middle-sized one replaces the pick closest in size.
+        middle = low_grade[len(low_grade) // 2]
+        closest = min(range(1, 5), key=lambda i: abs(whole_tumour_ml(picked[i]) - whole_tumour_ml(middle)))
+        picked[closest] = middle
+        picked.sort(key=whole_tumour_ml)
     gallery_cases = [by_id[parameters["case_id"]] for parameters in picked]
     titles = [f"{p['case_id'].rsplit('_', 1)[-1]}: {p['grade']}, WT {whole_tumour_ml(p):.0f} mL" for p in picked]
 else:  # your own data: the first six cases with a segmentation
@@ -276,7 +284,8 @@ print(f"labels {case_data.labels.shape} {case_data.labels.dtype}, classes {np.un
 #
 # nilearn's plotting functions take nibabel images (not arrays), so they know the affine:
 # slices are cut in millimetre coordinates, in the *neurological* convention (the
-# patient's left on the left of the picture, marked L and R). We cut through the centre of
+# patient's left on the left of the picture, marked L and R): the other way round from the
+# gallery and the `axial_display` picture above. We cut through the centre of
 # the tumour, found from the labels.
 
 # %%
@@ -320,12 +329,22 @@ plt.show()
 # in one case and 900 in another.
 #
 # Look at the histograms of brain voxels (non-zero voxels, since the background is 0 after
-# skull stripping) for two cases. The top row is raw; the bottom row is *z-scored*: for each
+# skull stripping) for two cases: the case above, and the one whose scanner scales (the
+# generator records one per contrast) differ most from its own; with your own data, the
+# next case. The top row is raw; the bottom row is *z-scored*: for each
 # case and each contrast, subtract the mean of the brain voxels and divide by their
 # standard deviation.
 
 # %%
-second_case = load_case(next(case for case in cases if case.case_id != demo.case_id))
+if simulated:  # the case whose recorded scanner scales differ most from the demo case's, in every contrast
+    contrasts = ("t1", "t1ce", "t2", "flair")
+    log_scale = {parameters["case_id"]: np.log([parameters["scanner"][m]["scale"] for m in contrasts])
+                 for parameters in simulated}
+    second_id = max((case_id for case_id in log_scale if case_id != demo.case_id),
+                    key=lambda case_id: np.abs(log_scale[case_id] - log_scale[demo.case_id]).min())
+else:  # your own data: the next case
+    second_id = next(case.case_id for case in cases if case.case_id != demo.case_id)
+second_case = load_case(by_id[second_id])
 figure, axes = plt.subplots(2, 4, figsize=(14, 5.5), layout="constrained")
 medians = {}
 for column, modality in enumerate(["t1", "t1ce", "t2", "flair"]):
@@ -350,20 +369,15 @@ for data in (case_data, second_case):
                                        for m in ("t1", "t1ce", "t2", "flair")))
 
 # %% [markdown]
-# Raw, the two cases need not line up: a contrast's bulk of brain (the tall hump of each
-# curve) can sit at clearly different values in the two cases, and the curves differ in
-# width and tail (compare the raw medians printed under the figure; in a given pair some
-# contrasts may happen to peak close together, another pair differs in any of them). On these synthetic scans grey and
-# white matter overlap into that one broad hump, since noise and blur smear their
-# difference (on real T1 scans two humps are often visible, white matter brighter); the
-# long tail to the right of T2 and FLAIR is CSF (on T2), edema and tumour. Z-scored, the
-# humps of the two cases sit on top of each other, centred near 0 with the same width, and
-# the medians agree to a fraction of a standard deviation. A network trained on raw
-# intensities would have to learn every scanner's scale; after normalisation it can learn
-# tissue contrast instead. Notebook 3
-# builds this into the data pipeline, and shows why the report's choice (dividing every
-# channel by one shared maximum) is fragile: a single bright voxel, a vessel on T1ce for
-# example, sets the scale of the whole image.
+# Raw, the two cases do not line up: in each contrast the bulk of brain (the tall hump of
+# each curve) sits at a different value in the two cases, and not even in the same
+# direction for every contrast (compare the raw medians printed under the figure). Each
+# contrast of each scan has a scale of its own; real scanners and sequences differ still
+# more than the simulated ones. Z-scored, the main humps of the two cases sit on top of
+# each other near 0, and the medians agree to a fraction of a standard deviation. A
+# network trained on raw intensities would have to learn every scanner's scale; after
+# normalisation it can learn tissue contrast instead. Notebook 3 builds normalisation into
+# the data pipeline and compares it with the report's way of scaling.
 
 # %% [markdown]
 # ## The interactive viewer
@@ -375,6 +389,10 @@ for data in (case_data, second_case):
 # the line under the pictures gives the voxel's intensity in each contrast and its label.
 # You can also choose the contrast, and whether the labels are drawn and how opaquely.
 # If your Jupyter shows widgets (JupyterLab, Notebook, Colab, Binder), try it below.
+#
+# The viewer draws like nilearn, in the neurological convention (patient's left on the
+# left). Radiologists read scans the other way round, as if facing the patient:
+# `viewer.state.convention = "radiological"` swaps the sides (the letters L and R follow).
 
 # %%
 viewer = CaseViewer(case_data)
@@ -385,10 +403,6 @@ viewer
 # from code. The viewer starts at the centre of the tumour; switching planes keeps the same
 # point in view. Below, the coronal plane through that point with T1ce underneath, drawn
 # as a static figure: that is what this page shows where widgets cannot run.
-#
-# The viewer draws like nilearn, in the neurological convention (patient's left on the
-# left). Radiologists read scans the other way round, as if facing the patient:
-# `viewer.state.convention = "radiological"` swaps the sides (the letters L and R follow).
 #
 # For a 3-D look, `gliseg_nb.viewers.view_3d(case_data)` opens the case in NiiVue, a WebGL
 # viewer, once its optional package is installed (`pip install "gliseg-nb[3d]"`).
@@ -439,11 +453,11 @@ viewer.static_figure()
 # plexus inside the lateral ventricles (both simulated on purpose); on real scans also the
 # dura, the venous sinuses and the pituitary. Three clues: enhancing tumour sits inside a
 # region that is bright on FLAIR (edema and tumour), while a vessel or the choroid plexus has
-# normal tissue or CSF around it; a vessel is a tube, so stepping through neighbouring slices
-# it moves as a dot or runs as a line, where a tumour rim stays a ring around its necrosis;
-# the choroid plexus lies inside the ventricles, usually on both sides alike. A network
-# that sees one slice and two contrasts has the fewest of these clues, one reason why 3-D
-# networks and four contrasts help.
+# normal tissue or CSF around it; across neighbouring slices a vessel runs on as a tube,
+# where a tumour rim closes into a shell around its necrosis (notebook 0, Solution 2);
+# the choroid plexus lies inside the ventricles, usually on both sides alike. The course's
+# 2-D network has the first and the last clue within its slice (with the `quick` preset,
+# in all four contrasts), but not the second.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 2.** No. The z-score subtracts one number and divides by one number for the
@@ -461,13 +475,14 @@ viewer.static_figure()
 #
 # * *Other contrasts and scanners*: the synthetic intensities come from one table. A real
 #   scan whose edema is less bright on FLAIR than the model expects is under-segmented.
-# * *Brains that are not the template*: atrophy, large ventricles, old strokes or surgical
-#   cavities. The model has never seen them, so it can call them tumour (over-segment) or,
+# * *Brains that are not the template*: atrophy beyond the simulated range of ventricle
+#   sizes (a shrunken cortex with wide furrows), old strokes or surgical cavities. The
+#   model has never seen them, so it can call them tumour (over-segment) or,
 #   next to them, miss tumour it does not recognise.
 # * *Low-grade tumours as they really look*: a large core that is darker on FLAIR than its
-#   edema. This point relies on a result that notebook 4 quotes (*Synthetic scores are not
-#   real-scan scores*): the low-grade real case is the one the synthetic-trained model
-#   under-segments most.
+#   edema. Notebook 4 (*Synthetic scores are not real-scan scores*) will show the measured
+#   effect: of five real cases, the low-grade one is where the synthetic-trained model is
+#   weakest, finding only about half of its tumour (under-segmenting).
 # * *Imperfect raters*: two experts' outlines agree only to a Dice of about 0.74-0.85
 #   (notebook 0), so even a perfect model cannot score 1 on real labels.
 

@@ -84,7 +84,9 @@ for code, name in CLASS_NAMES.items():
 # separate label 3 for non-enhancing tumour; in 2017 it was merged into label 1, and the
 # enhancing tumour kept its number, 4. So BraTS 2017-2021 files (the Kaggle copy of 2020
 # included) use 0, 1, 2 and **4**, with 3 unused. BraTS 2023 renumbered the enhancing
-# tumour to 3. The Medical Segmentation Decathlon (Task01) uses yet another order.
+# tumour to 3. The Medical Segmentation Decathlon (Task01) uses yet another order, which
+# its `dataset.json` spells out: 0 background, 1 edema, 2 non-enhancing tumour (BraTS's
+# necrotic and non-enhancing core), 3 enhancing tumour. Edema and core swap numbers.
 #
 # The report writes that label 3 was "kept unused for future use" and that it uses 3 for
 # the enhancing tumour instead of 4. The second half is what we do too: our class 3 is
@@ -225,7 +227,10 @@ print(f"  the report's 'TC' (class 1 only) would miss {missed} voxels: all of th
 
 # %% [markdown]
 # For scale: a glioblastoma's enhancing tumour and necrosis together often measure a few
-# tens of millilitres, and the edema can be larger than the tumour itself.
+# tens of millilitres, and the edema can be larger than the tumour itself. With the
+# synthetic data this case is well above that, and not by chance: `demo_case` takes the
+# case with the most enhancing tumour, and among the synthetic cases that is also the one
+# with the largest whole tumour (compare notebook 1's table of the synthetic cases).
 
 # %% [markdown]
 # ## Overlays in the report's colours
@@ -324,7 +329,8 @@ plt.show()
 #    the file instead of carrying on. Why is refusing better than mapping 3 to some class
 #    (or to background)?
 # 5. Write `to_msd(labels)`, converting the course's classes to the Decathlon's numbers
-#    with a lookup table, and check it against `gliseg_nb.labels.from_internal`.
+#    (given in words above, in *The same classes, different numbers on disk*) with a
+#    lookup table you write yourself, and check it against `gliseg_nb.labels.from_internal`.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 1.** WT stays perfect: necrosis and edema are both inside the whole tumour,
@@ -360,10 +366,14 @@ plt.show()
 # keeps every later number trustworthy.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-# Solution 5: a lookup table indexed by the course's class.
+# Solution 5: a lookup table indexed by the course's class, written from the Decathlon's
+# numbering (0 background, 1 edema, 2 non-enhancing tumour, 3 enhancing tumour).
 from gliseg_nb.labels import from_internal
 
-msd_value_of = {internal: disk for disk, internal in CONVENTIONS["msd"].items()}
+msd_value_of = {0: 0,  # not tumour -> background
+                1: 2,  # necrotic / non-enhancing core -> non-enhancing tumour
+                2: 1,  # edema -> edema
+                3: 3}  # enhancing tumour -> enhancing tumour
 to_msd_table = np.array([msd_value_of[c] for c in range(4)], dtype=np.uint8)
 
 
