@@ -125,10 +125,10 @@ print(f"{PRESET} preset keeps {len(config.slice_indices)} slices: one in {config
 # and keeping 100 of 155 slices skips 22 at the bottom and **33** at the top: 55 in all,
 # out of 155. The window is not centred on the volume.
 #
-# Does it matter? The slices near the top of the head hold little brain, but a tumour
-# high in the brain reaches them. The figure counts, slice by slice, the brain and tumour
-# voxels of a few cases, with the report's window shaded and the `quick` preset's
-# slices (every 2nd slice of the same window, to train faster) marked below.
+# Does it matter? The figure counts, slice by slice, the brain and tumour voxels of a few
+# cases, with the report's window shaded and the `quick` preset's slices (every 2nd slice
+# of the same window, to train faster) marked below. Look at where each curve ends,
+# compared with the window's two edges.
 
 # %%
 figure, (brain_axis, tumour_axis) = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
@@ -152,9 +152,14 @@ print("share of each case's tumour voxels inside slices 22-121:",
       ", ".join(f"{fraction:.1%}" for fraction in inside_fractions))
 
 # %% [markdown]
-# Most of the tumour lies inside the window, but not all of it: the parts above slice 121
-# are never shown to the network during training. (Notebook 6 predicts every slice that
-# holds brain, so the final segmentation covers the whole tumour anyway.)
+# The window does not follow the brain. The 22 slices below it hold the narrow bottom of
+# the brain, but at slice 121 the brain curves are still at about half their peak, and
+# they fall to zero only some 20 to 30 slices higher: the 33 slices left out at the top
+# hold more brain than the 22 at the bottom. What the network must learn, though, is the
+# tumour, and most of it lies inside the window (the printed shares), but not all of it:
+# the parts above slice 121 are never shown to the network during training. The course
+# keeps the report's window anyway, so that its results can be compared with the
+# report's; Exercise 5 asks what this means when a whole volume is segmented.
 #
 # ### Only slices with brain in them
 #
@@ -162,7 +167,9 @@ print("share of each case's tumour voxels inside slices 22-121:",
 # the other. `Config(brain_slices_only=True)` keeps, among the selected slices, only those
 # that contain brain (any non-zero voxel after skull stripping). To see it drop something,
 # select all 155 slices of one case (FLAIR alone is enough to see where the brain is) and
-# compare; the last line says how much of the report's window it would drop:
+# compare. The last line applies the same test to the preset's own slices (inside the
+# report's window): how many of them hold brain, that is, how many `brain_slices_only`
+# would keep.
 
 # %%
 every_slice = config.replace(slice_start=0, n_slices=155, slice_step=1, modalities=("flair",))
