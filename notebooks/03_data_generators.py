@@ -305,13 +305,16 @@ figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3, fon
 plt.show()
 tumour_pixels = np.count_nonzero(nearest)
 print(f"tumour pixels at 128 px: {tumour_pixels}")
-print(f"one-hot + bilinear: {np.count_nonzero(blended)} pixels with blended targets")
+blended_tumour = np.count_nonzero(blended & (nearest > 0))  # blended and tumour by nearest neighbour
+print(f"one-hot + bilinear: {np.count_nonzero(blended)} pixels with blended targets, {blended_tumour} of them "
+      f"tumour pixels ({blended_tumour / tumour_pixels:.0%} of the tumour)")
 print(f"bilinear on values: {np.count_nonzero(changed)} pixels get another class than nearest neighbour")
 
 # %% [markdown]
-# On a real slice the blended pixels are a sizeable share of all tumour pixels (look at
-# the counts below the figure): the boundary is where segmentation is hard, and where the
-# source notebook's targets are wrong. Treating label values as an image is worse still:
+# On a real slice a sizeable share of the tumour pixels get blended targets (the counts
+# below the figure; the other blended pixels are background along the tumour's outer
+# edge): the boundary is where segmentation is hard, and where the source notebook's
+# targets are wrong. Treating label values as an image is worse still:
 # the red rim around the edema is "necrosis" that lies halfway between background (0) and
 # edema (2). `preprocess_case` resizes images smoothly and labels by nearest neighbour, and
 # one-hot encodes only afterwards.
@@ -585,29 +588,28 @@ for method in ("max", "zscore"):
 # million brain voxels: FLAIR is untouched, and even T1ce's statistics move very little.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-# Solution 2: count the blended pixels at three sizes.
+# Solution 2: count the tumour pixels with blended targets at three sizes.
 for size in (64, 128, 300):
-    soft_toy = resize_onehot_bilinear(toy, size)
-    n_blended = np.count_nonzero(soft_toy.max(axis=-1) < 1)
-    n_tumour = np.count_nonzero(resize_labels_nearest(toy, size))
-    print(f"{size:3d} px: {n_blended:4d} blended pixels, {n_blended / n_tumour:5.1%} of the tumour pixels")
+    blended_toy = resize_onehot_bilinear(toy, size).max(axis=-1) < 1
+    tumour_toy = resize_labels_nearest(toy, size) > 0
+    n_blended, n_tumour = np.count_nonzero(blended_toy & tumour_toy), np.count_nonzero(tumour_toy)
+    print(f"{size:3d} px: {n_blended:4d} of {n_tumour:5d} tumour pixels blended ({n_blended / n_tumour:.1%})")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# The share hardly changes with the size (4-5.5 % here, slightly growing), and at 64 px it
-# is zero. The
-# source notebook's resize (TensorFlow's bilinear, no antialiasing) computes each output
-# pixel from the two-by-two input pixels around one sample point. A target is blended only
-# when that point falls between two input pixels of different classes, that is, within one
-# *input* pixel of the boundary. That band is a fixed part of the image, about the
-# boundary's length times one input pixel, so the output pixels whose sample point lands in
-# it scale with the size squared, exactly as the tumour's area in output pixels does: their
-# ratio stays about the boundary's length over the tumour's area, whatever the size. At
-# 64 px the sample
-# points (every 3.75 input pixels) happen to skip the square's straight edges, so none
-# falls across them: a coincidence of a square aligned with the grid, which a real,
-# irregular tumour border never offers (the real slice above had a quarter of its tumour
-# pixels blended at 128 px). Small structures, a thin enhancing rim say, are mostly
-# boundary, so their targets are the most blended.
+# The share hardly changes with the size (about 2 % at 128 and at 300 px), and at 64 px
+# it is zero. The source notebook's resize (TensorFlow's bilinear, no antialiasing)
+# computes each output pixel from the two-by-two input pixels around one sample point. A
+# target is blended only when that point falls between two input pixels of different
+# classes, that is, within one *input* pixel of the boundary. That band is a fixed part of
+# the image, about the boundary's length times one input pixel, so the output pixels whose
+# sample point lands in it scale with the size squared, exactly as the tumour's area in
+# output pixels does: their ratio stays about the boundary's length over the tumour's
+# area, whatever the size. At 64 px the sample points (every 3.75 input pixels) happen to
+# skip the square's straight edges, so none falls across them: a coincidence of a square
+# aligned with the grid, which a real, irregular tumour border never offers (the real
+# slice above, with borders between classes inside the tumour as well, had several times
+# that share at 128 px). Small structures, a thin enhancing rim say, are mostly boundary,
+# so their targets are the most blended.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 # Solution 3: how often one patient is a test patient, over 20 seeds.
