@@ -30,19 +30,16 @@
 #   see how it works inside.
 
 # %% [markdown]
-# **Words this notebook and the next use**, in one place:
+# **Words this notebook uses**, in one place:
 #
 # * **one-hot**: a class stored as a vector with a 1 at its index and 0 elsewhere (class 2
 #   of 4 is `[0, 0, 1, 0]`), the form of the network's targets;
 # * **batch**: the group of slices the network sees before each update of its weights;
 # * **epoch**: one pass over all the training slices;
-# * **softmax**: the last layer's function that turns a pixel's four raw outputs into four
-#   probabilities that add up to 1;
-# * **ReLU**: the function max(0, x) applied after each convolution, what makes the
-#   network more than a linear filter;
 # * **gradient**: how much the loss changes when each weight changes a little; training
 #   moves every weight a small step against it;
-# * **Adam**: the optimiser that chooses those steps, per weight, from recent gradients.
+# * **learning rate**: how large those steps are, the main setting of training
+#   (notebook 4 trains with it).
 
 # %%
 # In Colab, install the course; anywhere else this cell does nothing.
@@ -643,8 +640,9 @@ print(f"two seeds' test sets share {np.mean(shared):.1f} of {n_test} patients on
 # "fit this patient", and the next batch pulls towards another: the steps zigzag, and the
 # learning rate must be smaller to stay stable. A batch of slices from many patients is a
 # better estimate of the gradient over the whole training set, so the same number of steps
-# goes further. (With batch normalisation the effect is stronger still: its statistics
-# would describe one patient.)
+# goes further. (With batch normalisation, a layer that rescales each feature by its mean
+# and spread over the current batch, the effect is stronger still: those statistics would
+# describe one patient.)
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 5.** For training either is defensible: slices without brain teach the model

@@ -92,15 +92,17 @@ report = Config.preset("report")
 #   level **concatenate** the encoder's feature maps of the same size (the **skip
 #   connections**), which carry the fine detail that pooling threw away, and convolve
 #   again;
-# * a final 1x1 convolution with a softmax gives, for every pixel, a probability for each
-#   of the 4 classes.
+# * a final 1x1 convolution gives four raw numbers per pixel, and a **softmax** turns them
+#   into four probabilities that add up to 1, one for each class.
 #
 # ## Three building blocks
 #
 # Each block is a function from a Keras tensor to a Keras tensor, so they compose like
-# ordinary functions. First, two 3x3 convolutions with ReLU, "same" padding so that the
-# image keeps its size, and the He-normal initialisation of the report's source notebook
-# (suited to ReLU):
+# ordinary functions. First, two 3x3 convolutions, each followed by a ReLU (max(0, x):
+# without it, stacked convolutions would add up to one linear filter), with "same" padding
+# so that the image keeps its size, and the He-normal initialisation of the report's
+# source notebook: random starting weights with a spread of sqrt(2 / inputs per filter),
+# so that the signal keeps its size through many ReLU layers, which zero about half of it:
 
 # %%
 def conv_block(x, filters):
@@ -246,9 +248,10 @@ print(format_settings({PRESET: config, "report": report}))
 # * the patients split 68/20/12 with the preset's seed (notebook 3), the slices fed by
 #   notebook 3's fast path `make_dataset` (training batches shuffled across patients and
 #   augmented with random flips and small intensity changes);
-# * Adam with the preset's learning rate; the source notebook's schedule as callbacks: the
-#   learning rate divided by 5 whenever the validation loss has not improved for 2 epochs
-#   (down to 1e-6), and early stopping;
+# * Adam (the optimiser that sets each weight's step from running averages of its recent
+#   gradients) with the preset's learning rate; the source notebook's schedule as
+#   callbacks: the learning rate divided by 5 whenever the validation loss has not
+#   improved for 2 epochs (down to 1e-6), and early stopping;
 # * the loss `ce+region_dice`, which adds the soft Dice of the BraTS *regions* (whole
 #   tumour, tumour core, enhancing tumour) to the source notebook's cross-entropy, with
 #   extra weight for the rare classes: cross-entropy alone is dominated by the background
@@ -273,8 +276,8 @@ model.compile(
     loss=get_loss(config),  # "ce+region_dice": cross-entropy + soft Dice of WT, TC and ET
     metrics=default_metrics(config.n_classes),  # Dice per class and region, accuracy, IoU, ...
 )
-# Adam keeps two running averages per weight. Made now rather than inside the first step,
-# TensorFlow traces (turns into a graph) the training step once instead of twice.
+# Create Adam's running averages now, as the library's fit does: this epoch then gives
+# exactly the numbers of the library's first epoch.
 model.optimizer.build(model.trainable_variables)
 train_data = make_dataset(train_cases, config, training=True)
 val_data = make_dataset(val_cases, config, training=False)
