@@ -185,15 +185,18 @@ print(f"of the {PRESET} preset's {len(config.slice_indices)} slices (22-121), {l
 # %% [markdown]
 # ## Normalisation: one scale per case and per contrast
 #
-# Notebook 1 showed that MRI intensities have no unit. The network needs comparable
-# numbers across patients, so each case is rescaled before training. Two ways:
+# MRI intensities have no unit (notebook 1): the same tissue can be 300 in one case and
+# 900 in another, depending on the scanner, its settings and the position in the head.
+# The network needs comparable numbers across patients, so each case is rescaled before
+# training. Two ways:
 #
 # * the report's source notebook divides the two input channels (FLAIR and T1ce) by **one
 #   shared maximum**, `X / np.max(X)`: the brightest voxel of either channel sets the scale
 #   of both;
 # * the course (and most BraTS pipelines) computes a **z-score per case and per contrast
-#   over brain voxels**: subtract the mean of the brain voxels, divide by their standard
-#   deviation; background stays 0.
+#   over brain voxels** (the non-zero ones: skull stripping set everything else to 0):
+#   subtract the mean of the brain voxels, divide by their standard deviation; background
+#   stays 0.
 #
 # Both are in the library (`normalize_intensities(stack, "max")` and `"zscore"`). Here they
 # are on the FLAIR and T1ce brain voxels of four cases:
@@ -503,15 +506,14 @@ print(dataset.element_spec)
 # them and prefetches the next ones. Memory stays bounded by the batch and the buffer,
 # whatever the number of cases.
 #
-# How fast is each feed? A fair comparison times both over the same work: one whole epoch
-# of the same four training patients, the same number of batches of the same size, each
-# feed starting from nothing held in memory (a fresh `SliceSequence`; the cache is built,
-# as it is from the second epoch on). Four patients keep this cell short; over so few
-# batches the cache's start (opening its files, filling the shuffle buffer) weighs more
-# than in a whole epoch, so its speed here is on the low side. Timing only a few batches
-# of the `SliceSequence` would mislead the other way: a batch from a patient it has just
-# read costs almost nothing, so its first batches look fast. The numbers vary with the
-# machine and its load:
+# How fast is each feed? The cell below gives both the same work: one whole epoch of four
+# training patients, in batches of the same size, each feed starting with nothing in
+# memory (the cache files are already on disk, as they are from the second epoch on). A
+# whole epoch, because a `SliceSequence` reads a patient once and then serves several
+# batches from it almost for free: a few batches alone would say little. With only four
+# patients the cache's start (opening its files, filling the shuffle buffer) counts for
+# more than in a real training, so its speed here is on the low side. Your numbers depend
+# on your computer and on what else it is doing; compare the two lines with each other:
 
 # %%
 def slices_per_second(batches):
@@ -529,10 +531,9 @@ print(f"SliceSequence (reads and preprocesses cases): {sequence_speed:8.0f} slic
 print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices/s")
 
 # %% [markdown]
-# The benchmark in `benchmarks/bench_pipeline.py` measures the same comparison with the
-# report's settings, its original generator rebuilt as a baseline, and peak memory; its
-# table is in `docs/benchmarks.md`. The point to keep: with the cache, the data are no
-# longer what the training waits for; the network's own computation is.
+# The same comparison with the report's settings, and its original generator, is in
+# `docs/benchmarks.md`. The point to keep: with the cache, the data are no longer what
+# the training waits for; the network's own computation is.
 #
 # ## Summary
 #
