@@ -102,7 +102,8 @@ report = Config.preset("report")
 # without it, stacked convolutions would add up to one linear filter), with "same" padding
 # so that the image keeps its size, and the He-normal initialisation of the report's
 # source notebook: random starting weights with a spread of sqrt(2 / inputs per filter),
-# so that the signal keeps its size through many ReLU layers, which zero about half of it:
+# where the 2 makes up for each ReLU zeroing about half of its inputs, so that the signal
+# keeps its size through many layers:
 
 # %%
 def conv_block(x, filters):
@@ -531,9 +532,9 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # * **+ z-score per case and contrast** (notebook 3): every case's tissue lands at the same
 #   values, whatever its brightest voxel. For the whole tumour and the core it is the
 #   correction that matters most: the shared maximum leaves the network guessing each
-#   case's scale. The ET mean *falls*, yet the model now finds some enhancing tumour;
-#   predicting a little where there is none would lose the two convention points (the
-#   corrected model's per-patient line shows exactly that).
+#   case's scale. The ET mean *falls*: a model that predicts a little enhancing tumour
+#   where there is none loses the two convention points (the corrected model's
+#   per-patient line shows that happening), and one training cannot say more (see below).
 # * **+ labels resized by nearest neighbour** (notebook 3): every target pixel is one class,
 #   as the labels the model is scored against. Bilinear resizing blends the thin enhancing
 #   rim into its neighbours, so sharp targets should help ET most; its gain here points
