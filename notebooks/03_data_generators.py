@@ -30,19 +30,16 @@
 #   see how it works inside.
 
 # %% [markdown]
-# **Words this notebook and the next use**, in one place:
+# **Words this notebook uses**, in one place:
 #
 # * **one-hot**: a class stored as a vector with a 1 at its index and 0 elsewhere (class 2
 #   of 4 is `[0, 0, 1, 0]`), the form of the network's targets;
 # * **batch**: the group of slices the network sees before each update of its weights;
 # * **epoch**: one pass over all the training slices;
-# * **softmax**: the last layer's function that turns a pixel's four raw outputs into four
-#   probabilities that add up to 1;
-# * **ReLU**: the function max(0, x) applied after each convolution, what makes the
-#   network more than a linear filter;
 # * **gradient**: how much the loss changes when each weight changes a little; training
 #   moves every weight a small step against it;
-# * **Adam**: the optimiser that chooses those steps, per weight, from recent gradients.
+# * **learning rate**: how large those steps are, the main setting of training
+#   (notebook 4 trains with it).
 
 # %%
 # In Colab, install the course; anywhere else this cell does nothing.
@@ -125,10 +122,10 @@ print(f"{PRESET} preset keeps {len(config.slice_indices)} slices: one in {config
 # and keeping 100 of 155 slices skips 22 at the bottom and **33** at the top: 55 in all,
 # out of 155. The window is not centred on the volume.
 #
-# Does it matter? The slices near the top of the head hold little brain, but a tumour
-# high in the brain reaches them. The figure counts, slice by slice, the brain and tumour
-# voxels of a few cases, with the report's window shaded and the `quick` preset's
-# slices (every 2nd slice of the same window, to train faster) marked below.
+# Does it matter? The figure counts, slice by slice, the brain and tumour voxels of a few
+# cases, with the report's window shaded and the `quick` preset's slices (every 2nd slice
+# of the same window, to train faster) marked below. Look at where each curve ends,
+# compared with the window's two edges.
 
 # %%
 figure, (brain_axis, tumour_axis) = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
@@ -152,9 +149,14 @@ print("share of each case's tumour voxels inside slices 22-121:",
       ", ".join(f"{fraction:.1%}" for fraction in inside_fractions))
 
 # %% [markdown]
-# Most of the tumour lies inside the window, but not all of it: the parts above slice 121
-# are never shown to the network during training. (Notebook 6 predicts every slice that
-# holds brain, so the final segmentation covers the whole tumour anyway.)
+# The window does not follow the brain. The 22 slices below it hold the narrow bottom of
+# the brain, but at slice 121 the brain curves are still at about half their peak, and
+# they fall to zero only some 20 to 30 slices higher: the 33 slices left out at the top
+# hold more brain than the 22 at the bottom. What the network must learn, though, is the
+# tumour, and most of it lies inside the window (the printed shares), but not all of it:
+# the parts above slice 121 are never shown to the network during training. The course
+# keeps the report's window anyway, so that its results can be compared with the
+# report's; Exercise 5 asks what this means when a whole volume is segmented.
 #
 # ### Only slices with brain in them
 #
@@ -162,7 +164,9 @@ print("share of each case's tumour voxels inside slices 22-121:",
 # the other. `Config(brain_slices_only=True)` keeps, among the selected slices, only those
 # that contain brain (any non-zero voxel after skull stripping). To see it drop something,
 # select all 155 slices of one case (FLAIR alone is enough to see where the brain is) and
-# compare; the last line says how much of the report's window it would drop:
+# compare. The last line applies the same test to the preset's own slices (inside the
+# report's window): how many of them hold brain, that is, how many `brain_slices_only`
+# would keep.
 
 # %%
 every_slice = config.replace(slice_start=0, n_slices=155, slice_step=1, modalities=("flair",))
@@ -181,15 +185,18 @@ print(f"of the {PRESET} preset's {len(config.slice_indices)} slices (22-121), {l
 # %% [markdown]
 # ## Normalisation: one scale per case and per contrast
 #
-# Notebook 1 showed that MRI intensities have no unit. The network needs comparable
-# numbers across patients, so each case is rescaled before training. Two ways:
+# MRI intensities have no unit (notebook 1): the same tissue can be 300 in one case and
+# 900 in another, depending on the scanner, its settings and the position in the head.
+# The network needs comparable numbers across patients, so each case is rescaled before
+# training. Two ways:
 #
 # * the report's source notebook divides the two input channels (FLAIR and T1ce) by **one
 #   shared maximum**, `X / np.max(X)`: the brightest voxel of either channel sets the scale
 #   of both;
 # * the course (and most BraTS pipelines) computes a **z-score per case and per contrast
-#   over brain voxels**: subtract the mean of the brain voxels, divide by their standard
-#   deviation; background stays 0.
+#   over brain voxels** (the non-zero ones: skull stripping set everything else to 0):
+#   subtract the mean of the brain voxels, divide by their standard deviation; background
+#   stays 0.
 #
 # Both are in the library (`normalize_intensities(stack, "max")` and `"zscore"`). Here they
 # are on the FLAIR and T1ce brain voxels of four cases:
@@ -298,13 +305,16 @@ figure.legend(handles=legend_handles(), loc="outside lower center", ncols=3, fon
 plt.show()
 tumour_pixels = np.count_nonzero(nearest)
 print(f"tumour pixels at 128 px: {tumour_pixels}")
-print(f"one-hot + bilinear: {np.count_nonzero(blended)} pixels with blended targets")
+blended_tumour = np.count_nonzero(blended & (nearest > 0))  # blended and tumour by nearest neighbour
+print(f"one-hot + bilinear: {np.count_nonzero(blended)} pixels with blended targets, {blended_tumour} of them "
+      f"tumour pixels ({blended_tumour / tumour_pixels:.0%} of the tumour)")
 print(f"bilinear on values: {np.count_nonzero(changed)} pixels get another class than nearest neighbour")
 
 # %% [markdown]
-# On a real slice the blended pixels are a sizeable share of all tumour pixels (look at
-# the counts below the figure): the boundary is where segmentation is hard, and where the
-# source notebook's targets are wrong. Treating label values as an image is worse still:
+# On a real slice a sizeable share of the tumour pixels get blended targets (the counts
+# below the figure; the other blended pixels are background along the tumour's outer
+# edge): the boundary is where segmentation is hard, and where the source notebook's
+# targets are wrong. Treating label values as an image is worse still:
 # the red rim around the edema is "necrosis" that lies halfway between background (0) and
 # edema (2). `preprocess_case` resizes images smoothly and labels by nearest neighbour, and
 # one-hot encodes only afterwards.
@@ -496,15 +506,14 @@ print(dataset.element_spec)
 # them and prefetches the next ones. Memory stays bounded by the batch and the buffer,
 # whatever the number of cases.
 #
-# How fast is each feed? A fair comparison times both over the same work: one whole epoch
-# of the same four training patients, the same number of batches of the same size, each
-# feed starting from nothing held in memory (a fresh `SliceSequence`; the cache is built,
-# as it is from the second epoch on). Four patients keep this cell short; over so few
-# batches the cache's start (opening its files, filling the shuffle buffer) weighs more
-# than in a whole epoch, so its speed here is on the low side. Timing only a few batches
-# of the `SliceSequence` would mislead the other way: a batch from a patient it has just
-# read costs almost nothing, so its first batches look fast. The numbers vary with the
-# machine and its load:
+# How fast is each feed? The cell below gives both the same work: one whole epoch of four
+# training patients, in batches of the same size, each feed starting with nothing in
+# memory (the cache files are already on disk, as they are from the second epoch on). A
+# whole epoch, because a `SliceSequence` reads a patient once and then serves several
+# batches from it almost for free: a few batches alone would say little. With only four
+# patients the cache's start (opening its files, filling the shuffle buffer) counts for
+# more than in a real training, so its speed here is on the low side. Your numbers depend
+# on your computer and on what else it is doing; compare the two lines with each other:
 
 # %%
 def slices_per_second(batches):
@@ -522,10 +531,9 @@ print(f"SliceSequence (reads and preprocesses cases): {sequence_speed:8.0f} slic
 print(f"make_dataset (from the slice cache):          {cached_speed:8.0f} slices/s")
 
 # %% [markdown]
-# The benchmark in `benchmarks/bench_pipeline.py` measures the same comparison with the
-# report's settings, its original generator rebuilt as a baseline, and peak memory; its
-# table is in `docs/benchmarks.md`. The point to keep: with the cache, the data are no
-# longer what the training waits for; the network's own computation is.
+# The same comparison with the report's settings, and its original generator, is in
+# `docs/benchmarks.md`. The point to keep: with the cache, the data are no longer what
+# the training waits for; the network's own computation is.
 #
 # ## Summary
 #
@@ -578,44 +586,53 @@ for method in ("max", "zscore"):
 # million brain voxels: FLAIR is untouched, and even T1ce's statistics move very little.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-# Solution 2: count the blended pixels at three sizes.
+# Solution 2: count the tumour pixels with blended targets at three sizes.
 for size in (64, 128, 300):
-    soft_toy = resize_onehot_bilinear(toy, size)
-    n_blended = np.count_nonzero(soft_toy.max(axis=-1) < 1)
-    n_tumour = np.count_nonzero(resize_labels_nearest(toy, size))
-    print(f"{size:3d} px: {n_blended:4d} blended pixels, {n_blended / n_tumour:5.1%} of the tumour pixels")
+    blended_toy = resize_onehot_bilinear(toy, size).max(axis=-1) < 1
+    tumour_toy = resize_labels_nearest(toy, size) > 0
+    n_blended, n_tumour = np.count_nonzero(blended_toy & tumour_toy), np.count_nonzero(tumour_toy)
+    print(f"{size:3d} px: {n_blended:4d} of {n_tumour:5d} tumour pixels blended ({n_blended / n_tumour:.1%})")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# The share hardly changes with the size (4-5.5 % here, slightly growing), and at 64 px it
-# is zero. The
-# source notebook's resize (TensorFlow's bilinear, no antialiasing) computes each output
-# pixel from the two-by-two input pixels around one sample point. A target is blended only
-# when that point falls between two input pixels of different classes, that is, within one
-# *input* pixel of the boundary. That band is a fixed part of the image, about the
-# boundary's length times one input pixel, so the output pixels whose sample point lands in
-# it scale with the size squared, exactly as the tumour's area in output pixels does: their
-# ratio stays about the boundary's length over the tumour's area, whatever the size. At
-# 64 px the sample
-# points (every 3.75 input pixels) happen to skip the square's straight edges, so none
-# falls across them: a coincidence of a square aligned with the grid, which a real,
-# irregular tumour border never offers (the real slice above had a quarter of its tumour
-# pixels blended at 128 px). Small structures, a thin enhancing rim say, are mostly
-# boundary, so their targets are the most blended.
+# The share hardly changes with the size (about 2 % at 128 and at 300 px), and at 64 px
+# it is zero. The source notebook's resize (TensorFlow's bilinear, no antialiasing)
+# computes each output pixel from the two-by-two input pixels around one sample point. A
+# target is blended only when that point falls between two input pixels of different
+# classes, that is, within one *input* pixel of the boundary. That band is a fixed part of
+# the image, about the boundary's length times one input pixel, so the output pixels whose
+# sample point lands in it scale with the size squared, exactly as the tumour's area in
+# output pixels does: their ratio stays about the boundary's length over the tumour's
+# area, whatever the size. At 64 px the sample points (every 3.75 input pixels) happen to
+# skip the square's straight edges, so none falls across them: a coincidence of a square
+# aligned with the grid, which a real, irregular tumour border never offers (the real
+# slice above, with borders between classes inside the tumour as well, had several times
+# that share at 128 px). Small structures, a thin enhancing rim say, are mostly boundary,
+# so their targets are the most blended.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-# Solution 3: how often one patient is a test patient, over 20 seeds.
-patient = brats2020_ids[0]
-in_test = sum(patient in split_cases(brats2020_ids, report.replace(seed=seed))["test"] for seed in range(20))
-print(f"{patient} is in the test set for {in_test} of 20 seeds (12 % expected: {0.12 * 20:.1f})")
+# Solution 3: how often each patient is a test patient, over 20 seeds.
+test_sets = [set(split_cases(brats2020_ids, report.replace(seed=seed))["test"]) for seed in range(20)]
+times_in_test = np.array([sum(patient in test for test in test_sets) for patient in brats2020_ids])
+n_test = len(test_sets[0])
+print(f"each split: {n_test} of {len(brats2020_ids)} patients in the test set ({n_test / len(brats2020_ids):.1%}); "
+      f"per patient, {times_in_test.mean():.2f} of 20 seeds on average")
+print("number of patients by how many of the 20 seeds put them in the test set:",
+      dict(enumerate(np.bincount(times_in_test).tolist())))
+shared = [len(test_sets[a] & test_sets[b]) for a in range(20) for b in range(a + 1, 20)]
+print(f"two seeds' test sets share {np.mean(shared):.1f} of {n_test} patients on average "
+      f"({min(shared)} to {max(shared)} over the {len(shared)} pairs of seeds)")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# On average one seed in eight (12 %) puts a given patient in the test set; for one
-# patient over 20 seeds the count printed above can be off from 2.4 by chance. Two runs with different
-# seeds are therefore tested on mostly different patients, and their scores differ even if
-# the models are equally good: notebook 4 (*The report's corrections, measured*) measured
-# the course's model over four split seeds, and its ET Dice moved from 0.36 to 0.52 with
-# nothing else changed. A comparison of two models means something only on the same, recorded split
-# (or averaged over several).
+# Each split puts about 12 % of the patients in the test set, so over 20 seeds a patient
+# is a test patient about 2.4 times on average. Which patients, though, is chance: the
+# printed counts spread from patients that no seed tests to patients tested several
+# times, as 20 independent draws at 12 % would. Two seeds' test sets share only a handful
+# of patients, about 12 % of them, as chance predicts. Two runs with different seeds are
+# therefore tested on mostly different patients, and their scores differ even if the
+# models are equally good: notebook 4 (*The report's corrections, measured*) measured the
+# course's model over four split seeds, and its ET Dice moved from 0.36 to 0.52 with
+# nothing else changed. A comparison of two models means something only on the same,
+# recorded split (or averaged over several).
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 4.** Each training step moves the weights along the gradient of one batch. A
@@ -624,8 +641,9 @@ print(f"{patient} is in the test set for {in_test} of 20 seeds (12 % expected: {
 # "fit this patient", and the next batch pulls towards another: the steps zigzag, and the
 # learning rate must be smaller to stay stable. A batch of slices from many patients is a
 # better estimate of the gradient over the whole training set, so the same number of steps
-# goes further. (With batch normalisation the effect is stronger still: its statistics
-# would describe one patient.)
+# goes further. (With batch normalisation, a layer that rescales each feature by its mean
+# and spread over the current batch, the effect is stronger still: those statistics would
+# describe one patient.)
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 5.** For training either is defensible: slices without brain teach the model

@@ -92,15 +92,18 @@ report = Config.preset("report")
 #   level **concatenate** the encoder's feature maps of the same size (the **skip
 #   connections**), which carry the fine detail that pooling threw away, and convolve
 #   again;
-# * a final 1x1 convolution with a softmax gives, for every pixel, a probability for each
-#   of the 4 classes.
+# * a final 1x1 convolution gives four raw numbers per pixel, and a **softmax** turns them
+#   into four probabilities that add up to 1, one for each class.
 #
 # ## Three building blocks
 #
 # Each block is a function from a Keras tensor to a Keras tensor, so they compose like
-# ordinary functions. First, two 3x3 convolutions with ReLU, "same" padding so that the
-# image keeps its size, and the He-normal initialisation of the report's source notebook
-# (suited to ReLU):
+# ordinary functions. First, two 3x3 convolutions, each followed by a ReLU (max(0, x):
+# without it, stacked convolutions would add up to one linear filter), with "same" padding
+# so that the image keeps its size, and the He-normal initialisation of the report's
+# source notebook: random starting weights with a spread of sqrt(2 / inputs per filter),
+# where the 2 makes up for each ReLU zeroing about half of its inputs, so that the signal
+# keeps its size through many layers:
 
 # %%
 def conv_block(x, filters):
@@ -246,9 +249,10 @@ print(format_settings({PRESET: config, "report": report}))
 # * the patients split 68/20/12 with the preset's seed (notebook 3), the slices fed by
 #   notebook 3's fast path `make_dataset` (training batches shuffled across patients and
 #   augmented with random flips and small intensity changes);
-# * Adam with the preset's learning rate; the source notebook's schedule as callbacks: the
-#   learning rate divided by 5 whenever the validation loss has not improved for 2 epochs
-#   (down to 1e-6), and early stopping;
+# * Adam (the optimiser that sets each weight's step from running averages of its recent
+#   gradients) with the preset's learning rate; the source notebook's schedule as
+#   callbacks: the learning rate divided by 5 whenever the validation loss has not
+#   improved for 2 epochs (down to 1e-6), and early stopping;
 # * the loss `ce+region_dice`, which adds the soft Dice of the BraTS *regions* (whole
 #   tumour, tumour core, enhancing tumour) to the source notebook's cross-entropy, with
 #   extra weight for the rare classes: cross-entropy alone is dominated by the background
@@ -273,8 +277,8 @@ model.compile(
     loss=get_loss(config),  # "ce+region_dice": cross-entropy + soft Dice of WT, TC and ET
     metrics=default_metrics(config.n_classes),  # Dice per class and region, accuracy, IoU, ...
 )
-# Adam keeps two running averages per weight. Made now rather than inside the first step,
-# TensorFlow traces (turns into a graph) the training step once instead of twice.
+# Create Adam's running averages now, as the library's fit does: this epoch then gives
+# exactly the numbers of the library's first epoch.
 model.optimizer.build(model.trainable_variables)
 train_data = make_dataset(train_cases, config, training=True)
 val_data = make_dataset(val_cases, config, training=False)
@@ -345,9 +349,15 @@ for key in ("loss", "val_loss", "val_dice_mean"):
 # ## Training curves
 #
 # The report's figure 7.1 plots accuracy, loss, Dice and IoU per epoch. Accuracy is left
-# out here on purpose: with about 98 % of the pixels background, it is near 1 from the
-# first epoch and says nothing (notebook 5 shows why). Instead, the Dice of each tumour
-# class, on the validation patients:
+# out here on purpose. About 97 % of the pixels of these slices are background, so a
+# "model" that answers background everywhere already scores about 0.97 (notebook 5
+# measures it). The training accuracy of the first epoch printed above, an average over
+# its batches, is *below* that: while it starts to find tumour, the network also labels
+# many background pixels as tumour (the low `precision_mean` beside it), and accuracy
+# rates that worse than finding nothing at all. The last epoch's validation accuracy
+# (printed below the curves) is only a little higher than 0.97, while the tumour Dice has
+# climbed a long way: accuracy follows the background, not the tumour. Instead, the Dice
+# of each tumour class, on the validation patients:
 
 # %%
 plot_history(run.history)
@@ -455,9 +465,10 @@ plt.show()
 # %% [markdown]
 # Look at the borders and at the inner parts: where do the model's classes differ from the
 # ground truth, at the borders between classes or inside them? Compare the necrotic core
-# (red), which the ground truth fills completely, with the model's. Notebook 5 measures the
-# errors properly, on patients the model has never seen, and notebook 6 segments whole
-# volumes.
+# (red) of the two rows: in the ground truth, enhancing pixels (yellow) are scattered
+# through it and around it; the model paints a solid red core with only a few yellow
+# pixels, and leaves part of the edema (green) unlabelled. Notebook 5 measures the errors
+# properly, on patients the model has never seen, and notebook 6 segments whole volumes.
 
 # %% [markdown]
 # ## The report's corrections, measured
@@ -503,8 +514,7 @@ for step in (corrections["steps"][0], corrections["steps"][-1]):
                                           for case_id, value in et_per_case.items())
           + f"   (sd {np.std(list(et_per_case.values()), ddof=1):.2f})")
 iou = corrections["iou_as_fed"]
-print(f"\n'IoU 0.9': of the source notebook's model's softmax outputs, {iou['share_of_outputs_exactly_1']:.1%} "
-      f"are exactly 1.0 and {iou['share_of_outputs_exactly_0']:.1%} exactly 0.0 in float32")
+print("\n'IoU 0.9', the source notebook's model (notebook 5 explains the difference):")
 print(f"  keras.metrics.MeanIoU fed one-hot targets and softmax outputs: {iou['meaniou_as_fed']:.3f}")
 print(f"  the real mean IoU (argmax of both, background included):     {iou['meaniou_argmax']:.3f}")
 
@@ -516,27 +526,36 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 #   cross-entropy alone and never seeds its split. Its ET score is not what it seems: the
 #   per-patient line under the table shows that this model predicts *no* enhancing tumour
 #   at all. The two held-out patients without enhancing tumour score 1.0 by the convention
-#   "Dice 1 when both masks are empty" (notebook 5), the others 0.0, and their mean is 0.25.
+#   "Dice 1 when both masks are empty" (Dice is 0 / 0 there, and BraTS counts a model that
+#   rightly finds nothing as perfect; notebook 5 teaches the conventions), the others 0.0,
+#   and their mean is 0.25.
 # * **+ z-score per case and contrast** (notebook 3): every case's tissue lands at the same
 #   values, whatever its brightest voxel. For the whole tumour and the core it is the
 #   correction that matters most: the shared maximum leaves the network guessing each
-#   case's scale. The ET mean *falls*, yet the model now finds some enhancing tumour: it
-#   predicts a little where there is none, so the two convention points are lost.
+#   case's scale. The ET mean *falls*: a model that predicts a little enhancing tumour
+#   where there is none loses the two convention points (the corrected model's
+#   per-patient line shows that happening), and one training cannot say more (see below).
 # * **+ labels resized by nearest neighbour** (notebook 3): every target pixel is one class,
 #   as the labels the model is scored against. Bilinear resizing blends the thin enhancing
-#   rim into its neighbours, so ET gains most from sharp targets.
+#   rim into its neighbours, so sharp targets should help ET most; its gain here points
+#   that way, but one training cannot prove it (see below).
 # * **+ cross-entropy plus region Dice loss, with class weights** (this notebook's quick
 #   training): the loss now counts the tumour regions BraTS scores, not pixels, most of them
-#   background. The small regions gain most, the enhancing tumour above all.
-# * **"IoU 0.9"**: the printed shares of softmax outputs at exactly 1.0 are what Keras'
-#   `MeanIoU`, fed the source notebook's way, counts: saturation, not overlap (notebook 5).
+#   background. Whether that helps, this row cannot tell: its largest change is ET +0.07,
+#   from one training scored on 8 patients (Exercise 2).
+# * **"IoU 0.9"**: fed the source notebook's way, Keras' `MeanIoU` gives this model far
+#   more than its real mean IoU: it does not measure overlap. Notebook 5 shows what it
+#   counts instead.
 # * **The unseeded split**: with nothing changed but which patients are held out, the
 #   scores move by the printed ranges, the enhancing tumour the most. A single run of an
 #   unseeded split can therefore not be repeated, and a difference between two such runs
 #   smaller than that range means nothing.
 #
-# One training per row, on 8 patients: differences of a few hundredths (WT between the last
-# two rows) are within what a second run would change.
+# One training per row, scored on 8 patients: a single patient's ET Dice can be anywhere
+# from 0 to 1 (the per-patient lines), so a mean over 8 of them moves by about a tenth
+# with another choice of patients, and a second training would move it too. Only the
+# z-score's gains for the whole tumour and the core are far beyond that; every other
+# change in the table could be chance (Exercise 4 asks what it would take to tell).
 #
 # ## Summary
 #
@@ -555,17 +574,19 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 #   synthetic-trained quick model is at least as good as the same budget spent on three
 #   real cases, and weakest on the low-grade one.
 # * Measured one at a time, the z-score is the correction of the source notebook that
-#   matters most at this size, the region Dice loss lifts the small regions, and an
-#   unseeded split alone moves the scores by up to about 0.16 (the enhancing tumour: 0.36
-#   to 0.52).
+#   matters most at this size (for WT and TC, far beyond the noise); the gains of the
+#   other corrections are too small to tell from chance with one training on 8 patients,
+#   and an unseeded split alone moves the scores by up to about 0.16 (the enhancing
+#   tumour: 0.36 to 0.52).
 #
 # ## Exercises
 #
 # 1. Remove the skip connections from `decoder_block` (no concatenation). Predict the new
 #    parameter count of the report's network before you check it. Why should the
 #    segmentations get blurrier, and which tumour part should suffer most?
-# 2. The source notebook trains with cross-entropy alone. From the table of corrections, which
-#    region gains most from the region Dice loss? Explain why from what each loss counts.
+# 2. The source notebook trains with cross-entropy alone. Which region should gain most
+#    from adding the region Dice loss? Argue from what each loss counts. Then read the
+#    row *+ region Dice loss* of the table of corrections: does it show that gain?
 # 3. In the prediction figure, find pixels the model gets wrong. Are they at borders
 #    between classes or inside regions? What does that suggest about which errors a Dice
 #    score punishes and which ones a surgeon would care about?
@@ -592,6 +613,10 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 # loses very little cross-entropy. The region Dice term is computed per region, each
 # counting equally whatever its size, so missing half of a small enhancing rim costs as
 # much as missing half of the whole tumour. The class weights push in the same direction.
+# The table does not show it, though: the row changes ET by +0.07 and TC by +0.01, in the
+# expected direction but smaller than the uncertainty of one training scored on 8
+# patients (about 0.1 for an ET mean, Solution 4). To show the gain, train both versions
+# with several training and split seeds and compare them patient by patient.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 3.** Many errors sit at borders: between edema and background (a gradual
