@@ -559,8 +559,8 @@ plt.show()
 # includes 0, the data do not show that the network beats the threshold, however many
 # patients it wins on. On the course's synthetic patients it does include 0: on the whole
 # tumour, these held-out patients do not show that the U-Net beats a single FLAIR
-# threshold. What the network adds is elsewhere: a threshold cannot separate the
-# tumour's classes at all (no TC, no ET), and it marks every bright FLAIR spot as
+# threshold. What the network adds for certain is elsewhere: a threshold cannot separate
+# the tumour's classes at all (no TC, no ET), and it marks every bright FLAIR spot as
 # tumour, the white-matter look-alikes of notebook 1 included.
 #
 # ## The report's numbers, on the same model
