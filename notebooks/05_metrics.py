@@ -288,12 +288,9 @@ def hd95_from_scratch(pred, truth, spacing=(1.0, 1.0, 1.0)):
     return np.percentile(distances, 95)
 
 # %% [markdown]
-# The library's `hd95` gives the same distances with less work, and adds the BraTS
-# conventions for empty masks. A distance transform costs time in proportion to the
-# volume, yet only its values on the border voxels are read, so the library finds the
-# borders in the box around the two masks and asks a k-d tree
-# (`scipy.spatial.cKDTree`) for each border voxel's nearest border voxel of the other
-# mask. On two small examples on a 1 mm grid, both agree:
+# The library's `hd95` gives the same distances, computed faster from the border voxels
+# alone, and adds the BraTS conventions for empty masks. On two small examples on a 1 mm
+# grid, both agree:
 
 # %% tags=["nbval-check-output"]
 cube = np.zeros((40, 40, 40), dtype=bool)
@@ -395,11 +392,21 @@ print(format_case_table(rows))
 
 # %% [markdown]
 # The specificity columns read 0.99 or more whatever the Dice next to them, as predicted
-# above. Dice and HD95 are the columns to read. The mean, median and spread over the
-# held-out patients:
+# above. Dice and HD95 are the columns to read.
+#
+# A case whose truth has no enhancing tumour reads ET Sens 1.000 whatever the model did:
+# with nothing to find, nothing was missed (sensitivity 0/0 is scored 1 by convention;
+# false enhancing voxels show in its Dice and HD95 instead). The mean, median and spread
+# over the held-out patients follow. Cases without enhancing tumour lift the mean ET
+# sensitivity, which can then come out higher than WT's without the enhancing tumour
+# being found any better: the last line gives the mean over the cases that have enhancing
+# tumour, the one to compare with WT.
 
 # %%
 print(format_summary_table(summarize_scores(rows)))
+et_sensitivity = empty_convention_effect(rows, "ET", "sensitivity")
+print(f"ET sensitivity, mean over the {et_sensitivity['n_cases'] - et_sensitivity['n_empty_truth']} "
+      f"cases with ET in the truth: {et_sensitivity['mean_without_empty']:.3f}")
 
 # %% [markdown]
 # ### An ET Dice of 0 beside an HD95 of 373.13 mm
@@ -479,9 +486,10 @@ print(f"(over {len(rows)} patients)")
 # A box plot shows what the mean hides: the box spans the middle half of the patients,
 # the line in it is the median, the diamond the mean, and every dot is one patient. Dots
 # at exactly 0 or 1 are usually regions that are empty or nearly so: a tiny enhancing
-# tumour missed (or a few false enhancing voxels) scores 0, an empty one predicted empty
-# scores 1 (next section). Such dots drag the mean, and widen its interval, much more
-# than they move the median.
+# tumour missed (or a few false enhancing voxels) scores 0, and a region absent from the
+# truth would score 1 if the model predicted none of it (the next section counts both
+# kinds). Such dots drag the mean, and widen its interval, much more than they move the
+# median.
 
 # %%
 plot_region_scores(rows, "dice", title=f"Dice per patient and region ({len(rows)} held-out patients)")
@@ -547,11 +555,13 @@ plt.show()
 # Dots above the dashed line are patients where the network beats the threshold. The
 # third line compares the two methods *patient by patient* (a paired comparison, the
 # right one when both are scored on the same patients): where its interval lies above 0,
-# the network is better on patients like these, not only on these few. With nine patients
-# it may well include 0: then the data do not show that the network beats the threshold,
-# even if it wins on most patients. A threshold
-# cannot separate the tumour's classes at all (no TC, no ET), and it marks every bright
-# FLAIR spot as tumour, the white-matter look-alikes of notebook 1 included.
+# the network is better on patients like these, not only on these few. Where it
+# includes 0, the data do not show that the network beats the threshold, however many
+# patients it wins on. On the course's synthetic patients it does include 0: on the whole
+# tumour, these held-out patients do not show that the U-Net beats a single FLAIR
+# threshold. What the network adds for certain is elsewhere: a threshold cannot separate
+# the tumour's classes at all (no TC, no ET), and it marks every bright FLAIR spot as
+# tumour, the white-matter look-alikes of notebook 1 included.
 #
 # ## The report's numbers, on the same model
 #
@@ -667,6 +677,12 @@ right_way.update_state(true_classes, np.argmax(probabilities, axis=-1))
 print(f"true mean IoU (class indices, argmax):        {float(right_way.result()):.3f}")
 
 # %% [markdown]
+# The last line is not the table's "true mean IoU, 4 classes": that one is a mean over
+# the test patients of one IoU per patient, while this one pools the pixels of all their
+# slices into one count before dividing, so patients with larger tumours weigh more, and
+# a class is left out only if it is absent from all of them. Both are real overlaps;
+# they answer different questions.
+#
 # The IoU of the 1-entries is close to the share of pixels with an output of exactly 1.0:
 # nearly every such output sits on the right class. So the value rises with how *sure*
 # the network is, not with how well it outlines the tumour. A network trained longer,
@@ -818,9 +834,11 @@ print(format_case_table(lesion_rows, metrics=("dice", "lesion_dice", "lesions_mi
 #    the mean ET Dice and when it lowers it. Which held-out patients above would the rule
 #    touch with a limit of 500 voxels (0.5 mL), and how would their ET Dice change?
 # 6. The baseline's threshold was chosen on training patients. Choose it on the held-out
-#    patients themselves (`threshold_baseline` of their cases). Can the baseline's mean
-#    Dice fall, how much does it rise here, and why is that number not a fair opponent for
-#    the U-Net?
+#    patients themselves (`threshold_baseline` of their cases) and compare the two
+#    thresholds and mean Dice values. Why can a threshold tuned on the held-out patients
+#    never score lower on them than the training-chosen one? By how much did it rise here
+#    (perhaps not at all), and why is the tuned baseline still not a fair opponent for the
+#    U-Net?
 # 7. Predict, without running anything, what Keras' `MeanIoU` fed the source notebook's
 #    way returns for (a) softmax outputs that are exactly one-hot and right everywhere and
 #    (b) outputs that are exactly one-hot and wrong everywhere. Check. Which scores higher,
@@ -917,13 +935,16 @@ for row in rows:
 print(f"{len(touched)} of {len(rows)} patients touched; mean ET Dice changes by {np.sum(touched) / len(rows):+.3f}")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 6.** Choosing the threshold on the patients it is scored on can only raise its
-# mean Dice there or leave it (the training patients' threshold is one of the candidates;
-# with these few patients the two choices may coincide, as the printout shows): it is
-# fitted to these very patients, and would not do as well on new ones. The network's
+# **Solution 6.** `threshold_baseline` tries the same grid of thresholds for any patients
+# and keeps the one with the best mean Dice on them. The training patients' threshold is
+# one of those candidates, so the threshold tuned on the held-out patients scores at least
+# as well on them: it can only rise or stay. When the two choices coincide, as they may
+# with these few patients, it does not rise at all (compare the printed thresholds).
+# It is still not a fair opponent: it was chosen by looking at the answers of the very
+# patients it is scored on, so its score says nothing about new patients. The network's
 # weights were fitted on training patients and its epoch chosen on validation patients,
-# so only the training-chosen threshold is a fair opponent. Nothing else in this notebook
-# was tuned on the held-out patients.
+# so only the training-chosen threshold is scored the same way. Nothing else in this
+# notebook was tuned on the held-out patients.
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 tuned_on_held_out = threshold_baseline([case for _, case in held_out])

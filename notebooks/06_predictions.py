@@ -158,7 +158,9 @@ viewer
 # coronal view cuts across the axial slices the model predicted one at a time: compare
 # how the outlines continue from one row of pixels (one axial slice) to the next in the
 # truth and in the prediction, and which classes the prediction misses or adds (compare
-# with the volumes printed above).
+# with the volumes printed above). Like the viewer, these figures and nilearn's below
+# show the patient's left on the left of the picture (the neurological convention, marked
+# L and R), the other way round from the radiological slice figures of notebooks 4 and 7.
 
 # %%
 viewer.state.set_plane("axial")
@@ -292,8 +294,9 @@ print(f"gliseg-nb predict {run.run_dir} {run.data_dir} --out predictions/ "
 # on it. How well do synthetic-trained models do on real scans? Measured on five real cases
 # (in the project's docs/benchmarks.md), the quick preset reached a mean Dice of about 0.80
 # (WT), 0.66 (TC) and 0.63 (ET) over two training seeds with `predict_case`'s defaults
-# (0.77, 0.64 and 0.57 in one pass without clean-up): about what the same budget spent on a
-# few real cases gives, far from a real training.
+# (0.77, 0.64 and 0.57 in one pass without clean-up): at least as good as the same
+# budget spent on three real cases, and better on TC and ET (notebook 4's table, "Synthetic
+# scores are not real-scan scores"), but far from a real training.
 
 # %%
 TRY_A_REAL_SCAN = False  # True: download one real case (about 10 MB) and segment it
@@ -333,9 +336,12 @@ else:
 #
 # 1. Before running it: should averaging the predictions over flipped inputs change the
 #    prediction more at the border of the tumour or inside it, and why? The prediction
-#    above averaged each slice over its four flips (the default). Predict the case once
-#    without flips (`tta_flips="none"`) and once with the left-right mirror only
-#    (`tta_flips="lr"`): how long does each take, and how do the region scores move?
+#    above used both of `predict_case`'s defaults (four flips, clean-up under 1 mL).
+#    Predict the case again as the network's raw answer (`tta_flips="none",
+#    min_component_voxels=0`) and with the four flips but no clean-up
+#    (`min_component_voxels=0`): how long do the flips take, and how does each default
+#    move the region scores? (Notebook 7 builds the left-right flip by hand and compares
+#    it with one pass.)
 # 2. Wrap the written labels in a NIfTI image with an identity affine
 #    (`nib.Nifti1Image(on_disk, np.eye(4))`) and draw it over the scan with nilearn as
 #    above. What goes wrong, and why? Would `evaluate_case` notice?
@@ -357,26 +363,30 @@ else:
 # **Solution 1.** Inside the tumour and far outside it the network is sure whichever way
 # the slice is flipped, so the average changes nothing there; at the border the
 # probabilities of the flipped copies differ, and averaging them moves the border and
-# removes isolated voxels that only one copy predicted. The default four flips cost four
-# forward passes instead of one (the mirror alone: two), but less than four times the time:
-# with a small 64 px network, normalising, resizing and the argmax, done once, take a good
-# part of it; with the report's network the forward passes dominate, and the cost
-# approaches 4 times. On this
-# case, timed back to back in CPU seconds, which other programs on the machine disturb
-# less than the clock (the first prediction above also set TensorFlow up, so it is timed
-# again):
+# removes isolated voxels that only one copy predicted. The four flips cost four forward
+# passes instead of one, but less than four times the time: with a small 64 px network,
+# normalising, resizing and the argmax, done once, take a good part of it; with the
+# report's network the forward passes dominate, and the cost approaches 4 times. The
+# clean-up only erases small components, so it changes few voxels and the whole-volume
+# Dice little; where it lowers a score, some of what it erased was true tumour. Its gain
+# is in the stray components away from the tumour, which notebook 5's lesion-wise scores
+# count. On this case, timed back to back in CPU seconds, which other programs on the
+# machine disturb less than the clock (the first prediction above also set TensorFlow
+# up); the first row is the network's raw answer, notebook 7's "no flip":
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-timings, flip_labels = {}, {}
-for tta_flips in ("none", "lr", "all"):
+timings, variant_labels = {}, {}
+for title, options in (("no flip, no clean-up", {"tta_flips": "none", "min_component_voxels": 0}),
+                       ("four flips, no clean-up", {"min_component_voxels": 0})):
     started = time.process_time()  # CPU time of this process, all its threads
-    flip_labels[tta_flips] = predict_case(run.model, case_data, config, tta_flips=tta_flips)
-    timings[tta_flips] = time.process_time() - started
-print(f"CPU s: no flip {timings['none']:.1f}, mirror {timings['lr']:.1f}, four flips (default) {timings['all']:.1f} "
+    variant_labels[title] = predict_case(run.model, case_data, config, **options)
+    timings[title] = time.process_time() - started
+print(f"CPU s: no flip {timings['no flip, no clean-up']:.1f}, four flips {timings['four flips, no clean-up']:.1f} "
       f"({os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})")
-for tta_flips, labels in flip_labels.items():
-    flip_scores = evaluate_case(labels, case_data.labels, case_data.zooms)
-    print(f"{tta_flips:4s}: " + ", ".join(f"{region} {flip_scores[region]['dice']:.3f}" for region in REGIONS)
+variant_labels["four flips and clean-up (default)"] = prediction
+for title, labels in variant_labels.items():
+    variant_scores = evaluate_case(labels, case_data.labels, case_data.zooms)
+    print(f"{title:34s} " + ", ".join(f"{region} {variant_scores[region]['dice']:.3f}" for region in REGIONS)
           + f"; voxels whose class differs from the default's: {np.count_nonzero(labels != prediction)}")
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
@@ -467,9 +477,10 @@ except DataError as error:
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 5.** Give the network its neighbours: a 2.5-D input stacks the slices above
-# and below as extra channels (a few more input channels, almost no extra cost), or a 3-D
-# U-Net convolves across slices too (far more memory and compute per case, and fewer
-# training samples per patient). Averaging the predictions of networks trained on axial,
+# and below as extra channels (a few more input channels, almost no extra cost; notebook 7
+# builds it and measures it against the 2-D network), or a 3-D U-Net convolves across
+# slices too (far more memory and compute per case, and fewer training samples per
+# patient). Averaging the predictions of networks trained on axial,
 # coronal and sagittal slices (a triplanar ensemble) is another way, at three times the
 # cost of prediction.
 

@@ -131,8 +131,10 @@ print("region head:", region_head.shape, "(batch, rows, columns, WT/TC/ET)")
 # %% [markdown]
 # The loss treats each channel as its own yes/no problem: binary cross-entropy per pixel
 # and region, plus one minus the soft Dice of each region over the batch (the soft Dice of
-# notebook 5, on region probabilities). This is the loss nnU-Net and MONAI train BraTS
-# regions with. In NumPy, on a made-up prediction of the patch above:
+# notebook 5, on region probabilities). nnU-Net's BraTS 2020 entry trained its regions
+# with this sum of Dice and binary cross-entropy; MONAI's BraTS tutorial trains the same
+# three sigmoid outputs with the Dice part alone (`DiceLoss(sigmoid=True)`). In NumPy, on
+# a made-up prediction of the patch above:
 
 # %%
 rng = np.random.default_rng(0)
@@ -371,14 +373,17 @@ for seed in seeds:
 #   `BraTS20_Synthetic_012` with the mirror), with no training and little extra
 #   prediction time: in the benchmark most of the time goes to reading, normalising and
 #   resizing the volume, done once, while the small 64-px network runs two or four times
-#   (notebook 6 times the network alone: about 1.3x for the mirror, 2x for four flips).
+#   (notebook 6 times the whole `predict_case` on one case: four flips took about twice
+#   the CPU time of one pass; the mirror, timed above, a little more than one pass).
 #   The region network is the most promising of the three here: WT 0.775 against 0.714 and
-#   TC 0.731 against 0.702 in seed 42 (most of it on `BraTS20_Synthetic_012`), level with
-#   the softmax network in seed 0 (WT 0.867 against 0.873, TC 0.709 against 0.700). The
+#   TC 0.731 against 0.702 in seed 42, level with the softmax network in seed 0 (WT
+#   0.867 against 0.873, TC 0.709 against 0.700). The
 #   2.5-D network goes both ways (WT +0.04 in seed 42, -0.01 in seed 0; TC +0.02, -0.05).
 #   Two seeds and six test patients cannot tell either from the noise.
-# * **Timings.** The benchmark ran on this 2-core machine with nothing else running (the
-#   load average is printed beside each time). CPU seconds are the fairer comparison.
+# * **Timings.** The benchmark ran on a 2-core machine that was not idle: the load average
+#   before each training, printed beside its time, was close to the number of cores, so
+#   other programs shared the CPUs. CPU seconds, which they disturb less than the clock,
+#   are the fairer comparison.
 # * **Same budget.** The variants train the same number of epochs on the same slices. A
 #   region network or a 2.5-D network may need a different budget to show its best; the
 #   table answers "at this budget", nothing more. The winners of BraTS combine all three
@@ -414,28 +419,42 @@ for seed in seeds:
 # ## Exercises
 #
 # 1. A softmax network can also be scored by region: WT is "class 1, 2 or 3", so
-#    `p_WT = p1 + p2 + p3`. What can a region network express that a softmax network cannot,
-#    and what can go wrong with three independent sigmoids that cannot happen with a
-#    softmax?
+#    `p_WT = p1 + p2 + p3`. Write `p_TC` and `p_ET` the same way. Which triples of region
+#    probabilities can a region network give that a softmax network cannot? Where do the
+#    two networks really differ, and what can go wrong with three independent sigmoids
+#    that cannot happen with a softmax?
 # 2. With `context_slices=1`, the quick preset (`slice_step=2`) trains on every second
 #    slice, yet each input holds the slices right next to it, not the next selected ones.
 #    Why must training take the neighbours from the volume rather than from the selected
 #    slices? (Think of what `predict_case` feeds the network.)
-# 3. Test-time flips made the model's prediction more symmetric. Give one way in which
-#    averaging a left-right flip could *hurt* on real patients, and one reason why it costs
-#    nothing in accuracy for a network trained with random flips.
+# 3. Averaging over a left-right flip makes the model's answer follow a mirroring of its
+#    input: show it the mirrored patient and the averaged prediction comes out mirrored.
+#    It does not make the prediction symmetric: the tumour stays on its side. Give one way
+#    in which averaging a left-right flip could *hurt* on real patients, and one reason
+#    why it should not cost accuracy on average for a network trained with random flips.
 # 4. The benchmark trains each variant once per seed. How many seeds would you need before
 #    believing a difference of 0.02 in ET Dice? Look at the per-seed numbers of the same
 #    variant, and say what you would measure next.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 1.** A region network can say "this pixel is enhancing tumour with probability
-# 0.6 and whole tumour with probability 0.9" independently, and its loss is computed on the
-# regions BraTS scores, so a pixel of edema called necrosis costs it nothing on WT; a
-# softmax spends part of its capacity separating classes that BraTS merges. The price:
-# three independent sigmoids can be inconsistent (ET above 0.5 where TC is below), so
-# decoding needs a rule, the innermost region wins, and the regions' probabilities no
-# longer sum to anything meaningful. With a softmax the nesting holds by construction.
+# **Solution 1.** From a softmax, `p_TC = p1 + p3` and `p_ET = p3`, and every nested
+# triple `p_WT >= p_TC >= p_ET` comes from some softmax (`p3 = p_ET`, `p1 = p_TC - p_ET`,
+# `p2 = p_WT - p_TC`, `p0 = 1 - p_WT`): "enhancing tumour 0.6, whole tumour 0.9" is
+# `p3 = 0.6, p2 = 0.3, p0 = 0.1`. The only triples a region network adds are the ones that
+# are not nested, such as ET above TC, and those are its weakness: three independent
+# sigmoids need not agree (ET above 0.5 where TC is below), so decoding needs a rule, the
+# innermost region wins, which imposes the nesting afterwards. With a softmax it holds by
+# construction.
+#
+# The real differences are in training and decoding. The region network's loss is each
+# region's own binary cross-entropy and soft Dice, the quantities BraTS scores, so edema
+# called necrosis costs it on TC only, not on WT; a four-class cross-entropy counts it
+# like any other wrong class (the quick preset's softmax network already adds the
+# regions' soft Dice, `loss="ce+region_dice"`, so here the two losses differ in their
+# cross-entropy). And the region network thresholds each region at 0.5, where the softmax
+# takes the argmax of four classes: a pixel with `p0 = 0.4, p1 = 0.3, p2 = 0.3` is
+# background for the argmax, although its `p_WT = 0.6` says tumour is more likely than
+# not; decoded by regions (WT 0.6, TC 0.3, ET 0) it is edema.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 2.** At prediction time every slice of the volume is predicted, and its
@@ -457,13 +476,24 @@ for seed in seeds:
 # the quick network, whose prediction is mostly reading and resizing the volume).
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
-# **Solution 4.** Compare the two seeds of the same variant: if they differ by 0.05 in ET,
-# a 0.02 difference between variants is well inside the noise. The standard error of a mean
-# over n seeds is about sd / sqrt(n), and the difference of two such means has sd * sqrt(2 /
-# n); to resolve 0.02 with a seed-to-seed sd of 0.05 you need 0.05 * sqrt(2 / n) < 0.01,
-# so n of about 50 seeds, or many more test patients per seed (the per-patient spread is the
-# larger part). Next: more test patients (a larger synthetic set), paired comparisons (the
-# same patients, the difference per patient, with a bootstrap interval), and real scans.
+# **Solution 4.** Read the per-seed numbers of the table: the two seeds of the same variant
+# differ in ET by 0.13 (2-D softmax, 0.35 and 0.48) up to 0.22 (2.5-D input, 0.71 and
+# 0.49), several times the 0.02 in question. And a seed here changes more than the
+# initialisation: it also draws another split, so three other test patients, and each
+# seed's split holds one patient without enhancing tumour, whose ET Dice of 0 or 1 (the
+# empty-mask convention) can move the mean by a third on its own. The spread mixes seed
+# noise and patient noise.
+#
+# Even taking the smallest gap, 0.13 between two runs, as a spread of about
+# 0.13 / sqrt(2) = 0.09 per run (a crude estimate from two values), the difference of two
+# means over n seeds has a spread of about 0.09 * sqrt(2 / n); to make it 0.01, so that
+# 0.02 is two spreads, takes 2 * (0.09 / 0.01)² = about 160 seeds per variant, and more
+# with the larger gaps. Seeds alone will not settle it. Next: fix the split and vary only
+# the initialisation, to see how much is the seed; score many more test patients per seed
+# (a larger synthetic set); compare the variants on the same patients, the difference per
+# patient with a bootstrap interval, as notebook 5 compares the U-Net with its baseline;
+# report ET with and without the patients that have none (notebook 5's empty-mask
+# convention); then real scans.
 
 # %% [markdown]
 # ## References
