@@ -357,7 +357,7 @@ def build_entry(case, config, cache_dir):
 
 def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
     """Build the missing entries of `cases` (see `gliseg_nb.dataset.build_cache`)."""
-    from tqdm.auto import tqdm
+    from ._progress_bar import progress_bar
 
     cache_dir = user_path(cache_dir) if cache_dir is not None else default_cache_dir()
     cases = list(cases)
@@ -374,7 +374,7 @@ def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
     paths = map_in_threads(valid_entry, cases, max(1, min(workers, len(cases))), name="gliseg-cache-check")
     missing = [index for index, path in enumerate(paths) if path is None]
     workers = max(1, min(workers, len(missing)))
-    with tqdm(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
+    with progress_bar(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
               disable=not progress) as bar:
         built = map_in_threads(lambda index: build_entry(cases[index], config, cache_dir), missing, workers,
                                bar=bar, name="gliseg-cache")

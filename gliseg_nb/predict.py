@@ -774,7 +774,7 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
         If `out` cannot be written, or holds another model's predictions (without
         `overwrite`).
     """
-    from tqdm.auto import tqdm
+    from ._progress_bar import progress_bar
 
     from . import __version__
     from .data import find_cases, load_case
@@ -820,7 +820,7 @@ def predict_folder(model, data, out, *, config=None, label_convention="release",
     # Written before the first prediction: an interrupted run leaves complete=False.
     _write_manifest(out_dir, manifest)
     written = []
-    for case in tqdm(found, desc="predict", unit="case", disable=not progress):
+    for case in progress_bar(found, desc="predict", unit="case", disable=not progress):
         case_data = load_case(case, modalities=list(config.modalities), nan_policy=nan_policy)
         labels = predict_case(loaded, case_data, config, batch_size=batch_size, tta_flips=tta,
                               min_et_voxels=min_et_voxels, min_component_voxels=min_component_voxels)

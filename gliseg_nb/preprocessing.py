@@ -168,10 +168,10 @@ def load_arrays(cases, config, one_hot=True, progress=False):
     x : numpy.ndarray of float32, shape (N, size, size, n_channels)
     y : numpy.ndarray
     """
-    from tqdm.auto import tqdm
+    from ._progress_bar import progress_bar
 
     xs, ys = [], []
-    for case in tqdm(list(cases), desc="loading", unit="case", disable=not progress):
+    for case in progress_bar(list(cases), desc="loading", unit="case", disable=not progress):
         x, y = preprocess_case(case, config)
         if y is None:
             raise ValueError(f"case {getattr(case, 'case_id', '?')} has no segmentation")

@@ -260,7 +260,7 @@ def run_tour(out="tour", *, notebooks=None, timeout=600, keep_going=False):
     int
         0 when every notebook ran, 1 otherwise (the failures are printed to stderr).
     """
-    from tqdm.auto import tqdm
+    from ._progress_bar import progress_bar
 
     from .errors import ConfigError
 
@@ -272,7 +272,7 @@ def run_tour(out="tour", *, notebooks=None, timeout=600, keep_going=False):
 
     failures = []
     timings = []
-    progress = tqdm(notebooks, desc="tour", unit="notebook")
+    progress = progress_bar(notebooks, desc="tour", unit="notebook")
     for path in progress:
         progress.set_postfix_str(path.name)
 

@@ -133,3 +133,43 @@ def test_in_a_notebook_each_epoch_is_one_output_updated_in_place():
     texts = [output.data["text/plain"] for output in outputs]
     assert [text.split("  ")[0] for text in texts] == ["epoch 1/2", "epoch 2/2"]
     assert all("val Dice WT 0.804" in text and "\r" not in text and "step" not in text for text in texts)
+
+
+def test_a_progress_bar_saved_in_a_notebook_shows_where_it_ended():
+    """The text copy a saved notebook keeps of a tqdm widget says 3/3 and 100 %, not 0/3."""
+    import nbformat  # noqa: F401 - nbclient needs it; imported here like the test above
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[
+        new_code_cell("from gliseg_nb._progress_bar import progress_bar\n"
+                      "for _ in progress_bar(range(3), desc='cases', unit='case'):\n"
+                      "    pass"),
+        new_code_cell("with progress_bar(total=2, desc='slices') as bar:\n"
+                      "    bar.update(2)\n"
+                      "print(type(bar).__mro__[1].__module__)"),
+        new_code_cell("for _ in progress_bar(range(2), desc='gone', leave=False):\n"
+                      "    pass"),
+    ])
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(TESTS_DIR.parent)}}).execute()
+    first, second, third = (cell.outputs for cell in notebook.cells)
+    assert len(first) == 1 and "application/vnd.jupyter.widget-view+json" in first[0].data, first
+    assert "100%" in first[0].data["text/plain"] and "3/3" in first[0].data["text/plain"]
+    assert "2/2" in second[0].data["text/plain"]
+    assert second[-1].text.strip() == "tqdm.notebook"  # the widget bar, not the text one
+    # A bar that asks not to stay is not shown again once it closes.
+    assert all("2/2" not in output.get("data", {}).get("text/plain", "") for output in third)
+
+
+def test_outside_a_notebook_the_progress_bar_is_tqdms_text_bar():
+    import tqdm
+    import tqdm.notebook
+
+    from gliseg_nb._progress_bar import progress_bar
+
+    stream = io.StringIO()
+    bar = progress_bar(range(2), desc="cases", file=stream)
+    assert isinstance(bar, tqdm.std.tqdm) and not isinstance(bar, tqdm.notebook.tqdm)
+    list(bar)
+    assert "2/2" in stream.getvalue()

@@ -118,7 +118,7 @@ def _looks_unpacked(folder):
 
 def _extract_safely(archive, dest, target, progress=False):
     """Unpack `archive` into a temporary folder in `dest`, then move it to `target`."""
-    from tqdm.auto import tqdm
+    from .._progress_bar import progress_bar
 
     # Unpacking next to the destination makes the final rename atomic (same file system).
     staging = Path(tempfile.mkdtemp(prefix=".msd-unpack-", dir=dest))
@@ -136,7 +136,7 @@ def _extract_safely(archive, dest, target, progress=False):
                     archive.unlink(missing_ok=True)
                     raise DataError(f"{error}; the archive was deleted") from error
                 # Member by member, so that the several minutes of unpacking show progress.
-                for member in tqdm(members, desc="Unpacking", unit="file", disable=not progress):
+                for member in progress_bar(members, desc="Unpacking", unit="file", disable=not progress):
                     tar.extract(member, staging, **guard)
         except (tarfile.TarError, EOFError, OSError) as error:
             raise DataError(f"{archive}: cannot unpack the archive ({error})") from error

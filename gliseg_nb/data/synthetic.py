@@ -1126,7 +1126,7 @@ def synthesize(out_dir, n_cases=24, seed=0, progress=True, workers=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out_dir)
 
-    from tqdm.auto import tqdm
+    from .._progress_bar import progress_bar
 
     n_cases = int(n_cases)
     workers = max(1, min(int(workers or min(4, os.cpu_count() or 1)), n_cases))
@@ -1136,7 +1136,7 @@ def synthesize(out_dir, n_cases=24, seed=0, progress=True, workers=None):
         images, seg, case_parameters = synthesize_case(seed, index)
         return _write_case(out_dir, case_id, images, seg), {"case_id": case_id, **case_parameters}
 
-    with tqdm(total=n_cases, desc="synthetic cases", unit="case", disable=not progress) as bar:
+    with progress_bar(total=n_cases, desc="synthetic cases", unit="case", disable=not progress) as bar:
         # After an error or Ctrl-C no further case starts; those being written finish or
         # leave only a hidden partial folder (removed by the next run).
         made = map_in_threads(make_case, range(n_cases), workers, bar=bar, name="gliseg-synth")

@@ -593,9 +593,9 @@ def evaluate_folder(pred_dir, data, label_convention="release", progress=False, 
 
     iterator = cases
     if progress:
-        from tqdm.auto import tqdm
+        from .._progress_bar import progress_bar
 
-        iterator = tqdm(cases, desc="evaluate", unit="case")
+        iterator = progress_bar(cases, desc="evaluate", unit="case")
     rows = []
     for case in iterator:
         pred_path = _prediction_path(pred_dir, case.case_id)
