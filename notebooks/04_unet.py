@@ -353,7 +353,8 @@ for key in ("loss", "val_loss", "val_dice_mean"):
 # "model" that answers background everywhere already scores about 0.97 (notebook 5
 # measures it). The training accuracy of the first epoch printed above, an average over
 # its batches, is *below* that: while it starts to find tumour, the network also labels
-# many background pixels as tumour (the low `precision_mean` beside it), and accuracy
+# many background pixels as tumour (the low `precision_mean` beside it; precision is the
+# share of the pixels called tumour that really are tumour, notebook 5), and accuracy
 # rates that worse than finding nothing at all. The last epoch's validation accuracy
 # (printed below the curves) is only a little higher than 0.97, while the tumour Dice has
 # climbed a long way: accuracy follows the background, not the tumour. Instead, the Dice
@@ -407,8 +408,8 @@ print("validation Dice: " + ", ".join(f"{region} {scores[region]:.3f}" for regio
 # ## Synthetic scores are not real-scan scores
 #
 # These validation scores come from synthetic patients drawn by the same generator as the
-# training patients, with perfect labels (notebook 1, *What is simulated, and what is
-# not*). They say how well the model fits the simulator. What a model trained exactly like
+# training patients, with perfect labels (notebook 1, *The embedded cases: what is
+# simulated, and what is not*). They say how well the model fits the simulator. What a model trained exactly like
 # this one does on real MRI was measured separately (`docs/benchmarks.md`, "Transfer to
 # real scans", says how and on what machine): the quick preset trained on the embedded
 # data, then segmenting five real BraTS 2018 training cases with expert labels (three
@@ -609,7 +610,7 @@ print(f"  the real mean IoU (argmax of both, background included):     {iou['mea
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # **Solution 2.** The enhancing tumour (then the tumour core). Cross-entropy averages over
-# pixels, and about 98 % of them are background: a model that neglects a small region
+# pixels, and about 97 % of them are background: a model that neglects a small region
 # loses very little cross-entropy. The region Dice term is computed per region, each
 # counting equally whatever its size, so missing half of a small enhancing rim costs as
 # much as missing half of the whole tumour. The class weights push in the same direction.

@@ -371,8 +371,9 @@ else:
 # Dice little; where it lowers a score, some of what it erased was true tumour. Its gain
 # is in the stray components away from the tumour, which notebook 5's lesion-wise scores
 # count. On this case, timed back to back in CPU seconds, which other programs on the
-# machine disturb less than the clock (the first prediction above also set TensorFlow
-# up); the first row is the network's raw answer, notebook 7's "no flip":
+# machine disturb less than the clock (the default prediction above also set TensorFlow
+# up, so it is not timed again; its scores are the last row); the first row is the
+# network's raw answer, notebook 7's "no flip":
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 timings, variant_labels = {}, {}
