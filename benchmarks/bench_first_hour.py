@@ -46,6 +46,20 @@ def _load():
     return tuple(round(value, 2) for value in os.getloadavg())
 
 
+def wait_for_quiet(max_wait_s=180, poll_s=5):
+    """Wait until the 1-minute load average is below half a core per core (at most `max_wait_s`).
+
+    The load average remembers the last minute or so: right after this script's own
+    training, the next measurement would start "loaded" on a machine that is in fact idle,
+    or on one where the previous step's processes are still ending. Returns the seconds
+    waited.
+    """
+    started = time.perf_counter()
+    while os.getloadavg()[0] >= 0.5 * os.cpu_count() and time.perf_counter() - started < max_wait_s:
+        time.sleep(poll_s)
+    return round(time.perf_counter() - started)
+
+
 def _cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -97,6 +111,7 @@ def _run(argv, env, cwd=None):
 
 def measure_synthetic_and_training(env):
     code = "from gliseg_nb.data import get_data_dir; print(get_data_dir())"
+    wait_for_quiet()
     load_before = _load()
     synth_s, _ = _run([sys.executable, "-c", code], env)
     train_s, printed = _run([sys.executable, "-m", "gliseg_nb", "train", "--out",
@@ -124,6 +139,7 @@ def measure_tour(env):
     results = {}
     for name, what in (("tour_s", "empty cache: data generation and training included"),
                        ("tour_again_s", "again, on the data and model of the first tour")):
+        wait_for_quiet()
         load_before = _load()
         tour_s, printed = _run([sys.executable, "-m", "gliseg_nb", "tour", "--out",
                                 str(Path(env["GLISEG_NB_CACHE"]) / name)], env)
