@@ -35,7 +35,8 @@ def progress_bar(*args, **kwargs):
         from tqdm.notebook import tqdm as notebook_tqdm
     except ImportError:  # pragma: no cover - tqdm always ships tqdm.notebook
         return tqdm(*args, **kwargs)
-    if not issubclass(tqdm, notebook_tqdm):  # a terminal, a file, or no ipywidgets
+    if not issubclass(tqdm, notebook_tqdm) or kwargs.get("delay", 0) > 0:
+        # A terminal, a file, no ipywidgets; or a delayed bar, which tqdm displays itself.
         return tqdm(*args, **kwargs)
     return _notebook_bar_class()(*args, **kwargs)
 
