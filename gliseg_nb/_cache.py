@@ -374,8 +374,8 @@ def build_entries(cases, config, cache_dir=None, workers=None, progress=True):
     paths = map_in_threads(valid_entry, cases, max(1, min(workers, len(cases))), name="gliseg-cache-check")
     missing = [index for index, path in enumerate(paths) if path is None]
     workers = max(1, min(workers, len(missing)))
-    with progress_bar(total=len(cases), initial=len(cases) - len(missing), desc="caching slices", unit="case",
-              disable=not progress) as bar:
+    with progress_bar(total=len(cases), initial=len(cases) - len(missing), desc="caching slices",
+                      unit="case", disable=not progress) as bar:
         built = map_in_threads(lambda index: build_entry(cases[index], config, cache_dir), missing, workers,
                                bar=bar, name="gliseg-cache")
     for index, path in zip(missing, built):
